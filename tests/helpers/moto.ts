@@ -1,0 +1,83 @@
+/** A throwaway moto_server (S3 + STS) on a free loopback port, for tests and benchmarks. */
+
+/** A running local S3 server and the environment that points the AWS SDK at it. */
+export interface LocalS3 {
+  endpoint: string;
+  port: number;
+  /** Environment for lifeboat / the SDK: test keys, region, endpoints, metadata disabled. */
+  env: Record<string, string>;
+  /** Creates a bucket (idempotent); throws on any other failure. */
+  createBucket(name: string): Promise<void>;
+  /** Stops the server; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Returns a TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Environment every test and benchmark must use: never reach the EC2 metadata address. */
+export const SAFE_AWS_ENV: Record<string, string> = {
+  AWS_EC2_METADATA_DISABLED: "true",
+  AWS_ACCESS_KEY_ID: "testing",
+  AWS_SECRET_ACCESS_KEY: "testing",
+  AWS_REGION: "us-east-1",
+};
+
+/** Starts moto_server and waits until it answers; throws if it does not within 30 s. */
+export async function startLocalS3(): Promise<LocalS3> {
+  const port = freePort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  const child = new Deno.Command("moto_server", {
+    args: ["-H", "127.0.0.1", "-p", String(port)],
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const res = await fetch(`${endpoint}/moto-api/`);
+      await res.body?.cancel();
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already gone */ }
+        throw new Error(`moto_server did not answer on ${endpoint} within 30 s`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  let stopped = false;
+  const env = {
+    ...SAFE_AWS_ENV,
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_ENDPOINT_URL_STS: endpoint,
+  };
+  return {
+    endpoint,
+    port,
+    env,
+    async createBucket(name: string) {
+      const res = await fetch(`${endpoint}/${name}`, { method: "PUT" });
+      const text = await res.text();
+      if (!res.ok && !text.includes("BucketAlreadyOwnedByYou")) {
+        throw new Error(`createBucket ${name}: ${res.status} ${text}`);
+      }
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
+}
