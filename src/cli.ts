@@ -1,0 +1,139 @@
+/** The command line: parses arguments, builds the Config, runs one command, returns an exit code. */
+import { Command, CommanderError } from "commander";
+import { systemClock } from "./clock.ts";
+import { backupOnce } from "./commands/backup.ts";
+import { restoreDatabase } from "./commands/restore.ts";
+import { watch } from "./commands/watch.ts";
+import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
+import { EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
+import { logger, setupLogging } from "./log.ts";
+import { openStore } from "./store/open.ts";
+import { processSignals } from "./supervisor.ts";
+import { cleanStaleTemps } from "./tempfiles.ts";
+import { VERSION } from "./version.ts";
+
+const ENV_HELP = `
+Environment (flags win):
+  LIFEBOAT_DB, LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
+  LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
+  AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ROLE_ARN, LIFEBOAT_S3_* (see README)
+
+Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
+
+type Run = (cfg: Config) => Promise<number>;
+
+/** Prepares logging and the store for a command, then runs it; maps every error to one line. */
+async function execute(flags: Flags, command: string[], run: Run, env: Env): Promise<number> {
+  let cfg: Config;
+  try {
+    cfg = loadConfig(flags, env, command);
+  } catch (err) {
+    console.error(`lifeboat: ${oneLine(err)}`);
+    return exitCodeOf(err);
+  }
+  await setupLogging(cfg.log);
+  try {
+    const removed = await cleanStaleTemps(cfg.db);
+    if (removed.length) {
+      logger("cli").info("removed {count} leftover temporary file(s) of a crashed run", {
+        event: "temps_cleaned",
+        count: removed.length,
+      });
+    }
+    return await run(cfg);
+  } catch (err) {
+    logger("cli").error("{error}", { event: "failed", error: oneLine(err) });
+    return exitCodeOf(err);
+  }
+}
+
+const backupCmd: Run = async (cfg) => {
+  const store = openStore(cfg.store, cfg.s3);
+  await backupOnce(cfg, { store, clock: systemClock }, {});
+  return 0;
+};
+
+const restoreCmd: Run = async (cfg) => {
+  const store = openStore(cfg.store, cfg.s3);
+  await restoreDatabase(
+    { ...cfg, attempts: cfg.restoreAttempts },
+    { store, clock: systemClock },
+  );
+  return 0;
+};
+
+const watchCmd: Run = (cfg) => {
+  const store = openStore(cfg.store, cfg.s3);
+  return watch(
+    { ...cfg, attempts: cfg.restoreAttempts },
+    { store, clock: systemClock, signals: processSignals },
+  );
+};
+
+/** Rewrites commander's error text as lifeboat's one-line usage error. */
+function usageLine(text: string, write: (s: string) => void): void {
+  const msg = text.replace(/^error:\s*/i, "").replace(/\s+/g, " ").trim();
+  write(`lifeboat: ${msg}. Run \`lifeboat --help\` for usage\n`);
+}
+
+/** Builds the commander program; `done` receives the chosen command's exit code. */
+function program(env: Env, done: (code: Promise<number>) => void): Command {
+  const p = new Command("lifeboat")
+    .description("Back up and restore a SQLite database to S3 or a directory.")
+    .version(VERSION, "-V, --version")
+    .enablePositionalOptions()
+    .configureOutput({ outputError: usageLine })
+    .addHelpText("after", ENV_HELP)
+    .exitOverride();
+  const common = (c: Command) =>
+    c.option("--db <path>", "SQLite database file (env LIFEBOAT_DB)")
+      .option(
+        "--url <url>",
+        "store: s3://BUCKET/PREFIX, file:///DIR or a directory (env LIFEBOAT_URL)",
+      )
+      .exitOverride();
+
+  common(p.command("backup").description("Back up the database once, as a new backup."))
+    .action((f: Flags) => done(execute(f, [], backupCmd, env)));
+
+  common(p.command("restore").description("Restore the newest backup unless the database exists."))
+    .option("--force", "replace an existing database")
+    .action((f: Flags) => done(execute(f, [], restoreCmd, env)));
+
+  common(
+    p.command("watch")
+      .description(
+        "Restore, then back up every interval (and on exit), optionally running the app.",
+      )
+      .usage("[options] [-- CMD [ARGS...]]"),
+  )
+    .option(
+      "--interval <duration>",
+      "time between backups, e.g. 30s, 5m, 1h (env LIFEBOAT_INTERVAL)",
+    )
+    .argument("[cmd...]", "the app to run as a child, after --")
+    .passThroughOptions()
+    .action((cmd: string[], f: Flags) => done(execute(f, cmd, watchCmd, env)));
+  return p;
+}
+
+/** Runs lifeboat with `args` (without the program name); resolves with the exit code. */
+export async function main(args: string[], env: Env = Deno.env.toObject()): Promise<number> {
+  let result: Promise<number> | undefined;
+  const p = program(env, (code) => (result = code));
+  try {
+    await p.parseAsync(args, { from: "user" });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const ok = ["commander.helpDisplayed", "commander.version", "commander.help"];
+      return ok.includes(err.code) ? 0 : EXIT_USAGE;
+    }
+    console.error(`lifeboat: ${oneLine(err)}`);
+    return exitCodeOf(err);
+  }
+  if (!result) {
+    p.outputHelp();
+    return EXIT_USAGE;
+  }
+  return await result;
+}

@@ -1,0 +1,162 @@
+/**
+ * `lifeboat watch [-- CMD…]`: restore, then run the app (optionally) and back up every interval,
+ * with one final backup when the app exits or the container is stopped.
+ */
+import { formatDuration } from "../duration.ts";
+import { oneLine } from "../errors.ts";
+import { statIfExists } from "../fsutil.ts";
+import { logger } from "../log.ts";
+import { isWalMode } from "../snapshot/snapshot.ts";
+import { type Child, type SignalSource, startChild } from "../supervisor.ts";
+import { backupOnce, type BackupOptions, type BackupResult, type BackupState } from "./backup.ts";
+import { restoreDatabase, type RestoreDeps, type RestoreOptions } from "./restore.ts";
+
+const log = logger("watch");
+
+/** What watch needs to know. */
+export interface WatchOptions extends BackupOptions, RestoreOptions {
+  /** Milliseconds between backups. */
+  interval: number;
+  /** The app to run as a child; empty to run without one. */
+  command: string[];
+  /** Upper bound for the final backup. */
+  shutdownTimeoutMs: number;
+}
+
+/** What watch touches outside itself. */
+export interface WatchDeps extends RestoreDeps {
+  signals: SignalSource;
+  /** Starts the child (tests may substitute). */
+  spawn?: (cmd: string[]) => Child;
+  /** Called after every backup attempt, for metrics. */
+  onBackup?: (r: BackupResult | Error, final: boolean) => void;
+}
+
+/**
+ * Restores (throwing, before anything starts, if that fails), then supervises. Resolves with
+ * the exit code: the child's, or 0 without a child; 1 when the final backup failed and the
+ * child exited 0. Backups never overlap; a failed periodic backup is logged and retried at the
+ * next tick.
+ */
+export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
+  const restored = await restoreDatabase(o, deps);
+  const state: BackupState = { lastSha256: restored.sha256 };
+  let walChecked = false;
+  const warnIfNotWal = async () => {
+    if (walChecked || !(await statIfExists(o.db))) return;
+    walChecked = true;
+    if (!(await isWalMode(o.db))) {
+      log.warn(
+        "{db} is not in WAL mode: each backup holds a read lock that the app's writers wait on. " +
+          "Run PRAGMA journal_mode=WAL once (it persists) to back up without blocking writers",
+        { event: "not_wal", db: o.db },
+      );
+    }
+  };
+  await warnIfNotWal();
+
+  const stopping = new AbortController();
+  let inflight: AbortController | undefined;
+  let child: Child | undefined;
+  let childCode: number | undefined;
+  const removeSignals = deps.signals.onShutdown((sig) => {
+    log.info("received {sig}, shutting down{forward}", {
+      event: "signal",
+      sig,
+      forward: child ? `: forwarding to the app (pid ${child.pid})` : "",
+    });
+    if (child) child.signal(sig);
+    else inflight?.abort(new Error(`${sig} received`));
+    stopping.abort();
+  });
+
+  try {
+    if (o.command.length > 0) {
+      child = (deps.spawn ?? startChild)(o.command);
+      log.info("started {cmd} (pid {pid}); backing up every {interval}", {
+        event: "child_started",
+        cmd: o.command.join(" "),
+        pid: child.pid,
+        interval: formatDuration(o.interval),
+      });
+      child.exitCode.then((code) => {
+        childCode = code;
+        inflight?.abort(new Error("the app exited"));
+        stopping.abort();
+      });
+    } else {
+      log.info("watching {db}; backing up every {interval}", {
+        event: "watch_started",
+        db: o.db,
+        interval: formatDuration(o.interval),
+      });
+    }
+
+    while (!stopping.signal.aborted) {
+      await deps.clock.sleep(o.interval, stopping.signal);
+      if (stopping.signal.aborted) break;
+      inflight = new AbortController();
+      await backupIfPresent(o, deps, state, inflight.signal, false);
+      await warnIfNotWal();
+      inflight = undefined;
+    }
+
+    if (child) childCode = await child.exitCode;
+    const code = childCode ?? 0;
+    if (child) log.info("the app exited with code {code}", { event: "child_exited", code });
+
+    const finalOk = await backupIfPresent(
+      o,
+      deps,
+      state,
+      AbortSignal.timeout(o.shutdownTimeoutMs),
+      true,
+    );
+    return code === 0 && !finalOk ? 1 : code;
+  } finally {
+    removeSignals();
+  }
+}
+
+/** One backup that never throws: logs failures; returns whether the data is safely stored. */
+async function backupIfPresent(
+  o: WatchOptions,
+  deps: WatchDeps,
+  state: BackupState,
+  signal: AbortSignal,
+  final: boolean,
+): Promise<boolean> {
+  const what = final ? "final backup" : "backup";
+  if (!(await statIfExists(o.db))) {
+    log.info("{what} skipped: {db} does not exist yet", {
+      event: "backup_skipped",
+      what,
+      db: o.db,
+    });
+    return true;
+  }
+  try {
+    const r = await backupOnce(o, deps, state, signal);
+    deps.onBackup?.(r, final);
+    return true;
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    deps.onBackup?.(e, final);
+    if (signal.aborted) {
+      const why = final
+        ? `cut short after ${formatDuration(o.shutdownTimeoutMs)} (LIFEBOAT_SHUTDOWN_TIMEOUT)`
+        : "stopped for shutdown";
+      const props = { event: "backup_aborted", what, why };
+      if (final) log.error("{what} {why}", props);
+      else log.info("{what} {why}", props);
+    } else {
+      log.error("{what} failed: {error}{retry}", {
+        event: "backup_failed",
+        what,
+        error: oneLine(err),
+        retry: final ? "" : "; will retry at the next interval",
+      });
+    }
+    return false;
+  }
+}

@@ -1,0 +1,74 @@
+/** Logging: one line per event on stderr, as text or JSON, via @logtape/logtape. */
+import {
+  configure,
+  getLogger,
+  type Logger,
+  type LogLevel,
+  type LogRecord,
+  reset,
+  type Sink,
+} from "@logtape/logtape";
+
+/** How log lines are written. */
+export interface LogSettings {
+  format: "json" | "text";
+  level: LogLevel;
+}
+
+/** Returns the logger for one part of lifeboat (`backup`, `restore`, `watch`, …). */
+export function logger(part: string): Logger {
+  return getLogger(["lifeboat", part]);
+}
+
+function renderMessage(record: LogRecord): string {
+  return record.message.map((part, i) => (i % 2 === 0 ? part : plain(part))).join("");
+}
+
+function plain(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) return value.message;
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** Formats a record as one text line: time, level, part, message. */
+export function textLine(record: LogRecord): string {
+  const time = new Date(record.timestamp).toISOString();
+  const level = record.level.toUpperCase().padEnd(7);
+  const part = record.category.slice(1).join(".");
+  return `${time} ${level} ${part}: ${renderMessage(record)}`.replace(/\n/g, " ");
+}
+
+/** Formats a record as one JSON object: time, level, part, msg and the event's properties. */
+export function jsonLine(record: LogRecord): string {
+  const props: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record.properties)) {
+    props[k] = v instanceof Error ? v.message : v;
+  }
+  return JSON.stringify({
+    time: new Date(record.timestamp).toISOString(),
+    level: record.level,
+    part: record.category.slice(1).join("."),
+    msg: renderMessage(record),
+    ...props,
+  });
+}
+
+const encoder = new TextEncoder();
+
+/** Sets up logging for this process; safe to call again (the last call wins). */
+export async function setupLogging(settings: LogSettings): Promise<void> {
+  const format = settings.format === "json" ? jsonLine : textLine;
+  const stderr: Sink = (record) => {
+    const bytes = encoder.encode(format(record) + "\n");
+    for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
+  };
+  await reset();
+  await configure({
+    reset: true,
+    sinks: { stderr },
+    loggers: [
+      { category: ["lifeboat"], lowestLevel: settings.level, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+}

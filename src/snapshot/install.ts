@@ -1,0 +1,39 @@
+/** Turning a downloaded backup into the live database file, only once it is proven sound. */
+import { basename, dirname } from "node:path";
+import { fsyncDir, removeIfExists, writeStreamHashed } from "../fsutil.ts";
+import type { OpenedBackup } from "../store/store.ts";
+import { checkDatabase } from "./snapshot.ts";
+
+/** The result of checking one download: sound (with its size) or the reason it is not. */
+export type Verified = { ok: true; size: number; sha256: string } | { ok: false; problem: string };
+
+/**
+ * Downloads `backup` into `tmp`, then checks its SHA-256 and size against the metadata and runs
+ * `PRAGMA quick_check`. Transfer errors are thrown (worth retrying); a bad backup is reported
+ * as `{ ok: false }` (worth trying an older one). `tmp` is left for the caller to remove.
+ */
+export async function verifyDownload(backup: OpenedBackup, tmp: string): Promise<Verified> {
+  const { sha256, size } = await writeStreamHashed(backup.body, tmp);
+  const meta = backup.meta;
+  if (!meta.sha256) return { ok: false, problem: "no sha256 in its metadata" };
+  if (meta.size !== undefined && meta.size !== size) {
+    return { ok: false, problem: `size ${size} bytes, metadata says ${meta.size}` };
+  }
+  if (meta.sha256 !== sha256) return { ok: false, problem: "SHA-256 mismatch" };
+  const check = await checkDatabase(tmp);
+  if (check !== "ok") return { ok: false, problem: `quick_check: ${check.slice(0, 200)}` };
+  return { ok: true, size, sha256 };
+}
+
+/**
+ * Atomically replaces `db` with the verified file `tmp` (same directory), first removing any
+ * stale `-wal`/`-shm` that would otherwise be replayed onto the restored database.
+ */
+export async function installDatabase(tmp: string, db: string): Promise<void> {
+  if (dirname(tmp) !== dirname(db)) throw new Error(`${basename(tmp)} is not beside ${db}`);
+  await removeIfExists(`${db}-wal`);
+  await removeIfExists(`${db}-shm`);
+  await removeIfExists(`${db}-journal`);
+  await Deno.rename(tmp, db);
+  await fsyncDir(dirname(db));
+}

@@ -1,0 +1,118 @@
+/** Consistent copies of a live SQLite database, and checks that a file is a sound database. */
+import { configError, operationError } from "../errors.ts";
+import type { WorkerRequest, WorkerResponse } from "./worker.ts";
+
+/** What a finished snapshot file is: its checksum, size and page geometry. */
+export interface SnapshotInfo {
+  sha256: string;
+  size: number;
+  pageSize: number;
+  pageCount: number;
+}
+
+const HEADER = new TextEncoder().encode("SQLite format 3\0");
+
+/** Reads the first 100 bytes of a file, or fewer if it is shorter. */
+async function readHeader(path: string): Promise<Uint8Array> {
+  using f = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(100);
+  let off = 0;
+  while (off < buf.length) {
+    const n = await f.read(buf.subarray(off));
+    if (n === null) break;
+    off += n;
+  }
+  return buf.subarray(0, off);
+}
+
+/** Returns the header if `path` starts like a SQLite database; throws a config error otherwise. */
+export async function assertSqliteFile(path: string): Promise<Uint8Array> {
+  let header: Uint8Array;
+  try {
+    const st = await Deno.stat(path);
+    if (!st.isFile) {
+      throw configError(`${path} is not a file`, "Point --db / LIFEBOAT_DB at the database file");
+    }
+    header = await readHeader(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw configError(
+        `database ${path} does not exist`,
+        "Check --db / LIFEBOAT_DB (restore creates it; backup needs it)",
+      );
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw configError(`cannot read ${path}: permission denied`, "Run as a user that can read it");
+    }
+    throw e;
+  }
+  if (header.length < 100 || !HEADER.every((b, i) => header[i] === b)) {
+    throw configError(
+      `${path} is not a SQLite database`,
+      "Point --db / LIFEBOAT_DB at the SQLite database file",
+    );
+  }
+  return header;
+}
+
+/** True when the database at `path` is in WAL mode (header bytes 18–19 are 2). */
+export async function isWalMode(path: string): Promise<boolean> {
+  const h = await readHeader(path);
+  return h.length >= 20 && h[18] === 2 && h[19] === 2;
+}
+
+/** Runs one request in a fresh worker; terminating it on abort. */
+function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResponse> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const onAbort = () => {
+      worker.terminate();
+      reject(signal?.reason ?? new DOMException("aborted", "AbortError"));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const finish = () => signal?.removeEventListener("abort", onAbort);
+    worker.onmessage = (e: MessageEvent<WorkerResponse>) => {
+      finish();
+      worker.terminate();
+      resolve(e.data);
+    };
+    worker.onerror = (e) => {
+      e.preventDefault();
+      finish();
+      worker.terminate();
+      reject(new Error(`snapshot worker failed: ${e.message}`));
+    };
+    worker.postMessage(req);
+  });
+}
+
+/**
+ * Copies `db` into `out` with SQLite's online backup API (off the main thread), fsyncs it and
+ * hashes it. Throws a config error if `db` is not a SQLite database; `out` may be left behind on
+ * failure and is the caller's to remove.
+ */
+export async function takeSnapshot(
+  db: string,
+  out: string,
+  signal?: AbortSignal,
+): Promise<SnapshotInfo> {
+  await assertSqliteFile(db);
+  const res = await runWorker({ op: "snapshot", db, out }, signal);
+  if (!res.ok) {
+    throw operationError(`snapshot of ${db} failed: ${res.error}`, "Check the database file");
+  }
+  return { sha256: res.sha256, size: res.size, pageSize: res.pageSize, pageCount: res.pageCount };
+}
+
+/** Returns "ok" when `PRAGMA quick_check` passes on `path`, else a description of what is wrong. */
+export async function checkDatabase(path: string): Promise<string> {
+  try {
+    await assertSqliteFile(path);
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+  const res = await runWorker({ op: "verify", path });
+  if (!res.ok) return res.error;
+  return res.check;
+}

@@ -1,0 +1,91 @@
+/// <reference lib="deno.worker" />
+/**
+ * Runs SQLite work off the main thread: the online backup API and `quick_check` block the
+ * thread that calls them for the whole copy, and the main thread must stay free for signals.
+ */
+import { backup, DatabaseSync } from "node:sqlite";
+import { createHash } from "node:crypto";
+
+/** A request to the worker. */
+export type WorkerRequest =
+  | { op: "snapshot"; db: string; out: string }
+  | { op: "verify"; path: string };
+
+/** The worker's answer: the snapshot's facts, a check result, or an error message. */
+export type WorkerResponse =
+  | { ok: true; sha256: string; size: number; pageSize: number; pageCount: number; check: string }
+  | { ok: false; error: string; code?: string };
+
+function pageInfo(db: DatabaseSync): { pageSize: number; pageCount: number } {
+  const pageSize = Number(
+    (db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size,
+  );
+  const pageCount = Number(
+    (db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count,
+  );
+  return { pageSize, pageCount };
+}
+
+async function hashAndSync(path: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  using f = await Deno.open(path, { read: true, write: true });
+  const buf = new Uint8Array(1 << 20);
+  for (;;) {
+    const n = await f.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+    size += n;
+  }
+  await f.sync();
+  return { sha256: hash.digest("hex"), size };
+}
+
+/** Opens `path` read-only, runs `fn`, closes it, and removes the empty -wal/-shm it may leave. */
+function withReadOnly<T>(path: string, fn: (db: DatabaseSync) => T): T {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+    for (const suffix of ["-wal", "-shm"]) {
+      try {
+        Deno.removeSync(path + suffix);
+      } catch { /* not there */ }
+    }
+  }
+}
+
+async function snapshot(dbPath: string, out: string): Promise<WorkerResponse> {
+  const src = new DatabaseSync(dbPath, { readOnly: true, timeout: 10_000 });
+  try {
+    // rate -1: copy every page in one step, inside one read transaction. A stepped backup
+    // restarts whenever another connection writes and can starve on a busy database.
+    await backup(src, out, { rate: -1 });
+  } finally {
+    src.close();
+  }
+  const info = withReadOnly(out, pageInfo);
+  return { ok: true, ...info, ...(await hashAndSync(out)), check: "" };
+}
+
+function verify(path: string): WorkerResponse {
+  return withReadOnly(path, (db) => {
+    const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
+    const check = rows.map((r) => r.quick_check).join("; ");
+    return { ok: true, sha256: "", size: 0, ...pageInfo(db), check };
+  });
+}
+
+self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
+  const req = e.data;
+  let res: WorkerResponse;
+  try {
+    res = req.op === "snapshot" ? await snapshot(req.db, req.out) : verify(req.path);
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    res = { ok: false, error, code: (err as { code?: string })?.code };
+  }
+  self.postMessage(res);
+  self.close();
+};

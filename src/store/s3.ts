@@ -1,0 +1,146 @@
+/** A store under an S3 prefix (AWS or any S3-compatible endpoint). */
+import {
+  GetObjectCommand,
+  ListObjectsV2Command,
+  S3Client,
+  type S3ClientConfig,
+  type ServerSideEncryption,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { parseKey } from "./keys.ts";
+import {
+  type BackupInfo,
+  type BackupMeta,
+  metaFromRecord,
+  metaToRecord,
+  type OpenedBackup,
+  type Store,
+} from "./store.ts";
+
+/** Everything the S3 store needs to know, already validated by config. */
+export interface S3Settings {
+  bucket: string;
+  /** Key prefix without leading or trailing slash; "" for the bucket root. */
+  prefix: string;
+  region: string;
+  /** Custom endpoint (MinIO, Tigris, R2, a local server); undefined for AWS. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  checksum: "when_supported" | "when_required";
+  sse: "AES256" | "aws:kms" | "none";
+  kmsKeyId?: string;
+  /** Credentials provider; undefined means the SDK's default chain. */
+  credentials?: S3ClientConfig["credentials"];
+  /** Upload part size floor in bytes and how many parts are in flight at once. */
+  partSize: number;
+  queueSize: number;
+  /** SDK attempts per request (the SDK backs off between them). */
+  maxAttempts: number;
+}
+
+/** S3 allows at most 10,000 parts in one multipart upload. */
+const MAX_PARTS = 10_000;
+const MiB = 1024 * 1024;
+
+/** Returns a part size ≥ `floor` (whole MiB) such that `size` fits in 10,000 parts. */
+export function partSizeFor(size: number, floor: number): number {
+  const needed = Math.ceil(size / MAX_PARTS);
+  return Math.max(floor, Math.ceil(needed / MiB) * MiB);
+}
+
+/** Backups as objects under `s3://bucket/prefix/`. */
+export class S3Store implements Store {
+  readonly location: string;
+  /** The SDK client, exposed so tests can count requests with middleware. */
+  readonly client: S3Client;
+  private readonly keyPrefix: string;
+
+  /** Creates the client; no request is made until first use. */
+  constructor(private readonly s: S3Settings) {
+    this.keyPrefix = s.prefix ? `${s.prefix}/` : "";
+    this.location = `s3://${s.bucket}/${s.prefix}`;
+    const checksum = s.checksum === "when_required" ? "WHEN_REQUIRED" : "WHEN_SUPPORTED";
+    this.client = new S3Client({
+      region: s.region,
+      endpoint: s.endpoint,
+      forcePathStyle: s.forcePathStyle,
+      credentials: s.credentials,
+      requestChecksumCalculation: checksum,
+      responseChecksumValidation: checksum,
+      maxAttempts: s.maxAttempts,
+    });
+  }
+
+  /** Streams `file` up as a new object (multipart when large); aborts the upload on any failure. */
+  async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
+    using f = await Deno.open(file, { read: true });
+    const sse = this.s.sse === "none" ? {} : {
+      ServerSideEncryption: this.s.sse as ServerSideEncryption,
+      ...(this.s.sse === "aws:kms" && this.s.kmsKeyId ? { SSEKMSKeyId: this.s.kmsKeyId } : {}),
+    };
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.s.bucket,
+        Key: this.objectKey(key),
+        Body: f.readable,
+        ContentType: "application/vnd.sqlite3",
+        Metadata: metaToRecord(meta),
+        ...sse,
+      },
+      partSize: partSizeFor(meta.size, this.s.partSize),
+      queueSize: this.s.queueSize,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => void upload.abort().catch(() => {});
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      signal?.throwIfAborted();
+      await upload.done();
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** One ListObjectsV2 (more only if foreign objects crowd the page); newest first. */
+  async newest(limit: number): Promise<BackupInfo[]> {
+    const out: BackupInfo[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.s.bucket,
+          Prefix: this.keyPrefix,
+          MaxKeys: limit,
+          ContinuationToken: token,
+        }),
+      );
+      for (const obj of page.Contents ?? []) {
+        const name = obj.Key?.slice(this.keyPrefix.length) ?? "";
+        const parsed = parseKey(name);
+        if (parsed && out.length < limit) {
+          out.push({ key: name, createdAt: new Date(parsed.ms), size: obj.Size });
+        }
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token && out.length < limit);
+    return out;
+  }
+
+  /** Starts a GetObject and returns its body stream and user metadata. */
+  async open(key: string): Promise<OpenedBackup> {
+    const res = await this.client.send(
+      new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) }),
+    );
+    if (!res.Body) throw new Error(`empty response body for ${key}`);
+    return {
+      body: res.Body.transformToWebStream() as ReadableStream<Uint8Array>,
+      meta: metaFromRecord(res.Metadata ?? {}),
+    };
+  }
+
+  private objectKey(key: string): string {
+    if (!parseKey(key)) throw new Error(`not a backup key: ${JSON.stringify(key)}`);
+    return this.keyPrefix + key;
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Temporary files live beside the database (same file system: atomic rename, no /tmp size
+ * surprise), named so that a crashed run's leftovers are recognised and removed later.
+ */
+import { basename, dirname, join } from "node:path";
+import { randomSuffix, removeIfExists } from "./fsutil.ts";
+
+const MARK = ".lifeboat-";
+
+/** Returns a fresh temporary path beside `db`, recognisable by `cleanStaleTemps`. */
+export function tempPathBeside(db: string): string {
+  return join(dirname(db), `.${basename(db)}${MARK}${Deno.pid}-${randomSuffix()}.tmp`);
+}
+
+/** Removes a temporary file and the SQLite sidecars it may have grown; never throws. */
+export async function removeTemp(path: string): Promise<void> {
+  for (const p of [path, `${path}-journal`, `${path}-wal`, `${path}-shm`]) {
+    await removeIfExists(p).catch(() => {});
+  }
+}
+
+function alive(pid: number): boolean {
+  if (pid === Deno.pid) return true;
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes temporary files of `db` left by lifeboat processes that no longer run; returns their
+ * names. Files of live processes are kept. Never throws (a missing directory means nothing to do).
+ */
+export async function cleanStaleTemps(db: string): Promise<string[]> {
+  const prefix = `.${basename(db)}${MARK}`;
+  const removed: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dirname(db))) {
+      if (!e.isFile || !e.name.startsWith(prefix)) continue;
+      const m = /^(\d+)-[0-9a-f]+\.tmp(-journal|-wal|-shm)?$/.exec(e.name.slice(prefix.length));
+      if (!m || alive(Number(m[1]))) continue;
+      await removeIfExists(join(dirname(db), e.name));
+      removed.push(e.name);
+    }
+  } catch {
+    // Directory missing or unreadable: nothing to clean.
+  }
+  return removed;
+}
