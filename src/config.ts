@@ -108,6 +108,7 @@ function checkPrefix(prefix: string, url: string): void {
       "Use s3://BUCKET/some/prefix: no empty, '.' or '..' segments",
     );
   }
+  // deno-lint-ignore no-control-regex
   if (/[\x00-\x1f\x7f\\]/.test(prefix)) {
     throw configError(`invalid character in S3 prefix of ${url}`, "Use printable characters");
   }

@@ -21,7 +21,8 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, o: RetryOpti
     try {
       return await fn(attempt);
     } catch (err) {
-      const permanent = err instanceof LifeboatError || (o.retryable && !o.retryable(err));
+      const permanent = err instanceof LifeboatError || err instanceof Deno.errors.NotCapable ||
+        (o.retryable && !o.retryable(err));
       if (attempt >= o.attempts || o.signal?.aborted || permanent) {
         throw err;
       }

@@ -72,6 +72,8 @@ export async function restoreDatabase(
         }),
     });
 
+  // The app may create the database on a fresh start: make sure its directory exists.
+  await Deno.mkdir(dirname(o.db), { recursive: true });
   let candidates: BackupInfo[];
   try {
     candidates = await withRetry("listing backups", () => deps.store.newest(MAX_CANDIDATES));
@@ -91,7 +93,6 @@ export async function restoreDatabase(
     return { outcome: "fresh", ms: elapsed() };
   }
 
-  await Deno.mkdir(dirname(o.db), { recursive: true });
   const problems: string[] = [];
   for (const c of candidates) {
     const tmp = tempPathBeside(o.db);

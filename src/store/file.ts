@@ -27,6 +27,7 @@ export class FileStore implements Store {
     await Deno.mkdir(this.dir, { recursive: true });
     const tmp = join(this.dir, `.${key}.${randomSuffix()}.partial`);
     const sidecar = `${target}.json`;
+    let ownSidecar = false;
     try {
       {
         using src = await Deno.open(file, { read: true });
@@ -35,12 +36,13 @@ export class FileStore implements Store {
       }
       await fsyncFile(tmp);
       await Deno.writeTextFile(sidecar, JSON.stringify(metaToRecord(meta)), { createNew: true });
+      ownSidecar = true;
       await fsyncFile(sidecar);
       signal?.throwIfAborted();
       await Deno.link(tmp, target); // fails if the key exists: never overwrite
       await fsyncDir(this.dir);
     } catch (e) {
-      await removeIfExists(sidecar).catch(() => {});
+      if (ownSidecar) await removeIfExists(sidecar).catch(() => {});
       throw e;
     } finally {
       await removeIfExists(tmp).catch(() => {});

@@ -1,0 +1,180 @@
+/**
+ * Turns AWS SDK failures (S3 and STS) into one-line LifeboatErrors a person can act on.
+ * Permanent failures (access denied, missing bucket, expired or rejected credentials) become
+ * LifeboatErrors, which `retry()` never retries; anything else is returned unchanged so that
+ * transient failures keep being retried. No message built here ever contains a credential: only
+ * error codes, bucket/key names, ARNs, token claims (`sub`, `aud`) and redacted server text.
+ */
+import { LifeboatError, operationError } from "../errors.ts";
+
+/** The S3 requests lifeboat makes, each with the IAM action it needs. */
+export type S3Operation = "PutObject" | "ListObjectsV2" | "GetObject";
+
+const ACTION: Record<S3Operation, string> = {
+  PutObject: "s3:PutObject",
+  ListObjectsV2: "s3:ListBucket",
+  GetObject: "s3:GetObject",
+};
+
+/** Where an S3 request went, for the message. */
+export interface S3ErrorContext {
+  op: S3Operation;
+  bucket: string;
+  /** Key prefix without trailing slash; "" for the bucket root. */
+  prefix: string;
+  /** The role lifeboat assumed, if any (named as the principal to grant access to). */
+  roleArn?: string;
+}
+
+/** The claims of a web identity token worth showing (never the token itself). */
+export interface TokenClaims {
+  sub?: string;
+  aud?: string;
+  iss?: string;
+}
+
+/** Where an STS AssumeRoleWithWebIdentity call came from, for the message. */
+export interface StsErrorContext {
+  roleArn: string;
+  /** Where the token came from: a file path or fly's machine API socket. */
+  tokenSource: string;
+  /** The token's claims, when they could be read. */
+  claims?: TokenClaims;
+}
+
+/** Returns the error's service code (`AccessDenied`, `NoSuchBucket`, …) or "" when it has none. */
+export function errorCode(err: unknown): string {
+  if (typeof err !== "object" || err === null) return "";
+  const e = err as { Code?: unknown; code?: unknown; name?: unknown };
+  for (const c of [e.Code, e.name, e.code]) {
+    if (typeof c === "string" && c !== "" && c !== "Error") return c;
+  }
+  return "";
+}
+
+/** Removes anything shaped like a JWT, an access key id or a long secret from server text. */
+export function redact(text: string): string {
+  return text
+    .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, "[redacted token]")
+    .replace(/\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b/g, "[redacted key id]")
+    .replace(/[A-Za-z0-9+/=]{40,}/g, "[redacted]")
+    .replace(/\s+/g, " ")
+    .slice(0, 300)
+    .trim();
+}
+
+function serverMessage(err: unknown): string {
+  const m = (err as { message?: unknown } | null)?.message;
+  return typeof m === "string" && m !== "" ? `: ${redact(m)}` : "";
+}
+
+const is = (code: string, ...names: string[]) =>
+  names.some((n) => code === n || code === `${n}Exception`);
+
+/**
+ * Returns a LifeboatError (exit 1) for a permanent S3 failure; returns `err` itself, unchanged,
+ * when it is already a LifeboatError or when retrying may help.
+ */
+export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
+  if (err instanceof LifeboatError) return err;
+  const code = errorCode(err);
+  const where = ctx.prefix ? `s3://${ctx.bucket}/${ctx.prefix}` : `s3://${ctx.bucket}`;
+  const who = ctx.roleArn ? `role ${ctx.roleArn}` : "the credentials lifeboat uses";
+  const what = `(${code} on ${ctx.op})`;
+  if (is(code, "NoSuchBucket")) {
+    return operationError(
+      `S3 bucket "${ctx.bucket}" does not exist ${what}`,
+      "Create it, or fix the bucket in --url/LIFEBOAT_URL (and AWS_ENDPOINT_URL_S3, AWS_REGION)",
+      err,
+    );
+  }
+  if (is(code, "AccessDenied", "AllAccessDisabled")) {
+    const resource = ctx.op === "ListObjectsV2"
+      ? `arn:aws:s3:::${ctx.bucket}`
+      : `arn:aws:s3:::${ctx.bucket}/${ctx.prefix ? `${ctx.prefix}/` : ""}*`;
+    return operationError(
+      `S3 denied ${ctx.op} on ${where} ${what}: the ${ACTION[ctx.op]} permission is missing`,
+      `Allow ${ACTION[ctx.op]} on ${resource} for ${who}`,
+      err,
+    );
+  }
+  if (is(code, "ExpiredToken", "TokenRefreshRequired")) {
+    return operationError(
+      `S3 rejected the credentials as expired ${what}`,
+      ctx.roleArn
+        ? "lifeboat renews role credentials 5 minutes before they expire: check the machine's clock"
+        : "Renew AWS_SESSION_TOKEN and its keys (session credentials expire), or use AWS_ROLE_ARN",
+      err,
+    );
+  }
+  if (is(code, "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken")) {
+    return operationError(
+      `S3 rejected the credentials ${what}`,
+      `Check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN for ${where}`,
+      err,
+    );
+  }
+  if (is(code, "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraint")) {
+    return operationError(
+      `S3 bucket "${ctx.bucket}" is not in the configured region ${what}`,
+      "Set AWS_REGION to the bucket's region (auto for Tigris and R2)",
+      err,
+    );
+  }
+  if (code === "CredentialsProviderError") {
+    return operationError(
+      `no usable AWS credentials for ${ctx.op}${serverMessage(err)}`,
+      "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or AWS_ROLE_ARN (fly.io OIDC)",
+      err,
+    );
+  }
+  return err;
+}
+
+/**
+ * Returns a LifeboatError (exit 1) for a permanent STS AssumeRoleWithWebIdentity failure;
+ * returns `err` itself, unchanged, when it is already a LifeboatError or retrying may help.
+ */
+export function mapStsError(err: unknown, ctx: StsErrorContext): unknown {
+  if (err instanceof LifeboatError) return err;
+  const code = errorCode(err);
+  const claims = ctx.claims ?? {};
+  const shown = [
+    claims.sub !== undefined ? `sub "${claims.sub}"` : "",
+    claims.aud !== undefined ? `aud "${claims.aud}"` : "",
+  ].filter(Boolean).join(", ");
+  const token = shown ? `; the token has ${shown}` : "";
+  if (is(code, "AccessDenied")) {
+    return operationError(
+      `STS denied AssumeRoleWithWebIdentity for ${ctx.roleArn} (AccessDenied${token})`,
+      "Check the role's trust policy: it must allow this app's sub " +
+        '("oidc.fly.io/<org>:sub" StringLike "<org>:<app>:*") with aud sts.amazonaws.com',
+      err,
+    );
+  }
+  if (is(code, "ExpiredToken")) {
+    return operationError(
+      `STS rejected the web identity token from ${ctx.tokenSource} as expired (${code})`,
+      "fly.io rewrites the token about every 9 minutes: check that the file is being renewed " +
+        "and that the machine's clock is right",
+      err,
+    );
+  }
+  if (is(code, "InvalidIdentityToken", "IDPRejectedClaim")) {
+    return operationError(
+      `STS rejected the web identity token from ${ctx.tokenSource} ` +
+        `(${code}${token}${serverMessage(err)})`,
+      "Add https://oidc.fly.io/<org> as an IAM OIDC identity provider with audience " +
+        "sts.amazonaws.com, and trust it in the role",
+      err,
+    );
+  }
+  if (is(code, "RegionDisabled")) {
+    return operationError(
+      `STS is not enabled in this region for the account of ${ctx.roleArn} (${code})`,
+      "Activate STS for the region in IAM account settings, or set AWS_REGION to another region",
+      err,
+    );
+  }
+  return err;
+}

@@ -1,0 +1,247 @@
+/** End to end: lifeboat run as a process against moto (S3) and a directory store. */
+import assert from "node:assert/strict";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { baseEnv, ROOT, runLifeboat, type RunResult, spawnLifeboat } from "./helpers/cli.ts";
+import { freePort, type LocalS3, startLocalS3 } from "./helpers/moto.ts";
+import { addRow, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
+import { parseKey } from "../src/store/keys.ts";
+
+let s3: LocalS3;
+let n = 0;
+
+/** A fresh bucket and working directory for one test, with lifeboat's environment. */
+async function scene() {
+  const bucket = `cli-test-${++n}`;
+  await s3.createBucket(bucket);
+  const dir = await Deno.makeTempDir();
+  const env = baseEnv({ ...s3.env, LIFEBOAT_URL: `s3://${bucket}/apps/demo` });
+  return { bucket, dir, env, url: `s3://${bucket}/apps/demo` };
+}
+
+function client(): S3Client {
+  return new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true });
+}
+
+async function listKeys(bucket: string): Promise<string[]> {
+  const res = await fetch(`${s3.endpoint}/${bucket}?list-type=2&prefix=apps/demo/`);
+  const xml = await res.text();
+  return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]);
+}
+
+/** Asserts a failed run printed exactly one line, no stack trace, and the expected exit code. */
+function assertOneLineError(r: RunResult, code: number, re: RegExp): void {
+  assert.equal(r.code, code, r.stderr);
+  assert.equal(r.lines.length, 1, `expected one line, got:\n${r.stderr}`);
+  assert.match(r.lines[0], re);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, "stack trace printed");
+}
+
+Deno.test({
+  name: "cli",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    s3 = await startLocalS3();
+    for (const [k, v] of Object.entries(s3.env)) Deno.env.set(k, v);
+    try {
+      await t.step("backup then restore on a new machine gives the same rows", async () => {
+        const { dir, env, bucket } = await scene();
+        makeDb(`${dir}/app.db`, 500);
+        const b = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
+        assert.equal(b.code, 0, b.stderr);
+        assert.match(b.stderr, /backup finished: \d{13}-.*\.sqlite3, \d+ bytes/);
+        const r = await runLifeboat(["restore", "--db", `${dir}/new/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /restored \d{13}-\S+ from s3:\/\/.*: \d+ bytes in/);
+        assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
+        assert.equal(integrity(`${dir}/new/app.db`), "ok");
+        // The object carries its metadata and the restored file is byte-identical to it.
+        const [key] = await listKeys(bucket);
+        const obj = await client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        const body = await obj.Body!.transformToByteArray();
+        assert.deepEqual(body, await Deno.readFile(`${dir}/new/app.db`));
+        assert.equal(obj.ServerSideEncryption, "AES256");
+        const m = obj.Metadata!;
+        for (const f of ["sha256", "size", "page-size", "page-count", "created-at", "version", "machine"]) {
+          assert.ok(m[f], `metadata ${f} missing`);
+        }
+        assert.equal(Number(m.size), body.length);
+        assert.equal(Number(m["page-size"]) * Number(m["page-count"]), body.length);
+        // The temporary snapshot is gone.
+        const left = [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => x.includes("lifeboat"));
+        assert.deepEqual(left, []);
+      });
+
+      await t.step("every backup is a new key and restore takes the newest", async () => {
+        const { dir, env, bucket } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 10);
+        for (let i = 0; i < 3; i++) {
+          addRow(db, `version-${i}`);
+          const b = await runLifeboat(["backup", "--db", db], env);
+          assert.equal(b.code, 0, b.stderr);
+        }
+        const keys = await listKeys(bucket);
+        assert.equal(keys.length, 3);
+        assert.equal(new Set(keys).size, 3);
+        const r = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(readRows(`${dir}/b/app.db`).at(-1), "version-2");
+      });
+
+      await t.step("restore skips an existing database and leaves it untouched", async () => {
+        const { dir, env } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 5);
+        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+        const other = `${dir}/other.db`;
+        makeDb(other, 1);
+        const before = await Deno.readFile(other);
+        const r = await runLifeboat(["restore", "--db", other], env);
+        assert.equal(r.code, 0);
+        assert.match(r.stderr, /exists, restore skipped/);
+        assert.deepEqual(await Deno.readFile(other), before);
+        const f = await runLifeboat(["restore", "--force", "--db", other], env);
+        assert.equal(f.code, 0, f.stderr);
+        assert.equal(readRows(other).length, 5);
+      });
+
+      await t.step("an empty store is a confirmed fresh start", async () => {
+        const { dir, env } = await scene();
+        const r = await runLifeboat(["restore", "--db", `${dir}/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /no backup found in s3:\/\/\S+, starting fresh/);
+        await assert.rejects(Deno.stat(`${dir}/app.db`), Deno.errors.NotFound);
+      });
+
+      await t.step("an unreachable store is exit 1, never a fresh start", async () => {
+        const { dir, env } = await scene();
+        const dead = `http://127.0.0.1:${freePort()}`;
+        const r = await runLifeboat(["restore", "--db", `${dir}/app.db`], {
+          ...env,
+          AWS_ENDPOINT_URL_S3: dead,
+          LIFEBOAT_RESTORE_ATTEMPTS: "2",
+        });
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.lines.at(-1)!, /ERROR.*cannot list backups in s3:\/\/.*nothing was restored/);
+        assert.match(r.stderr, /retrying/);
+        await assert.rejects(Deno.stat(`${dir}/app.db`), Deno.errors.NotFound);
+        const w = await runLifeboat(
+          ["watch", "--db", `${dir}/app.db`, "--", Deno.execPath(), "eval", "Deno.writeTextFileSync('" + dir + "/started', 'x')"],
+          { ...env, AWS_ENDPOINT_URL_S3: dead, LIFEBOAT_RESTORE_ATTEMPTS: "1" },
+        );
+        assert.equal(w.code, 1);
+        await assert.rejects(Deno.stat(`${dir}/started`), Deno.errors.NotFound, "the app was started");
+      });
+
+      await t.step("a corrupt newest backup is rejected and the previous one restored", async () => {
+        const { dir, env, bucket } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 50);
+        addRow(db, "good");
+        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+        addRow(db, "newest");
+        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+        const keys = await listKeys(bucket);
+        const c = client();
+        const newest = await c.send(new GetObjectCommand({ Bucket: bucket, Key: keys[0] }));
+        const bytes = await newest.Body!.transformToByteArray();
+        bytes.fill(0x55, 4096, 8192); // damage page 2
+        await c.send(
+          new PutObjectCommand({ Bucket: bucket, Key: keys[0], Body: bytes, Metadata: newest.Metadata }),
+        );
+        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /failed verification \(SHA-256 mismatch\); trying an older one/);
+        assert.equal(readRows(`${dir}/r/app.db`).at(-1), "good");
+      });
+
+      await t.step("watch uploads once, then skips unchanged snapshots", async () => {
+        const { dir, env, bucket } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 20);
+        const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], env);
+        await w.waitForLine(/backup finished/);
+        await w.waitForLine(/backup unchanged/);
+        w.proc.kill("SIGTERM");
+        const res = await w.done();
+        assert.equal(res.code, 0, res.stderr);
+        assert.equal((await listKeys(bucket)).length, 1);
+        assert.equal(res.lines.filter((l) => /backup finished/.test(l)).length, 1);
+      });
+
+      await t.step("watch -- app: writes up to SIGTERM reach the final backup; exit code returns", async () => {
+        const { dir, env } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 3);
+        const w = spawnLifeboat(
+          ["watch", "--db", db, "--interval", "1h", "--", Deno.execPath(), "run", "-A", `${ROOT}/tests/fixtures/child.ts`, db, "wait", "42"],
+          env,
+        );
+        await w.waitForLine(/^child ready$/);
+        addRow(db, "written-just-before-sigterm");
+        w.proc.kill("SIGTERM");
+        const res = await w.done();
+        assert.equal(res.code, 42, res.stderr);
+        assert.match(res.stderr, /received SIGTERM, shutting down: forwarding to the app/);
+        assert.match(res.stderr, /the app exited with code 42/);
+        const r = await runLifeboat(["restore", "--db", `${dir}/next/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
+        const rows = readRows(`${dir}/next/app.db`);
+        assert.ok(rows.includes("written-just-before-sigterm"), rows.join(","));
+        assert.ok(rows.includes("written-on-sigterm"), rows.join(","));
+      });
+
+      await t.step("watch -- app that exits by itself: final backup, same exit code", async () => {
+        const { dir, env } = await scene();
+        const db = `${dir}/app.db`;
+        const res = await runLifeboat(
+          ["watch", "--db", db, "--", Deno.execPath(), "run", "-A", `${ROOT}/tests/fixtures/child.ts`, db, "exit", "3"],
+          env,
+        );
+        assert.equal(res.code, 3, res.stderr);
+        assert.match(res.stderr, /starting fresh/);
+        const r = await runLifeboat(["restore", "--db", `${dir}/next/app.db`], env);
+        assert.deepEqual(readRows(`${dir}/next/app.db`), ["written-before-exit"]);
+      });
+
+      await t.step("bad input: one line, exit 2, nothing written", async () => {
+        const { dir, env, bucket } = await scene();
+        await Deno.writeTextFile(`${dir}/notes.txt`, "hello, not a database");
+        makeDb(`${dir}/app.db`, 1);
+        const cases: [string[], Record<string, string>, RegExp][] = [
+          [["backup", "--db", `${dir}/missing.db`], {}, /database .*missing\.db does not exist/],
+          [["backup", "--db", `${dir}/notes.txt`], {}, /notes\.txt is not a SQLite database/],
+          [["backup", "--db", `${dir}/app.db`, "--url", "s3://No_Such"], {}, /invalid S3 bucket name/],
+          [["backup", "--db", `${dir}/app.db`, "--url", "ftp://x/y"], {}, /unsupported store URL scheme/],
+          [["watch", "--db", `${dir}/app.db`, "--interval", "soon"], {}, /--interval "soon" is not a duration/],
+          [["watch", "--db", `${dir}/app.db`], { LIFEBOAT_INTERVAL: "5" }, /LIFEBOAT_INTERVAL "5" is not a duration/],
+          [["backup"], { LIFEBOAT_DB: "" }, /no database given/],
+          [["backup", "--nope"], {}, /unknown option '--nope'/],
+          [["restore", "--db", `${dir}/x.db`], { LIFEBOAT_LOG_LEVEL: "loud" }, /LIFEBOAT_LOG_LEVEL=loud/],
+        ];
+        for (const [args, extra, re] of cases) {
+          const r = await runLifeboat(args, { ...env, ...extra });
+          assertOneLineError(r, 2, re);
+        }
+        assert.deepEqual(await listKeys(bucket), []);
+      });
+    } finally {
+      await s3.stop();
+    }
+  },
+});
+
+Deno.test("directory store: the same round trip with no AWS at all", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = baseEnv({ LIFEBOAT_URL: `file://${dir}/store` });
+  makeDb(`${dir}/app.db`, 100);
+  const b = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
+  assert.equal(b.code, 0, b.stderr);
+  const names = [...Deno.readDirSync(`${dir}/store`)].map((e) => e.name);
+  assert.equal(names.filter((x) => parseKey(x)).length, 1);
+  const r = await runLifeboat(["restore", "--db", `${dir}/new.db`], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readRows(`${dir}/new.db`), readRows(`${dir}/app.db`));
+  await Deno.remove(dir, { recursive: true });
+});

@@ -1,0 +1,138 @@
+/** Runs lifeboat as a separate process exactly as the compiled binary would run (same permissions). */
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+
+/** The command that runs lifeboat: `deno run` with the permission set `deno compile` uses. */
+export const LIFEBOAT_CMD = [
+  Deno.execPath(),
+  "run",
+  "-q",
+  `--config=${ROOT}/deno.json`,
+  "-P=lifeboat",
+  `${ROOT}/main.ts`,
+];
+
+/** The result of a finished lifeboat run. */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Non-empty stderr lines. */
+  lines: string[];
+}
+
+/** Environment shared by every lifeboat run in tests: text logs, no EC2 metadata, no AWS keys. */
+export function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/root",
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
+    AWS_EC2_METADATA_DISABLED: "true",
+    LIFEBOAT_LOG_FORMAT: "text",
+    ...extra,
+  };
+}
+
+/** Runs `lifeboat ARGS` to completion with exactly `env` (nothing inherited). */
+export async function runLifeboat(args: string[], env: Record<string, string>): Promise<RunResult> {
+  const out = await new Deno.Command(LIFEBOAT_CMD[0], {
+    args: [...LIFEBOAT_CMD.slice(1), ...args],
+    env: cleanEnv(env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr,
+    lines: stderr.split("\n").filter((l) => l.trim() !== ""),
+  };
+}
+
+/** A lifeboat process left running (for `watch`), with its stderr collected as it comes. */
+export interface RunningLifeboat {
+  proc: Deno.ChildProcess;
+  /** Lines of stderr received so far. */
+  lines: string[];
+  /** Resolves when a stderr or stdout line matching `re` has arrived; rejects after `ms`. */
+  waitForLine(re: RegExp, ms?: number): Promise<string>;
+  /** Resolves with the exit code and all stderr once the process has exited. */
+  done(): Promise<RunResult>;
+}
+
+/** Starts `lifeboat ARGS` in the background with exactly `env`. */
+export function spawnLifeboat(args: string[], env: Record<string, string>): RunningLifeboat {
+  const proc = new Deno.Command(LIFEBOAT_CMD[0], {
+    args: [...LIFEBOAT_CMD.slice(1), ...args],
+    env: cleanEnv(env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const pump = async (stream: ReadableStream<Uint8Array>, sink: string[]) => {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line.trim() === "") continue;
+        sink.push(line);
+        for (const w of [...waiters]) {
+          if (w.re.test(line)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(line);
+          }
+        }
+      }
+    }
+    if (buf.trim()) sink.push(buf);
+  };
+  const stderrDone = pump(proc.stderr, lines);
+  const stdoutChunks: string[] = [];
+  const stdoutDone = pump(proc.stdout, stdoutChunks);
+  return {
+    proc,
+    lines,
+    waitForLine(re, ms = 30_000) {
+      const hit = [...lines, ...stdoutChunks].find((l) => re.test(l));
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.findIndex((w) => w.re === re), 1);
+          reject(new Error(`no line matching ${re} within ${ms} ms; got:\n${lines.join("\n")}`));
+        }, ms);
+        waiters.push({
+          re,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        });
+      });
+    },
+    async done() {
+      const status = await proc.status;
+      await Promise.all([stderrDone, stdoutDone]);
+      return {
+        code: status.code,
+        stdout: stdoutChunks.join("\n"),
+        stderr: lines.join("\n"),
+        lines,
+      };
+    },
+  };
+}
+
+function cleanEnv(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ""));
+}

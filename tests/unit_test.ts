@@ -1,0 +1,160 @@
+import assert from "node:assert/strict";
+import { formatDuration, parseDuration } from "../src/duration.ts";
+import { backupKey, parseKey, sanitizeMachine } from "../src/store/keys.ts";
+import { loadConfig, parseStoreUrl, s3Options } from "../src/config.ts";
+import { exitCodeOf, LifeboatError, oneLine } from "../src/errors.ts";
+import { retry } from "../src/retry.ts";
+import type { Clock } from "../src/clock.ts";
+import { partSizeFor } from "../src/store/s3.ts";
+import { metaFromRecord, metaToRecord } from "../src/store/store.ts";
+
+Deno.test("parseDuration accepts s/m/h/ms and combinations, rejects junk", () => {
+  assert.equal(parseDuration("30s"), 30_000);
+  assert.equal(parseDuration("5m"), 300_000);
+  assert.equal(parseDuration("1h"), 3_600_000);
+  assert.equal(parseDuration("1h30m"), 5_400_000);
+  assert.equal(parseDuration("250ms"), 250);
+  for (const bad of ["", "5", "5x", "m5", "-5m", "5 m", "1h-", "abc"]) {
+    assert.equal(parseDuration(bad), undefined, bad);
+  }
+  assert.equal(formatDuration(850), "850ms");
+  assert.equal(formatDuration(12_300), "12.3s");
+  assert.equal(formatDuration(300_000), "5m");
+});
+
+Deno.test("keys sort newest first and round-trip their time and machine", () => {
+  const times = [1_700_000_000_000, 1_700_000_000_001, 1_800_000_000_000, 1_750_000_000_000];
+  const keys = times.map((t) => backupKey(t, "m1"));
+  const sorted = [...keys].sort();
+  assert.deepEqual(sorted.map((k) => parseKey(k)!.ms), [...times].sort((a, b) => b - a));
+  const k = backupKey(1_764_335_131_123, "abc/../x y");
+  assert.match(k, /^\d{13}-2025-11-28T13-05-31\.123Z-abc_\.\._x_y\.sqlite3$/);
+  assert.equal(parseKey(k)!.machine, "abc_.._x_y");
+  assert.equal(parseKey("../etc/passwd"), undefined);
+  assert.equal(parseKey("8204125522263-2026-11-28T14-01-17.736Z-vm.sqlite3.json"), undefined);
+  assert.equal(sanitizeMachine(""), "unknown");
+  assert.equal(sanitizeMachine(".."), "_");
+});
+
+Deno.test("store URLs: s3, file:// and plain paths; bad ones are config errors", () => {
+  assert.deepEqual(parseStoreUrl("s3://my-bucket/app/db/"), {
+    kind: "s3",
+    bucket: "my-bucket",
+    prefix: "app/db",
+  });
+  assert.deepEqual(parseStoreUrl("s3://my-bucket"), { kind: "s3", bucket: "my-bucket", prefix: "" });
+  assert.deepEqual(parseStoreUrl("file:///var/backups/"), { kind: "file", dir: "/var/backups" });
+  assert.deepEqual(parseStoreUrl("backups", "/srv"), { kind: "file", dir: "/srv/backups" });
+  for (const bad of ["s3://Bad", "s3://bk", "s3://b..x/p", "s3://bucket/../x", "s3://bucket//x", "gs://x/y", "file://host/x", ""]) {
+    assert.throws(() => parseStoreUrl(bad), (e) => exitCodeOf(e) === 2, bad);
+  }
+});
+
+/** Asserts that `fn` throws an error whose one-line rendering (message + hint) matches `re`. */
+function throwsLine(fn: () => unknown, re: RegExp): void {
+  assert.throws(fn, (e) => re.test(oneLine(e)));
+}
+
+Deno.test("config: flags win over env, defaults apply, required values are named", () => {
+  const env = { LIFEBOAT_DB: "/data/env.db", LIFEBOAT_URL: "s3://bucket-a/p", LIFEBOAT_INTERVAL: "1h" };
+  const c = loadConfig({ db: "/data/flag.db", interval: "30s" }, env);
+  assert.equal(c.db, "/data/flag.db");
+  assert.equal(c.interval, 30_000);
+  assert.deepEqual(c.store, { kind: "s3", bucket: "bucket-a", prefix: "p" });
+  assert.equal(loadConfig({}, { ...env, LIFEBOAT_INTERVAL: undefined }).interval, 300_000);
+  throwsLine(() => loadConfig({}, { LIFEBOAT_URL: "/x" }), /no database given.*LIFEBOAT_DB/);
+  throwsLine(() => loadConfig({}, { LIFEBOAT_DB: "/x.db" }), /no store given.*LIFEBOAT_URL/);
+  throwsLine(() => loadConfig({ interval: "0s" }, env), /too short/);
+  throwsLine(() => loadConfig({}, { ...env, LIFEBOAT_LOG_FORMAT: "xml" }), /LIFEBOAT_LOG_FORMAT/);
+});
+
+Deno.test("s3 options: custom endpoints get path style and when_required checksums", () => {
+  const aws = s3Options({});
+  assert.equal(aws.endpoint, undefined);
+  assert.equal(aws.forcePathStyle, false);
+  assert.equal(aws.checksum, "when_supported");
+  assert.equal(aws.sse, "AES256");
+  const local = s3Options({ AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9000/" });
+  assert.equal(local.endpoint, "http://127.0.0.1:9000");
+  assert.equal(local.forcePathStyle, true);
+  assert.equal(local.checksum, "when_required");
+  throwsLine(() => s3Options({ AWS_ENDPOINT_URL_S3: "ftp://x" }), /not an http\(s\) URL/);
+  throwsLine(() => s3Options({ LIFEBOAT_S3_SSE: "rot13" }), /LIFEBOAT_S3_SSE/);
+});
+
+Deno.test("part size keeps any file within 10,000 parts", () => {
+  const MiB = 1024 * 1024;
+  assert.equal(partSizeFor(10 * MiB, 8 * MiB), 8 * MiB);
+  const huge = 200 * 1024 * MiB;
+  const p = partSizeFor(huge, 8 * MiB);
+  assert.ok(Math.ceil(huge / p) <= 10_000);
+  assert.equal(p % MiB, 0);
+});
+
+Deno.test("metadata survives a round trip; malformed fields are dropped, not guessed", () => {
+  const meta = {
+    sha256: "a".repeat(64),
+    size: 4096,
+    pageSize: 4096,
+    pageCount: 1,
+    createdAt: "2026-11-28T00:00:00.000Z",
+    version: "1.0.0",
+    machine: "m",
+  };
+  assert.deepEqual(metaFromRecord(metaToRecord(meta)), meta);
+  assert.deepEqual(metaFromRecord({ sha256: "nothex", size: "12x" }), {});
+});
+
+Deno.test("errors render as one line with their hint and exit code", () => {
+  const e = new LifeboatError("bad\nthing", "fix it", 2);
+  assert.equal(oneLine(e), "bad thing. fix it");
+  assert.equal(exitCodeOf(e), 2);
+  assert.equal(exitCodeOf(new Error("x")), 1);
+});
+
+/** A clock whose sleeps return at once and are recorded. */
+function fakeClock(): Clock & { slept: number[] } {
+  let now = 0;
+  const slept: number[] = [];
+  return {
+    slept,
+    now: () => now,
+    sleep: (ms) => {
+      slept.push(ms);
+      now += ms;
+      return Promise.resolve();
+    },
+  };
+}
+
+Deno.test("retry backs off exponentially, gives up after the attempts, skips diagnosed errors", async () => {
+  const clock = fakeClock();
+  let calls = 0;
+  await assert.rejects(
+    retry(() => {
+      calls++;
+      return Promise.reject(new Error("flaky"));
+    }, { attempts: 4, baseMs: 100, clock }),
+    /flaky/,
+  );
+  assert.equal(calls, 4);
+  assert.equal(clock.slept.length, 3);
+  clock.slept.forEach((ms, i) => assert.ok(ms >= 50 * 2 ** i && ms <= 100 * 2 ** i, `${ms}`));
+
+  calls = 0;
+  const ok = await retry(() => (++calls < 3 ? Promise.reject(new Error("x")) : Promise.resolve(7)), {
+    attempts: 5,
+    baseMs: 1,
+    clock,
+  });
+  assert.equal(ok, 7);
+
+  calls = 0;
+  await assert.rejects(
+    retry(() => {
+      calls++;
+      return Promise.reject(new LifeboatError("denied", "", 1));
+    }, { attempts: 5, baseMs: 1, clock }),
+  );
+  assert.equal(calls, 1);
+});
