@@ -1,0 +1,293 @@
+/**
+ * Static checks of the GitHub Actions workflows (npm yaml): OIDC permissions, apply only from main,
+ * the OpenTofu steps, pinned actions, concurrency, CI coverage and the release build.
+ */
+import assert from "node:assert/strict";
+import { parse } from "yaml";
+
+const WORKFLOWS = new URL("../.github/workflows/", import.meta.url);
+const ROOT = new URL("../", import.meta.url);
+
+/** One step of a job. */
+interface Step {
+  name?: string;
+  uses?: string;
+  run?: string;
+  if?: string;
+  "working-directory"?: string;
+  with?: Record<string, unknown>;
+  env?: Record<string, unknown>;
+}
+
+/** One job of a workflow. */
+interface Job {
+  if?: string;
+  permissions?: Record<string, string>;
+  concurrency?: Concurrency;
+  env?: Record<string, unknown>;
+  steps: Step[];
+}
+
+/** A workflow's or a job's concurrency setting. */
+interface Concurrency {
+  group: string;
+  "cancel-in-progress"?: boolean | string;
+}
+
+/** A parsed workflow and its text (the text keeps the comments that YAML drops). */
+interface Workflow {
+  file: string;
+  text: string;
+  on: Record<string, Record<string, unknown> | null>;
+  permissions?: Record<string, string>;
+  concurrency?: Concurrency;
+  env?: Record<string, unknown>;
+  jobs: Record<string, Job>;
+}
+
+/** Parses .github/workflows/<file>. */
+function load(file: string): Workflow {
+  const text = Deno.readTextFileSync(new URL(file, WORKFLOWS));
+  return { ...parse(text), file, text } as Workflow;
+}
+
+/** Every workflow file in .github/workflows. */
+function loadAll(): Workflow[] {
+  return [...Deno.readDirSync(WORKFLOWS)]
+    .filter((e) => e.isFile && /\.ya?ml$/.test(e.name))
+    .map((e) => load(e.name));
+}
+
+const infra = load("infra.yml");
+const ci = load("ci.yml");
+const release = load("release.yml");
+
+/** Every [job id, job, step] of a workflow, in order. */
+function steps(workflow: Workflow): [string, Job, Step][] {
+  return Object.entries(workflow.jobs).flatMap(([id, job]) =>
+    job.steps.map((step): [string, Job, Step] => [id, job, step])
+  );
+}
+
+/** The steps whose `run` matches `command`; fails the test when there is none. */
+function running(workflow: Workflow, command: RegExp): [string, Job, Step][] {
+  const found = steps(workflow).filter(([, , step]) => command.test(step.run ?? ""));
+  assert.ok(found.length > 0, `${workflow.file}: no step runs ${command}`);
+  return found;
+}
+
+/** The only step whose `run` matches `command`. */
+function theStep(workflow: Workflow, command: RegExp): [string, Job, Step] {
+  const found = running(workflow, command);
+  assert.equal(found.length, 1, `${workflow.file}: one step should run ${command}`);
+  return found[0];
+}
+
+/** The steps using an action (`owner/repo@ref`) whose name starts with `action`. */
+function using(workflow: Workflow, action: string): [string, Job, Step][] {
+  return steps(workflow).filter(([, , step]) => step.uses?.startsWith(`${action}@`));
+}
+
+/** The permissions in force for a job: its own block, else the workflow's. */
+function permissionsOf(workflow: Workflow, job: Job): Record<string, string> {
+  return job.permissions ?? workflow.permissions ?? {};
+}
+
+/** The `&&`-joined terms of an `if:` expression (fails if it also has `||`). */
+function conjunction(expression: string | undefined): string[] {
+  assert.ok(expression, "an if: condition");
+  assert.ok(!expression.includes("||"), `${expression} should be a plain && of conditions`);
+  return expression.replace(/^\$\{\{|\}\}$/g, "").split("&&").map((t) =>
+    t.trim().replace(/\s+/g, " ")
+  );
+}
+
+/** The flags of a `deno compile` command line, without its output, target and entry point. */
+function compileFlags(command: string): string[] {
+  const words = command.trim().split(/\s+/).map((w) => w.replace(/^"|"$/g, ""));
+  assert.deepEqual(words.slice(0, 2), ["deno", "compile"], command);
+  const flags: string[] = [];
+  for (let i = 2; i < words.length; i++) {
+    if (words[i] === "-o" || words[i] === "--target") i++;
+    else if (words[i] !== "main.ts") flags.push(words[i]);
+  }
+  return flags;
+}
+
+const PINNED = /^[\w.-]+\/[\w.\/-]+@([0-9a-f]{40}|v\d+\.\d+\.\d+)$/;
+
+Deno.test("workflows: every action is pinned to a full commit SHA (with its version) or an exact vX.Y.Z", () => {
+  const refs = new Map<string, string>();
+  const workflows = loadAll();
+  assert.deepEqual(workflows.map((w) => w.file).sort(), ["ci.yml", "infra.yml", "release.yml"]);
+  for (const workflow of workflows) {
+    for (const [job, , step] of steps(workflow).filter(([, , s]) => s.uses)) {
+      const uses = step.uses!;
+      assert.match(uses, PINNED, `${workflow.file} ${job}: ${uses} is not pinned`);
+      const [action, ref] = uses.split("@");
+      if (ref.length === 40) {
+        const line = workflow.text.split("\n").find((l) => l.includes(uses));
+        assert.match(
+          line ?? "",
+          / # v\d+\.\d+\.\d+$/,
+          `${workflow.file}: say which version ${uses} is`,
+        );
+      }
+      assert.equal(refs.get(action) ?? ref, ref, `${action} is pinned to two versions`);
+      refs.set(action, ref);
+    }
+  }
+  for (
+    const action of [
+      "actions/checkout",
+      "opentofu/setup-opentofu",
+      "aws-actions/configure-aws-credentials",
+    ]
+  ) {
+    assert.ok(refs.has(action), `${action} should be used`);
+  }
+});
+
+Deno.test("infra.yml: runs on pull requests touching infra/**, on pushes to main, and by hand", () => {
+  assert.deepEqual(infra.on.pull_request?.paths, ["infra/**", ".github/workflows/infra.yml"]);
+  assert.deepEqual(infra.on.push?.branches, ["main"]);
+  assert.deepEqual(infra.on.push?.paths, infra.on.pull_request?.paths);
+  assert.ok("workflow_dispatch" in infra.on);
+});
+
+Deno.test("infra.yml: tofu fmt -check, init, validate and plan run, and the plan goes to the job summary", () => {
+  running(infra, /^tofu fmt -check -recursive\b/);
+  running(infra, /^tofu init -backend=false\b/);
+  running(infra, /^tofu validate\b/);
+  const [planJob, , plan] = theStep(infra, /\btofu plan\b.* -out=tfplan\b/);
+  const [summaryJob, , summary] = theStep(infra, /\$GITHUB_STEP_SUMMARY/);
+  assert.equal(summaryJob, planJob);
+  assert.match(summary.run!, /tofu show -no-color tfplan/);
+  const order = infra.jobs[planJob].steps;
+  assert.ok(order.indexOf(plan) < order.indexOf(summary), "the summary shows the plan just made");
+  for (const [, , setup] of using(infra, "opentofu/setup-opentofu")) {
+    assert.equal(setup.with?.tofu_wrapper, false, "plain tofu output");
+    assert.match(String(setup.with?.tofu_version), /\d+\.\d+\.\d+|TOFU_VERSION/);
+  }
+  assert.match(
+    String(infra.env?.TOFU_VERSION),
+    /^1\.(1[0-9])\.\d+$/,
+    "OpenTofu >= 1.10 for use_lockfile",
+  );
+});
+
+Deno.test("infra.yml: the backend is configured at init from repository variables, no account id in the repo", () => {
+  const [, job, init] = theStep(infra, /^tofu init\s+-backend-config/);
+  for (const setting of ["bucket=$TF_STATE_BUCKET", "key=$TF_STATE_KEY", "region=$AWS_REGION"]) {
+    assert.ok(init.run!.includes(`-backend-config="${setting}"`), setting);
+  }
+  assert.equal(job.env?.TF_STATE_BUCKET, "${{ vars.TF_STATE_BUCKET }}");
+  for (const workflow of loadAll()) assert.doesNotMatch(workflow.text, /\b\d{12}\b/, workflow.file);
+});
+
+Deno.test("infra.yml: apply runs only on pushes to main, with -auto-approve of the plan just made", () => {
+  const [applyJob, , apply] = theStep(infra, /\btofu apply\b/);
+  assert.deepEqual(
+    conjunction(apply.if).sort(),
+    ["github.event_name == 'push'", "github.ref == 'refs/heads/main'"],
+  );
+  assert.match(apply.run!, /^tofu apply -auto-approve\b.* tfplan$/);
+  const [planJob, , plan] = theStep(infra, /\btofu plan\b/);
+  assert.equal(applyJob, planJob);
+  const order = infra.jobs[applyJob].steps;
+  assert.ok(order.indexOf(plan) < order.indexOf(apply));
+  assert.match(
+    plan.run!,
+    /lock=false\n.*if \[ "\$GITHUB_EVENT_NAME" = push \]; then lock=true; fi/,
+  );
+});
+
+Deno.test("infra.yml: AWS credentials come from GitHub OIDC (id-token: write), role and region from variables", () => {
+  const aws = using(infra, "aws-actions/configure-aws-credentials");
+  assert.equal(aws.length, 1);
+  const [[jobId, job, step]] = aws;
+  assert.deepEqual(permissionsOf(infra, job), { "id-token": "write", "contents": "read" });
+  assert.match(String(step.with?.["role-to-assume"]), /^\$\{\{.*\bvars\.INFRA_ROLE_ARN\b.*\}\}$/);
+  assert.equal(step.with?.["aws-region"], "${{ vars.AWS_REGION }}");
+  for (const key of ["aws-access-key-id", "aws-secret-access-key", "role-duration-seconds"]) {
+    assert.ok(!(key in (step.with ?? {})), `${key}: OIDC only`);
+  }
+  assert.deepEqual(infra.permissions, { contents: "read" }, "other jobs get no token");
+  assert.match(job.if ?? "", /vars\.INFRA_ROLE_ARN != ''/, `${jobId}: waits for the bootstrap`);
+  assert.match(
+    job.if ?? "",
+    /head\.repo\.full_name == github\.repository/,
+    `${jobId}: not for forks`,
+  );
+});
+
+Deno.test("infra.yml: concurrency keeps two applies from ever overlapping", () => {
+  const [applyJob] = theStep(infra, /\btofu apply\b/);
+  const concurrency = infra.jobs[applyJob].concurrency ?? infra.concurrency;
+  assert.ok(concurrency, "a concurrency group");
+  // Every push to main must fall in one group: built only from constants and github.ref.
+  assert.match(concurrency.group, /^[\w-]*(\$\{\{ github\.ref \}\}[\w-]*)*$/);
+  assert.equal(concurrency["cancel-in-progress"], false, "an apply is never killed midway");
+});
+
+Deno.test("ci.yml: runs on every push and every pull request", () => {
+  assert.deepEqual(Object.keys(ci.on).sort(), ["pull_request", "push"]);
+  assert.equal(ci.on.push, null, "no branch or path filter");
+  assert.equal(ci.on.pull_request, null, "no branch or path filter");
+  assert.deepEqual(ci.permissions, { contents: "read" });
+});
+
+Deno.test("ci.yml: installs moto_server and Deno 2.9.6, then fmt, lint, check, deno task test and actionlint", () => {
+  const [job] = Object.values(ci.jobs);
+  assert.equal(job.env?.AWS_EC2_METADATA_DISABLED, "true");
+  const order = (command: RegExp) => job.steps.indexOf(theStep(ci, command)[2]);
+  const moto = order(/pip install "moto\[server\]==5\.2\.\*"/);
+  const [[, , deno]] = using(ci, "denoland/setup-deno");
+  assert.equal(deno.with?.["deno-version"], "2.9.6");
+  const sequence = [
+    order(/^deno fmt --check$/),
+    order(/^deno lint$/),
+    order(/^deno check main\.ts\b/),
+    order(/^deno task test$/),
+    order(/^bash scripts\/actionlint\.sh$/),
+  ];
+  assert.deepEqual(
+    sequence,
+    [...sequence].sort((a, b) => a - b),
+    "fmt, lint, check, test, actionlint",
+  );
+  assert.ok(moto < sequence[3] && job.steps.indexOf(deno) < sequence[0]);
+  assert.equal(using(ci, "actions/setup-python").length, 1);
+});
+
+Deno.test("release.yml: on a tag, compiles x86_64 and aarch64 Linux with exactly deno task compile's flags", () => {
+  assert.ok(release.on.push?.tags, "runs on tags");
+  assert.deepEqual(Object.keys(release.on), ["push"]);
+  const [, , step] = theStep(release, /deno compile/);
+  const loop = /for target in ([\w\s-]+); do\n\s*(deno compile [^\n]+)\n\s*done/.exec(step.run!);
+  assert.ok(loop, "one deno compile per target");
+  assert.deepEqual(loop[1].trim().split(/\s+/), [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+  ]);
+  assert.match(loop[2], / --target "\$target" -o "dist\/lifeboat-\$target" main\.ts$/);
+  const tasks = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks;
+  assert.deepEqual(compileFlags(loop[2]), compileFlags(tasks.compile));
+  assert.ok(compileFlags(loop[2]).includes("-P=lifeboat"), "the lifeboat permission set");
+  assert.ok(!compileFlags(loop[2]).some((f) => /^(-A|--allow-)/.test(f)), "flags are not restated");
+});
+
+Deno.test("release.yml: attaches both binaries and their SHA-256 sums to the release", () => {
+  const [sumsJob, , sums] = theStep(release, /sha256sum/);
+  assert.equal(sums["working-directory"], "dist");
+  assert.match(
+    sums.run!,
+    /for f in lifeboat-\*-unknown-linux-gnu; do\n\s*sha256sum "\$f" > "\$f\.sha256"/,
+  );
+  const [uploadJob, job, upload] = theStep(release, /gh release upload/);
+  assert.equal(uploadJob, sumsJob);
+  assert.match(upload.run!, /gh release upload "\$TAG" --clobber dist\/lifeboat-\*$/m);
+  assert.equal(upload.env?.GH_TOKEN, "${{ github.token }}");
+  assert.deepEqual(permissionsOf(release, job), { contents: "write" });
+  assert.deepEqual(release.permissions, { contents: "read" });
+});
