@@ -6,6 +6,7 @@ import { restoreDatabase } from "./commands/restore.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
 import { EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
+import { acquireLock, type Lock } from "./lock.ts";
 import { logger, setupLogging } from "./log.ts";
 import { openStore } from "./store/open.ts";
 import { processSignals } from "./supervisor.ts";
@@ -32,7 +33,9 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
     return exitCodeOf(err);
   }
   await setupLogging(cfg.log);
+  let lock: Lock | undefined;
   try {
+    lock = await acquireLock(cfg.db);
     const removed = await cleanStaleTemps(cfg.db);
     if (removed.length) {
       logger("cli").info("removed {count} leftover temporary file(s) of a crashed run", {
@@ -44,6 +47,8 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
   } catch (err) {
     logger("cli").error("{error}", { event: "failed", error: oneLine(err) });
     return exitCodeOf(err);
+  } finally {
+    lock?.release();
   }
 }
 

@@ -62,13 +62,25 @@ Deno.test({
         assert.deepEqual(body, await Deno.readFile(`${dir}/new/app.db`));
         assert.equal(obj.ServerSideEncryption, "AES256");
         const m = obj.Metadata!;
-        for (const f of ["sha256", "size", "page-size", "page-count", "created-at", "version", "machine"]) {
+        for (
+          const f of [
+            "sha256",
+            "size",
+            "page-size",
+            "page-count",
+            "created-at",
+            "version",
+            "machine",
+          ]
+        ) {
           assert.ok(m[f], `metadata ${f} missing`);
         }
         assert.equal(Number(m.size), body.length);
         assert.equal(Number(m["page-size"]) * Number(m["page-count"]), body.length);
         // The temporary snapshot is gone.
-        const left = [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => x.includes("lifeboat"));
+        const left = [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) =>
+          /lifeboat-.*\.tmp/.test(x)
+        );
         assert.deepEqual(left, []);
       });
 
@@ -123,38 +135,61 @@ Deno.test({
           LIFEBOAT_RESTORE_ATTEMPTS: "2",
         });
         assert.equal(r.code, 1, r.stderr);
-        assert.match(r.lines.at(-1)!, /ERROR.*cannot list backups in s3:\/\/.*nothing was restored/);
+        assert.match(
+          r.lines.at(-1)!,
+          /ERROR.*cannot list backups in s3:\/\/.*nothing was restored/,
+        );
         assert.match(r.stderr, /retrying/);
         await assert.rejects(Deno.stat(`${dir}/app.db`), Deno.errors.NotFound);
         const w = await runLifeboat(
-          ["watch", "--db", `${dir}/app.db`, "--", Deno.execPath(), "eval", "Deno.writeTextFileSync('" + dir + "/started', 'x')"],
+          [
+            "watch",
+            "--db",
+            `${dir}/app.db`,
+            "--",
+            Deno.execPath(),
+            "eval",
+            "Deno.writeTextFileSync('" + dir + "/started', 'x')",
+          ],
           { ...env, AWS_ENDPOINT_URL_S3: dead, LIFEBOAT_RESTORE_ATTEMPTS: "1" },
         );
         assert.equal(w.code, 1);
-        await assert.rejects(Deno.stat(`${dir}/started`), Deno.errors.NotFound, "the app was started");
+        await assert.rejects(
+          Deno.stat(`${dir}/started`),
+          Deno.errors.NotFound,
+          "the app was started",
+        );
       });
 
-      await t.step("a corrupt newest backup is rejected and the previous one restored", async () => {
-        const { dir, env, bucket } = await scene();
-        const db = `${dir}/app.db`;
-        makeDb(db, 50);
-        addRow(db, "good");
-        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-        addRow(db, "newest");
-        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-        const keys = await listKeys(bucket);
-        const c = client();
-        const newest = await c.send(new GetObjectCommand({ Bucket: bucket, Key: keys[0] }));
-        const bytes = await newest.Body!.transformToByteArray();
-        bytes.fill(0x55, 4096, 8192); // damage page 2
-        await c.send(
-          new PutObjectCommand({ Bucket: bucket, Key: keys[0], Body: bytes, Metadata: newest.Metadata }),
-        );
-        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stderr, /failed verification \(SHA-256 mismatch\); trying an older one/);
-        assert.equal(readRows(`${dir}/r/app.db`).at(-1), "good");
-      });
+      await t.step(
+        "a corrupt newest backup is rejected and the previous one restored",
+        async () => {
+          const { dir, env, bucket } = await scene();
+          const db = `${dir}/app.db`;
+          makeDb(db, 50);
+          addRow(db, "good");
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          addRow(db, "newest");
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          const keys = await listKeys(bucket);
+          const c = client();
+          const newest = await c.send(new GetObjectCommand({ Bucket: bucket, Key: keys[0] }));
+          const bytes = await newest.Body!.transformToByteArray();
+          bytes.fill(0x55, 4096, 8192); // damage page 2
+          await c.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: keys[0],
+              Body: bytes,
+              Metadata: newest.Metadata,
+            }),
+          );
+          const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stderr, /failed verification \(SHA-256 mismatch\); trying an older one/);
+          assert.equal(readRows(`${dir}/r/app.db`).at(-1), "good");
+        },
+      );
 
       await t.step("watch uploads once, then skips unchanged snapshots", async () => {
         const { dir, env, bucket } = await scene();
@@ -170,33 +205,62 @@ Deno.test({
         assert.equal(res.lines.filter((l) => /backup finished/.test(l)).length, 1);
       });
 
-      await t.step("watch -- app: writes up to SIGTERM reach the final backup; exit code returns", async () => {
-        const { dir, env } = await scene();
-        const db = `${dir}/app.db`;
-        makeDb(db, 3);
-        const w = spawnLifeboat(
-          ["watch", "--db", db, "--interval", "1h", "--", Deno.execPath(), "run", "-A", `${ROOT}/tests/fixtures/child.ts`, db, "wait", "42"],
-          env,
-        );
-        await w.waitForLine(/^child ready$/);
-        addRow(db, "written-just-before-sigterm");
-        w.proc.kill("SIGTERM");
-        const res = await w.done();
-        assert.equal(res.code, 42, res.stderr);
-        assert.match(res.stderr, /received SIGTERM, shutting down: forwarding to the app/);
-        assert.match(res.stderr, /the app exited with code 42/);
-        const r = await runLifeboat(["restore", "--db", `${dir}/next/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
-        const rows = readRows(`${dir}/next/app.db`);
-        assert.ok(rows.includes("written-just-before-sigterm"), rows.join(","));
-        assert.ok(rows.includes("written-on-sigterm"), rows.join(","));
-      });
+      await t.step(
+        "watch -- app: writes up to SIGTERM reach the final backup; exit code returns",
+        async () => {
+          const { dir, env } = await scene();
+          const db = `${dir}/app.db`;
+          makeDb(db, 3);
+          const w = spawnLifeboat(
+            [
+              "watch",
+              "--db",
+              db,
+              "--interval",
+              "1h",
+              "--",
+              Deno.execPath(),
+              "run",
+              "-A",
+              `${ROOT}/tests/fixtures/child.ts`,
+              db,
+              "wait",
+              "42",
+            ],
+            env,
+          );
+          await w.waitForLine(/^child ready$/);
+          addRow(db, "written-just-before-sigterm");
+          w.proc.kill("SIGTERM");
+          const res = await w.done();
+          assert.equal(res.code, 42, res.stderr);
+          assert.match(res.stderr, /received SIGTERM, shutting down: forwarding to the app/);
+          assert.match(res.stderr, /the app exited with code 42/);
+          const r = await runLifeboat(["restore", "--db", `${dir}/next/app.db`], env);
+          assert.equal(r.code, 0, r.stderr);
+          const rows = readRows(`${dir}/next/app.db`);
+          assert.ok(rows.includes("written-just-before-sigterm"), rows.join(","));
+          assert.ok(rows.includes("written-on-sigterm"), rows.join(","));
+        },
+      );
 
       await t.step("watch -- app that exits by itself: final backup, same exit code", async () => {
         const { dir, env } = await scene();
         const db = `${dir}/app.db`;
         const res = await runLifeboat(
-          ["watch", "--db", db, "--", Deno.execPath(), "run", "-A", `${ROOT}/tests/fixtures/child.ts`, db, "exit", "3"],
+          [
+            "watch",
+            "--db",
+            db,
+            "--",
+            Deno.execPath(),
+            "run",
+            "-A",
+            `${ROOT}/tests/fixtures/child.ts`,
+            db,
+            "exit",
+            "3",
+          ],
           env,
         );
         assert.equal(res.code, 3, res.stderr);
@@ -212,13 +276,33 @@ Deno.test({
         const cases: [string[], Record<string, string>, RegExp][] = [
           [["backup", "--db", `${dir}/missing.db`], {}, /database .*missing\.db does not exist/],
           [["backup", "--db", `${dir}/notes.txt`], {}, /notes\.txt is not a SQLite database/],
-          [["backup", "--db", `${dir}/app.db`, "--url", "s3://No_Such"], {}, /invalid S3 bucket name/],
-          [["backup", "--db", `${dir}/app.db`, "--url", "ftp://x/y"], {}, /unsupported store URL scheme/],
-          [["watch", "--db", `${dir}/app.db`, "--interval", "soon"], {}, /--interval "soon" is not a duration/],
-          [["watch", "--db", `${dir}/app.db`], { LIFEBOAT_INTERVAL: "5" }, /LIFEBOAT_INTERVAL "5" is not a duration/],
+          [
+            ["backup", "--db", `${dir}/app.db`, "--url", "s3://No_Such"],
+            {},
+            /invalid S3 bucket name/,
+          ],
+          [
+            ["backup", "--db", `${dir}/app.db`, "--url", "ftp://x/y"],
+            {},
+            /unsupported store URL scheme/,
+          ],
+          [
+            ["watch", "--db", `${dir}/app.db`, "--interval", "soon"],
+            {},
+            /--interval "soon" is not a duration/,
+          ],
+          [
+            ["watch", "--db", `${dir}/app.db`],
+            { LIFEBOAT_INTERVAL: "5" },
+            /LIFEBOAT_INTERVAL "5" is not a duration/,
+          ],
           [["backup"], { LIFEBOAT_DB: "" }, /no database given/],
           [["backup", "--nope"], {}, /unknown option '--nope'/],
-          [["restore", "--db", `${dir}/x.db`], { LIFEBOAT_LOG_LEVEL: "loud" }, /LIFEBOAT_LOG_LEVEL=loud/],
+          [
+            ["restore", "--db", `${dir}/x.db`],
+            { LIFEBOAT_LOG_LEVEL: "loud" },
+            /LIFEBOAT_LOG_LEVEL=loud/,
+          ],
         ];
         for (const [args, extra, re] of cases) {
           const r = await runLifeboat(args, { ...env, ...extra });

@@ -98,6 +98,8 @@ export async function takeSnapshot(
   signal?: AbortSignal,
 ): Promise<SnapshotInfo> {
   await assertSqliteFile(db);
+  // Created private before SQLite writes a byte into it: backups can hold sensitive data.
+  await Deno.writeFile(out, new Uint8Array(), { createNew: true, mode: 0o600 });
   const res = await runWorker({ op: "snapshot", db, out }, signal);
   if (!res.ok) {
     throw operationError(`snapshot of ${db} failed: ${res.error}`, "Check the database file");

@@ -35,7 +35,10 @@ export class FileStore implements Store {
         await src.readable.pipeTo(dst.writable, { signal, preventClose: false });
       }
       await fsyncFile(tmp);
-      await Deno.writeTextFile(sidecar, JSON.stringify(metaToRecord(meta)), { createNew: true });
+      await Deno.writeTextFile(sidecar, JSON.stringify(metaToRecord(meta)), {
+        createNew: true,
+        mode: 0o600,
+      });
       ownSidecar = true;
       await fsyncFile(sidecar);
       signal?.throwIfAborted();
