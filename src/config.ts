@@ -4,8 +4,10 @@ import type { LogLevel } from "@logtape/logtape";
 import { parseDuration } from "./duration.ts";
 import { configError } from "./errors.ts";
 import type { LogSettings } from "./log.ts";
+import type { ListenAddr } from "./metrics.ts";
 import { sanitizeMachine } from "./store/keys.ts";
 import type { S3Settings } from "./store/s3.ts";
+import type { RoleSettings } from "./store/s3_credentials.ts";
 
 /** Where backups live, parsed from `--url`. */
 export type StoreUrl =
@@ -34,6 +36,8 @@ export interface Config {
   retryBaseMs: number;
   /** Upper bound for the final backup on shutdown, in milliseconds. */
   shutdownTimeoutMs: number;
+  /** `watch` serves Prometheus metrics here (LIFEBOAT_METRICS_ADDR); undefined: no endpoint. */
+  metricsAddr?: ListenAddr;
   log: LogSettings;
 }
 
@@ -49,6 +53,12 @@ export interface Flags {
 export type Env = Record<string, string | undefined>;
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
+const SESSION_NAME = /^[\w+=,.@-]{2,64}$/;
+/** Where fly.io writes the OIDC token when AWS_ROLE_ARN is set. */
+export const FLY_TOKEN_FILE = "/.fly/oidc_token";
+/** fly.io's machine API socket, which mints OIDC tokens on request. */
+export const FLY_API_SOCKET = "/.fly/api";
 const MIN_INTERVAL_MS = 1000;
 const LEVELS: Record<string, LogLevel> = {
   trace: "trace",
@@ -161,19 +171,68 @@ function duration(name: string, raw: string, minMs: number): number {
   return ms;
 }
 
-function endpointOf(env: Env): string | undefined {
-  const raw = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL;
+/** Returns the http(s) URL in `env[name]` without trailing slashes; throws a config error. */
+function httpUrl(env: Env, name: string, example: string): string | undefined {
+  const raw = env[name];
   if (!raw) return undefined;
   try {
     const u = new URL(raw);
     if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
   } catch {
     throw configError(
-      `S3 endpoint ${JSON.stringify(raw)} is not an http(s) URL`,
-      "Set AWS_ENDPOINT_URL_S3 to e.g. https://fly.storage.tigris.dev",
+      `${name} ${JSON.stringify(raw)} is not an http(s) URL`,
+      `Set ${name} to e.g. ${example}`,
     );
   }
   return raw.replace(/\/+$/, "");
+}
+
+function endpointOf(env: Env): string | undefined {
+  const name = env.AWS_ENDPOINT_URL_S3 ? "AWS_ENDPOINT_URL_S3" : "AWS_ENDPOINT_URL";
+  return httpUrl(env, name, "https://fly.storage.tigris.dev");
+}
+
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return ""; /* no permission: fall back */
+  }
+}
+
+/**
+ * Reads the role to assume with a web identity token (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE,
+ * AWS_ROLE_SESSION_NAME, AWS_ENDPOINT_URL_STS, LIFEBOAT_FLY_API_SOCKET); undefined without
+ * AWS_ROLE_ARN. Throws a config error (exit 2) for a malformed ARN, session name or endpoint.
+ */
+export function roleOptions(env: Env, region: string): RoleSettings | undefined {
+  const arn = env.AWS_ROLE_ARN?.trim();
+  if (!arn) return undefined;
+  if (!ROLE_ARN.test(arn)) {
+    // Echo the value only when it looks like an ARN: a pasted secret must not reach the logs.
+    throw configError(
+      arn.startsWith("arn:")
+        ? `AWS_ROLE_ARN ${JSON.stringify(arn)} is not an IAM role ARN`
+        : "AWS_ROLE_ARN is not an IAM role ARN (it does not start with arn:)",
+      "Use arn:aws:iam::<12-digit account id>:role/<name>, e.g. arn:aws:iam::123456789012:role/lifeboat",
+    );
+  }
+  const given = env.AWS_ROLE_SESSION_NAME?.trim();
+  if (given && !SESSION_NAME.test(given)) {
+    throw configError(
+      `AWS_ROLE_SESSION_NAME ${JSON.stringify(given)} is not valid`,
+      "Use 2–64 letters, digits or +=,.@_- characters, or unset it",
+    );
+  }
+  const machine = (env.FLY_MACHINE_ID || hostName() || "unknown").replace(/[^\w+=,.@-]/g, "-");
+  return {
+    roleArn: arn,
+    sessionName: given || `lifeboat-${machine}`.slice(0, 64),
+    tokenFile: env.AWS_WEB_IDENTITY_TOKEN_FILE || FLY_TOKEN_FILE,
+    flyApiSocket: env.LIFEBOAT_FLY_API_SOCKET || FLY_API_SOCKET,
+    stsRegion: region === "auto" ? "us-east-1" : region,
+    stsEndpoint: httpUrl(env, "AWS_ENDPOINT_URL_STS", "https://sts.us-east-1.amazonaws.com"),
+  };
 }
 
 /** Reads S3 settings from the standard AWS variables and lifeboat's own; throws on bad values. */
@@ -187,8 +246,10 @@ export function s3Options(env: Env): S3Options {
       "Set LIFEBOAT_S3_SSE=aws:kms, or unset the key id",
     );
   }
+  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1";
+  const role = roleOptions(env, region);
   return {
-    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1",
+    region,
     endpoint,
     forcePathStyle: bool(env, "LIFEBOAT_S3_FORCE_PATH_STYLE", endpoint !== undefined),
     checksum: choice(
@@ -202,6 +263,8 @@ export function s3Options(env: Env): S3Options {
     partSize: int(env, "LIFEBOAT_S3_PART_SIZE_MB", 8, 5, 512) * 1024 * 1024,
     queueSize: int(env, "LIFEBOAT_S3_CONCURRENCY", 4, 1, 16),
     maxAttempts: int(env, "LIFEBOAT_S3_MAX_ATTEMPTS", 3, 1, 10),
+    timeoutMs: duration("LIFEBOAT_S3_TIMEOUT", env.LIFEBOAT_S3_TIMEOUT || "30s", 100),
+    ...(role ? { role } : {}),
   };
 }
 
@@ -224,13 +287,49 @@ export function logSettings(env: Env, isTty: boolean): LogSettings {
   return { format, level };
 }
 
+/**
+ * Parses a listen address: `:9091` (every interface), `127.0.0.1:9091`, `[::1]:9091` or
+ * `host:9091`. Throws a config error (exit 2) naming `name` and the accepted forms.
+ */
+export function parseListenAddr(raw: string, name = "LIFEBOAT_METRICS_ADDR"): ListenAddr {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(raw.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) {
+    throw configError(
+      `${name} ${JSON.stringify(raw)} is not a listen address`,
+      "Use :9091 (every interface), 127.0.0.1:9091 or [::1]:9091",
+    );
+  }
+  return { hostname: m[1] ?? m[2], port };
+}
+
 /** Returns the machine name: FLY_MACHINE_ID, else the hostname, made safe for keys. */
 export function machineName(env: Env): string {
-  let host = "";
-  try {
-    host = Deno.hostname();
-  } catch { /* no permission: fall back */ }
-  return sanitizeMachine(env.FLY_MACHINE_ID || host || "unknown");
+  return sanitizeMachine(env.FLY_MACHINE_ID || hostName() || "unknown");
+}
+
+/** Returns `cmd` if its program can be found (a path, or a name on PATH); throws a config error. */
+export function checkCommand(cmd: string[], env: Env): string[] {
+  if (cmd.length === 0) return cmd;
+  const prog = cmd[0];
+  const candidates = prog.includes("/")
+    ? [resolve(prog)]
+    : (env.PATH ?? "").split(":").filter(Boolean).map((d) => resolve(d, prog));
+  const runnable = candidates.some((p) => {
+    try {
+      const st = Deno.statSync(p);
+      return st.isFile && ((st.mode ?? 0o111) & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  });
+  if (!runnable) {
+    throw configError(
+      `command not found: ${prog}`,
+      prog.includes("/") ? "Check the path after `--`" : "Check the command after `--` and PATH",
+    );
+  }
+  return cmd;
 }
 
 /** Builds the Config for one command; throws a config error (exit 2) naming the fix. */
@@ -254,12 +353,15 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
       MIN_INTERVAL_MS,
     ),
     force: flags.force ?? false,
-    command,
+    command: checkCommand(command, env),
     machine: machineName(env),
     s3: s3Options(env),
     restoreAttempts: int(env, "LIFEBOAT_RESTORE_ATTEMPTS", 5, 1, 100),
     retryBaseMs: 500,
     shutdownTimeoutMs: duration("LIFEBOAT_SHUTDOWN_TIMEOUT", shutdownRaw, 1000),
+    ...(env.LIFEBOAT_METRICS_ADDR
+      ? { metricsAddr: parseListenAddr(env.LIFEBOAT_METRICS_ADDR) }
+      : {}),
     log: logSettings(env, Deno.stderr.isTerminal()),
   };
 }

@@ -76,7 +76,10 @@ function contract(backend: Backend, setup: () => Promise<void>, teardown: () => 
         const times = [5, 1, 9, 3, 7].map((n) => 1_700_000_000_000 + n * 1000);
         for (const ms of times) await s.put(backupKey(ms, "m1"), path, metaFor(bytes));
         const got = await s.newest(3);
-        assert.deepEqual(got.map((b) => b.createdAt.getTime()), [9, 7, 5].map((n) => 1_700_000_000_000 + n * 1000));
+        assert.deepEqual(
+          got.map((b) => b.createdAt.getTime()),
+          [9, 7, 5].map((n) => 1_700_000_000_000 + n * 1000),
+        );
       });
 
       await t.step("an aborted put leaves nothing a restore could pick", async () => {
@@ -170,15 +173,17 @@ Deno.test("s3: one LIST finds the newest among 1,100 backups; multipart aborts l
     const newestMs = base + 1_099 * 60_000;
     const order = Array.from({ length: 1_100 }, (_, i) => i).sort(() => Math.random() - 0.5);
     for (let i = 0; i < order.length; i += 50) {
-      await Promise.all(order.slice(i, i + 50).map((n) =>
-        store.client.send(
-          new PutObjectCommand({
-            Bucket: "many-backups",
-            Key: `p/${backupKey(base + n * 60_000, "m1")}`,
-            Body: "",
-          }),
-        )
-      ));
+      await Promise.all(
+        order.slice(i, i + 50).map((n) =>
+          store.client.send(
+            new PutObjectCommand({
+              Bucket: "many-backups",
+              Key: `p/${backupKey(base + n * 60_000, "m1")}`,
+              Body: "",
+            }),
+          )
+        ),
+      );
     }
     commands.length = 0;
     const [newest] = await store.newest(1);
@@ -199,7 +204,9 @@ Deno.test("s3: one LIST finds the newest among 1,100 backups; multipart aborts l
     assert.equal(still.createdAt.getTime(), newestMs);
     let pending = 1;
     for (let i = 0; i < 50 && pending > 0; i++) {
-      const res = await store.client.send(new ListMultipartUploadsCommand({ Bucket: "many-backups" }));
+      const res = await store.client.send(
+        new ListMultipartUploadsCommand({ Bucket: "many-backups" }),
+      );
       pending = res.Uploads?.length ?? 0;
       if (pending) await new Promise((r) => setTimeout(r, 100));
     }

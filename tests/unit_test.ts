@@ -42,10 +42,25 @@ Deno.test("store URLs: s3, file:// and plain paths; bad ones are config errors",
     bucket: "my-bucket",
     prefix: "app/db",
   });
-  assert.deepEqual(parseStoreUrl("s3://my-bucket"), { kind: "s3", bucket: "my-bucket", prefix: "" });
+  assert.deepEqual(parseStoreUrl("s3://my-bucket"), {
+    kind: "s3",
+    bucket: "my-bucket",
+    prefix: "",
+  });
   assert.deepEqual(parseStoreUrl("file:///var/backups/"), { kind: "file", dir: "/var/backups" });
   assert.deepEqual(parseStoreUrl("backups", "/srv"), { kind: "file", dir: "/srv/backups" });
-  for (const bad of ["s3://Bad", "s3://bk", "s3://b..x/p", "s3://bucket/../x", "s3://bucket//x", "gs://x/y", "file://host/x", ""]) {
+  for (
+    const bad of [
+      "s3://Bad",
+      "s3://bk",
+      "s3://b..x/p",
+      "s3://bucket/../x",
+      "s3://bucket//x",
+      "gs://x/y",
+      "file://host/x",
+      "",
+    ]
+  ) {
     assert.throws(() => parseStoreUrl(bad), (e) => exitCodeOf(e) === 2, bad);
   }
 });
@@ -56,7 +71,11 @@ function throwsLine(fn: () => unknown, re: RegExp): void {
 }
 
 Deno.test("config: flags win over env, defaults apply, required values are named", () => {
-  const env = { LIFEBOAT_DB: "/data/env.db", LIFEBOAT_URL: "s3://bucket-a/p", LIFEBOAT_INTERVAL: "1h" };
+  const env = {
+    LIFEBOAT_DB: "/data/env.db",
+    LIFEBOAT_URL: "s3://bucket-a/p",
+    LIFEBOAT_INTERVAL: "1h",
+  };
   const c = loadConfig({ db: "/data/flag.db", interval: "30s" }, env);
   assert.equal(c.db, "/data/flag.db");
   assert.equal(c.interval, 30_000);
@@ -142,11 +161,14 @@ Deno.test("retry backs off exponentially, gives up after the attempts, skips dia
   clock.slept.forEach((ms, i) => assert.ok(ms >= 50 * 2 ** i && ms <= 100 * 2 ** i, `${ms}`));
 
   calls = 0;
-  const ok = await retry(() => (++calls < 3 ? Promise.reject(new Error("x")) : Promise.resolve(7)), {
-    attempts: 5,
-    baseMs: 1,
-    clock,
-  });
+  const ok = await retry(
+    () => (++calls < 3 ? Promise.reject(new Error("x")) : Promise.resolve(7)),
+    {
+      attempts: 5,
+      baseMs: 1,
+      clock,
+    },
+  );
   assert.equal(ok, 7);
 
   calls = 0;

@@ -8,6 +8,8 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { parseKey } from "./keys.ts";
+import { roleCredentials, type RoleSettings } from "./s3_credentials.ts";
+import { mapS3Error, type S3Operation } from "./s3_errors.ts";
 import {
   type BackupInfo,
   type BackupMeta,
@@ -29,13 +31,17 @@ export interface S3Settings {
   checksum: "when_supported" | "when_required";
   sse: "AES256" | "aws:kms" | "none";
   kmsKeyId?: string;
-  /** Credentials provider; undefined means the SDK's default chain. */
+  /** Credentials provider; undefined means `role`'s credentials, else the SDK's default chain. */
   credentials?: S3ClientConfig["credentials"];
+  /** Role to assume with a web identity token (fly.io OIDC); undefined for none. */
+  role?: RoleSettings;
   /** Upload part size floor in bytes and how many parts are in flight at once. */
   partSize: number;
   queueSize: number;
   /** SDK attempts per request (the SDK backs off between them). */
   maxAttempts: number;
+  /** A request with no progress for this long (connecting, or between bytes) fails and is retried. */
+  timeoutMs: number;
 }
 
 /** S3 allows at most 10,000 parts in one multipart upload. */
@@ -64,10 +70,15 @@ export class S3Store implements Store {
       region: s.region,
       endpoint: s.endpoint,
       forcePathStyle: s.forcePathStyle,
-      credentials: s.credentials,
+      credentials: s.credentials ?? (s.role ? roleCredentials(s.role) : undefined),
       requestChecksumCalculation: checksum,
       responseChecksumValidation: checksum,
       maxAttempts: s.maxAttempts,
+      requestHandler: {
+        connectionTimeout: s.timeoutMs,
+        requestTimeout: s.timeoutMs,
+        throwOnRequestTimeout: true,
+      },
     });
   }
 
@@ -96,7 +107,7 @@ export class S3Store implements Store {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       signal?.throwIfAborted();
-      await upload.done();
+      await this.mapped("PutObject", () => upload.done(), signal);
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
@@ -107,14 +118,15 @@ export class S3Store implements Store {
     const out: BackupInfo[] = [];
     let token: string | undefined;
     do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({
-          Bucket: this.s.bucket,
-          Prefix: this.keyPrefix,
-          MaxKeys: limit,
-          ContinuationToken: token,
-        }),
-      );
+      const page = await this.mapped("ListObjectsV2", () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.s.bucket,
+            Prefix: this.keyPrefix,
+            MaxKeys: limit,
+            ContinuationToken: token,
+          }),
+        ));
       for (const obj of page.Contents ?? []) {
         const name = obj.Key?.slice(this.keyPrefix.length) ?? "";
         const parsed = parseKey(name);
@@ -129,14 +141,28 @@ export class S3Store implements Store {
 
   /** Starts a GetObject and returns its body stream and user metadata. */
   async open(key: string): Promise<OpenedBackup> {
-    const res = await this.client.send(
-      new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) }),
-    );
+    const cmd = new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) });
+    const res = await this.mapped("GetObject", () => this.client.send(cmd));
     if (!res.Body) throw new Error(`empty response body for ${key}`);
     return {
       body: res.Body.transformToWebStream() as ReadableStream<Uint8Array>,
       meta: metaFromRecord(res.Metadata ?? {}),
     };
+  }
+
+  /** Runs one request; a permanent failure becomes a one-line LifeboatError (see s3_errors.ts). */
+  private async mapped<T>(op: S3Operation, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw mapS3Error(err, {
+        op,
+        bucket: this.s.bucket,
+        prefix: this.s.prefix,
+        roleArn: this.s.role?.roleArn,
+      });
+    }
   }
 
   private objectKey(key: string): string {

@@ -6,7 +6,7 @@
  * token is ever logged or kept beyond the one STS call that needs it.
  */
 import { fromTokenFile, fromWebToken } from "@aws-sdk/credential-providers";
-import { oneLine, operationError } from "../errors.ts";
+import { LifeboatError, oneLine, operationError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { mapStsError, redact, type TokenClaims } from "./s3_errors.ts";
 
@@ -90,11 +90,14 @@ export function renewing(
       return await renew();
     } catch (err) {
       if (!current || force || left(current) <= STILL_USABLE_MS) throw err;
-      log.warn("could not renew role credentials ({error}); the current ones last until {expires}", {
-        event: "credentials_renewal_failed",
-        error: redact(oneLine(err)),
-        expires: current.expiration?.toISOString(),
-      });
+      log.warn(
+        "could not renew role credentials ({error}); the current ones last until {expires}",
+        {
+          event: "credentials_renewal_failed",
+          error: redact(oneLine(err)),
+          expires: current.expiration?.toISOString(),
+        },
+      );
       return current;
     }
   };
@@ -111,15 +114,18 @@ export function roleCredentials(s: RoleSettings, deps: RoleDeps = {}): MemoizedP
   let renewals = 0;
   return renewing(async () => {
     const { credentials, source } = await assumeRole(s, deps.assume);
+    const first = renewals++ === 0;
+    const text = "{what} role {role} as session {session} with the token from {source}; " +
+      "credentials valid until {expires}";
     const props = {
-      event: renewals === 0 ? "role_assumed" : "role_renewed",
+      event: first ? "role_assumed" : "role_renewed",
+      what: first ? "assumed" : "renewed credentials for",
       role: s.roleArn,
       session: s.sessionName,
       source,
       expires: credentials.expiration?.toISOString() ?? "never",
     };
-    const text = "{event}: {role} as {session} with the token from {source}, valid until {expires}";
-    if (renewals++ === 0) log.info(text, props);
+    if (first) log.info(text, props);
     else log.debug(text, props);
     return credentials;
   }, deps.now);
@@ -175,8 +181,15 @@ async function assumeRole(
 async function tokenFileState(path: string): Promise<"ok" | "missing" | "empty"> {
   try {
     const st = await Deno.stat(path);
-    return st.isFile && st.size === 0 ? "empty" : "ok";
+    if (!st.isFile) {
+      throw operationError(
+        `the web identity token file ${path} is not a file`,
+        "Point AWS_WEB_IDENTITY_TOKEN_FILE at the token file (fly.io: /.fly/oidc_token)",
+      );
+    }
+    return st.size === 0 ? "empty" : "ok";
   } catch (err) {
+    if (err instanceof LifeboatError) throw err;
     if (err instanceof Deno.errors.NotFound) return "missing";
     throw operationError(
       `cannot read the web identity token file ${path}: ${describe(err)}`,

@@ -89,12 +89,18 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
     );
   }
   if (is(code, "AccessDenied", "AllAccessDisabled")) {
-    const resource = ctx.op === "ListObjectsV2"
+    // AWS names the refused action when it is not the obvious one (kms:GenerateDataKey for SSE-KMS).
+    const message = String((err as { message?: unknown }).message ?? "");
+    const action = /not authorized to perform:? ([a-z0-9-]+:[A-Za-z0-9]+)/.exec(message)?.[1] ??
+      ACTION[ctx.op];
+    const resource = action.startsWith("kms:")
+      ? "the bucket's KMS key (LIFEBOAT_S3_KMS_KEY_ID)"
+      : action === "s3:ListBucket"
       ? `arn:aws:s3:::${ctx.bucket}`
       : `arn:aws:s3:::${ctx.bucket}/${ctx.prefix ? `${ctx.prefix}/` : ""}*`;
     return operationError(
-      `S3 denied ${ctx.op} on ${where} ${what}: the ${ACTION[ctx.op]} permission is missing`,
-      `Allow ${ACTION[ctx.op]} on ${resource} for ${who}`,
+      `S3 denied ${ctx.op} on ${where} (${code}): the ${action} permission is missing`,
+      `Allow ${action} on ${resource} for ${who}`,
       err,
     );
   }
