@@ -8,6 +8,7 @@ import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
 import { EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, setupLogging } from "./log.ts";
+import { Metrics, serveMetrics } from "./metrics.ts";
 import { openStore } from "./store/open.ts";
 import { processSignals } from "./supervisor.ts";
 import { cleanStaleTemps } from "./tempfiles.ts";
@@ -17,6 +18,7 @@ const ENV_HELP = `
 Environment (flags win):
   LIFEBOAT_DB, LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
   LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
+  LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
   AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ROLE_ARN, LIFEBOAT_S3_* (see README)
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
@@ -67,17 +69,23 @@ const restoreCmd: Run = async (cfg) => {
   return 0;
 };
 
-const watchCmd: Run = (cfg) => {
+const watchCmd: Run = async (cfg) => {
   const store = openStore(cfg.store, cfg.s3);
-  return watch(
-    { ...cfg, attempts: cfg.restoreAttempts },
-    { store, clock: systemClock, signals: processSignals },
-  );
+  const metrics = new Metrics(systemClock, cfg);
+  const server = cfg.metricsAddr ? serveMetrics(cfg.metricsAddr, metrics) : undefined;
+  try {
+    return await watch(
+      { ...cfg, attempts: cfg.restoreAttempts },
+      { store, clock: systemClock, signals: processSignals, metrics },
+    );
+  } finally {
+    await server?.close();
+  }
 };
 
 /** Rewrites commander's error text as lifeboat's one-line usage error. */
 function usageLine(text: string, write: (s: string) => void): void {
-  const msg = text.replace(/^error:\s*/i, "").replace(/\s+/g, " ").trim();
+  const msg = text.replace(/^error:\s*/i, "").replace(/\s+/g, " ").trim().replace(/\.+$/, "");
   write(`lifeboat: ${msg}. Run \`lifeboat --help\` for usage\n`);
 }
 

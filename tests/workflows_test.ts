@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
+import { compileFlags } from "./helpers/compile.ts";
 
 const WORKFLOWS = new URL("../.github/workflows/", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
@@ -100,18 +101,6 @@ function conjunction(expression: string | undefined): string[] {
   return expression.replace(/^\$\{\{|\}\}$/g, "").split("&&").map((t) =>
     t.trim().replace(/\s+/g, " ")
   );
-}
-
-/** The flags of a `deno compile` command line, without its output, target and entry point. */
-function compileFlags(command: string): string[] {
-  const words = command.trim().split(/\s+/).map((w) => w.replace(/^"|"$/g, ""));
-  assert.deepEqual(words.slice(0, 2), ["deno", "compile"], command);
-  const flags: string[] = [];
-  for (let i = 2; i < words.length; i++) {
-    if (words[i] === "-o" || words[i] === "--target") i++;
-    else if (words[i] !== "main.ts") flags.push(words[i]);
-  }
-  return flags;
 }
 
 const PINNED = /^[\w.-]+\/[\w.\/-]+@([0-9a-f]{40}|v\d+\.\d+\.\d+)$/;

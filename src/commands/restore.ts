@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import type { Clock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
 import { LifeboatError, oneLine, operationError } from "../errors.ts";
-import { statIfExists } from "../fsutil.ts";
+import { isDiskFull, statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { installDatabase, verifyDownload } from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
@@ -11,6 +11,10 @@ import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
 
 const log = logger("restore");
+
+function sizeOf(c: BackupInfo): string {
+  return c.size === undefined ? "size unknown" : `${c.size} bytes`;
+}
 
 /** How many of the newest backups restore will try before giving up. */
 export const MAX_CANDIDATES = 3;
@@ -59,6 +63,7 @@ export async function restoreDatabase(
   }
   const withRetry = <T>(what: string, fn: () => Promise<T>) =>
     retry(fn, {
+      retryable: (err) => !isDiskFull(err),
       attempts: o.attempts,
       baseMs: o.retryBaseMs,
       clock: deps.clock,
@@ -89,6 +94,7 @@ export async function restoreDatabase(
     log.info("no backup found in {store}, starting fresh", {
       event: "restore_fresh",
       store: deps.store.location,
+      ms: elapsed(),
     });
     return { outcome: "fresh", ms: elapsed() };
   }
@@ -124,6 +130,13 @@ export async function restoreDatabase(
       return { outcome: "restored", key: c.key, bytes: got.size, sha256: got.sha256, ms };
     } catch (err) {
       if (err instanceof LifeboatError) throw err;
+      if (isDiskFull(err)) {
+        throw operationError(
+          `disk full while restoring ${c.key} (${sizeOf(c)}) into ${dirname(o.db)}`,
+          "Free disk space or give the machine a bigger disk; the database was not changed",
+          err,
+        );
+      }
       throw operationError(
         `restore of ${c.key} failed: ${oneLine(err)}`,
         "Check the network, credentials and free disk space; the database was not changed",

@@ -6,10 +6,16 @@ import { formatDuration } from "../duration.ts";
 import { oneLine } from "../errors.ts";
 import { statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
+import { Metrics } from "../metrics.ts";
 import { isWalMode } from "../snapshot/snapshot.ts";
 import { type Child, type SignalSource, startChild } from "../supervisor.ts";
 import { backupOnce, type BackupOptions, type BackupResult, type BackupState } from "./backup.ts";
-import { restoreDatabase, type RestoreDeps, type RestoreOptions } from "./restore.ts";
+import {
+  restoreDatabase,
+  type RestoreDeps,
+  type RestoreOptions,
+  type RestoreResult,
+} from "./restore.ts";
 
 const log = logger("watch");
 
@@ -30,6 +36,8 @@ export interface WatchDeps extends RestoreDeps {
   spawn?: (cmd: string[]) => Child;
   /** Called after every backup attempt, for metrics. */
   onBackup?: (r: BackupResult | Error, final: boolean) => void;
+  /** Records the restore and every backup; the stale-backup check reads its age. Default: new. */
+  metrics?: Metrics;
 }
 
 /**
@@ -39,7 +47,19 @@ export interface WatchDeps extends RestoreDeps {
  * next tick.
  */
 export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
-  const restored = await restoreDatabase(o, deps);
+  const metrics = deps.metrics ?? new Metrics(deps.clock, o);
+  const restoreStarted = deps.clock.now();
+  let restored: RestoreResult;
+  try {
+    restored = await restoreDatabase(o, deps);
+  } catch (err) {
+    metrics.restored({ outcome: "failed", ms: deps.clock.now() - restoreStarted });
+    throw err;
+  }
+  metrics.restored(restored);
+  if (restored.outcome === "restored") {
+    warnIfOverBudget(o, restored.ms, "the restore (a backup moves the same bytes)");
+  }
   const state: BackupState = { lastSha256: restored.sha256 };
   let walChecked = false;
   const warnIfNotWal = async () => {
@@ -96,9 +116,10 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       await deps.clock.sleep(o.interval, stopping.signal);
       if (stopping.signal.aborted) break;
       inflight = new AbortController();
-      await backupIfPresent(o, deps, state, inflight.signal, false);
+      await backupIfPresent(o, deps, metrics, state, inflight.signal, false);
       await warnIfNotWal();
       inflight = undefined;
+      if (!stopping.signal.aborted) errorIfStale(o, metrics);
     }
 
     if (child) childCode = await child.exitCode;
@@ -108,6 +129,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     const finalOk = await backupIfPresent(
       o,
       deps,
+      metrics,
       state,
       AbortSignal.timeout(o.shutdownTimeoutMs),
       true,
@@ -122,12 +144,14 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
 async function backupIfPresent(
   o: WatchOptions,
   deps: WatchDeps,
+  metrics: Metrics,
   state: BackupState,
   signal: AbortSignal,
   final: boolean,
 ): Promise<boolean> {
   const what = final ? "final backup" : "backup";
   if (!(await statIfExists(o.db))) {
+    metrics.notBackedUp("skipped", `${o.db} does not exist: is it the file the app writes?`);
     log.info("{what} skipped: {db} does not exist yet", {
       event: "backup_skipped",
       what,
@@ -137,10 +161,13 @@ async function backupIfPresent(
   }
   try {
     const r = await backupOnce(o, deps, state, signal);
+    metrics.backedUp(r);
     deps.onBackup?.(r, final);
+    warnIfOverBudget(o, r.ms, what);
     return true;
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
+    metrics.notBackedUp(signal.aborted ? "aborted" : "failed", oneLine(err));
     deps.onBackup?.(e, final);
     if (signal.aborted) {
       const why = final
@@ -159,4 +186,40 @@ async function backupIfPresent(
     }
     return false;
   }
+}
+
+/**
+ * Warns when a backup (or, at start, the restore: the same bytes the other way) took more than
+ * half of the shutdown budget: the final backup may then be cut short.
+ */
+function warnIfOverBudget(o: WatchOptions, ms: number, what: string): void {
+  if (ms <= o.shutdownTimeoutMs / 2) return;
+  log.warn(
+    "{what} took {duration}, more than half of LIFEBOAT_SHUTDOWN_TIMEOUT ({budget}): the final " +
+      "backup may be cut short. Raise LIFEBOAT_SHUTDOWN_TIMEOUT, and fly.toml's kill_timeout above it",
+    {
+      event: "shutdown_budget",
+      what,
+      ms,
+      duration: formatDuration(ms),
+      budget: formatDuration(o.shutdownTimeoutMs),
+    },
+  );
+}
+
+/** Logs an error when the database has not matched a backup for more than two intervals. */
+function errorIfStale(o: WatchOptions, metrics: Metrics): void {
+  const age = metrics.backupAgeMs();
+  if (age <= 2 * o.interval) return;
+  log.error(
+    "no successful backup for {age}, more than 2 intervals of {interval}: writes since then " +
+      "are at risk{why}",
+    {
+      event: "backup_stale",
+      ms: age,
+      age: formatDuration(age),
+      interval: formatDuration(o.interval),
+      why: metrics.lastProblem ? ` (last: ${metrics.lastProblem})` : "",
+    },
+  );
 }

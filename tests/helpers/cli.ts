@@ -14,6 +14,16 @@ export const LIFEBOAT_CMD = [
   `${ROOT}/main.ts`,
 ];
 
+/** The command that runs the example app (examples/app.ts) with its "example" permission set. */
+export const EXAMPLE_APP_CMD = [
+  Deno.execPath(),
+  "run",
+  "-q",
+  `--config=${ROOT}/deno.json`,
+  "-P=example",
+  `${ROOT}/examples/app.ts`,
+];
+
 /** The result of a finished lifeboat run. */
 export interface RunResult {
   code: number;
@@ -61,6 +71,8 @@ export interface RunningLifeboat {
   lines: string[];
   /** Resolves when a stderr or stdout line matching `re` has arrived; rejects after `ms`. */
   waitForLine(re: RegExp, ms?: number): Promise<string>;
+  /** Resolves once `count` stderr lines match `re`; rejects after `ms`. */
+  waitForCount(re: RegExp, count: number, ms?: number): Promise<void>;
   /** Resolves with the exit code and all stderr once the process has exited. */
   done(): Promise<RunResult>;
 }
@@ -119,6 +131,15 @@ export function spawnLifeboat(args: string[], env: Record<string, string>): Runn
           },
         });
       });
+    },
+    async waitForCount(re, count, ms = 30_000) {
+      const deadline = Date.now() + ms;
+      while (lines.filter((l) => re.test(l)).length < count) {
+        if (Date.now() > deadline) {
+          throw new Error(`fewer than ${count} lines matching ${re}; got:\n${lines.join("\n")}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
     },
     async done() {
       const status = await proc.status;

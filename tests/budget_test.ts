@@ -1,0 +1,218 @@
+/**
+ * `watch` in-process with slow, hanging and failing stores: the shutdown-budget warnings, the final
+ * backup cut short by LIFEBOAT_SHUTDOWN_TIMEOUT, and the error when backups go stale.
+ */
+import assert from "node:assert/strict";
+import { systemClock } from "../src/clock.ts";
+import { watch, type WatchOptions } from "../src/commands/watch.ts";
+import { Metrics } from "../src/metrics.ts";
+import { FileStore } from "../src/store/file.ts";
+import type { BackupMeta, OpenedBackup, Store } from "../src/store/store.ts";
+import type { SignalSource } from "../src/supervisor.ts";
+import { captureLogs } from "./helpers/logs.ts";
+import { parseProm, promValue } from "./helpers/prometheus.ts";
+import { addRow, makeDb } from "./helpers/sqlite.ts";
+
+const logs = await captureLogs();
+
+/** A signal source the test fires by hand. */
+function manualSignals(): SignalSource & { send(): void } {
+  let fire: ((sig: Deno.Signal) => void) | undefined;
+  return {
+    onShutdown(fn) {
+      fire = fn;
+      return () => (fire = undefined);
+    },
+    send: () => fire?.("SIGTERM"),
+  };
+}
+
+/** Resolves after `ms`; rejects with the signal's reason if it aborts first. */
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
+
+/** A directory store whose uploads and downloads take `ms` longer, or fail, or never end. */
+function storeOf(dir: string, put: "slow" | "hang" | "fail", ms = 0): Store {
+  const inner = new FileStore(`${dir}/store`);
+  return {
+    location: inner.location,
+    newest: (limit) => inner.newest(limit),
+    async open(key): Promise<OpenedBackup> {
+      await delay(ms);
+      return inner.open(key);
+    },
+    async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal) {
+      if (put === "fail") throw new Error("S3 said no");
+      await delay(put === "hang" ? 3_600_000 : ms, signal);
+      await inner.put(key, file, meta, signal);
+    },
+  };
+}
+
+function options(dir: string, o: Partial<WatchOptions> = {}): WatchOptions {
+  return {
+    db: `${dir}/app.db`,
+    machine: "test",
+    force: false,
+    attempts: 1,
+    retryBaseMs: 10,
+    interval: 100,
+    command: [],
+    shutdownTimeoutMs: 30_000,
+    ...o,
+  };
+}
+
+/** Polls until `cond` holds; fails after `ms`. */
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+Deno.test({
+  name: "watch: a backup or restore slower than half of LIFEBOAT_SHUTDOWN_TIMEOUT warns",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      logs.clear();
+      makeDb(`${dir}/app.db`, 20);
+      const o = options(dir, { shutdownTimeoutMs: 400 });
+      const signals = manualSignals();
+      const running = watch(o, { store: storeOf(dir, "slow", 300), clock: systemClock, signals });
+      await until(() => logs.withEvent("backup_finished").length > 0, "a periodic backup");
+      signals.send();
+      assert.equal(await running, 0);
+      const [w] = logs.withEvent("shutdown_budget");
+      assert.equal(w?.level, "warning");
+      assert.equal(w.properties.what, "backup");
+      assert.ok(Number(w.properties.ms) > 200);
+      assert.match(
+        String(w.message.join("")),
+        /backup took \S+, more than half of LIFEBOAT_SHUTDOWN_TIMEOUT \(400ms\): the final backup may be cut short/,
+      );
+
+      // A new machine: the restore moves the same bytes, so a slow one warns at start.
+      logs.clear();
+      const next = await Deno.makeTempDir();
+      const again = manualSignals();
+      const second = watch(
+        options(next, { shutdownTimeoutMs: 400, interval: 3_600_000 }),
+        { store: storeOf(dir, "slow", 300), clock: systemClock, signals: again },
+      );
+      await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
+      again.send();
+      assert.equal(await second, 0);
+      const starts = logs.withEvent("shutdown_budget")
+        .filter((w) => /^the restore/.test(String(w.properties.what)));
+      assert.equal(starts.length, 1, "one warning about the restore");
+      assert.equal(starts[0].level, "warning");
+      await Deno.remove(next, { recursive: true });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "watch: the final backup is bounded by LIFEBOAT_SHUTDOWN_TIMEOUT and says so when cut short",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      logs.clear();
+      makeDb(`${dir}/app.db`, 20);
+      const o = options(dir, { shutdownTimeoutMs: 300, interval: 3_600_000 });
+      const metrics = new Metrics(systemClock, o);
+      const signals = manualSignals();
+      const running = watch(o, {
+        store: storeOf(dir, "hang"),
+        clock: systemClock,
+        signals,
+        metrics,
+      });
+      await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
+      addRow(`${dir}/app.db`, "written before SIGTERM");
+      const stoppedAt = Date.now();
+      signals.send();
+      assert.equal(await running, 1, "the data did not reach the store: exit 1");
+      const took = Date.now() - stoppedAt;
+      assert.ok(took >= 300 && took < 5_000, `bounded by the timeout (took ${took} ms)`);
+      const [cut] = logs.withEvent("backup_aborted");
+      assert.equal(cut?.level, "error");
+      assert.equal(
+        cut.message.join(""),
+        "final backup cut short after 300ms (LIFEBOAT_SHUTDOWN_TIMEOUT)",
+      );
+      const p = parseProm(metrics.render());
+      assert.equal(promValue(p, "lifeboat_backups_total", { outcome: "aborted" }), 1);
+      assert.equal(promValue(p, "lifeboat_backups_total", { outcome: "uploaded" }), 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "watch: no successful backup for more than 2 intervals is an error naming the cause",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      logs.clear();
+      makeDb(`${dir}/app.db`, 5);
+      const o = options(dir, { interval: 100 });
+      const metrics = new Metrics(systemClock, o);
+      const signals = manualSignals();
+      const running = watch(o, {
+        store: storeOf(dir, "fail"),
+        clock: systemClock,
+        signals,
+        metrics,
+      });
+      await until(() => logs.withEvent("backup_stale").length >= 2, "two stale-backup errors");
+      signals.send();
+      assert.equal(await running, 1, "the final backup failed too");
+      const failedBefore = (r: unknown) =>
+        logs.records.slice(0, logs.records.indexOf(r as never))
+          .filter((x) => x.properties.event === "backup_failed").length;
+      const [first] = logs.withEvent("backup_stale");
+      assert.equal(first.level, "error");
+      assert.ok(failedBefore(first) >= 1, "only after a backup failed");
+      assert.ok(Number(first.properties.ms) > 200, "only once 2 intervals have passed");
+      assert.match(
+        first.message.join(""),
+        /^no successful backup for \S+, more than 2 intervals of 100ms: writes since then are at risk \(last: Error: S3 said no\)$/,
+      );
+      assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
+
+      // With a store that works, the same run never reports stale backups.
+      logs.clear();
+      const ok = manualSignals();
+      const fine = watch(options(dir, { interval: 100 }), {
+        store: storeOf(dir, "slow", 0),
+        clock: systemClock,
+        signals: ok,
+      });
+      await until(() => logs.withEvent("backup_unchanged").length >= 3, "three more backups");
+      ok.send();
+      assert.equal(await fine, 0);
+      assert.deepEqual(logs.withEvent("backup_stale"), []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -1,0 +1,193 @@
+/**
+ * Static checks of the deployment files (no Docker or fly here): the Dockerfile compiles lifeboat
+ * exactly as `deno task compile` does and starts `lifeboat watch -- app`; fly.toml (npm smol-toml)
+ * sends SIGTERM, leaves time for the final backup, scrapes lifeboat's metrics and has no volume.
+ */
+import assert from "node:assert/strict";
+import { basename } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { parse as parseYaml } from "yaml";
+import { loadConfig, parseListenAddr } from "../src/config.ts";
+import { parseDuration } from "../src/duration.ts";
+import { compileEntry, compileFlags, compileOutput } from "./helpers/compile.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const read = (file: string) => Deno.readTextFileSync(new URL(file, ROOT));
+
+/** One Dockerfile instruction: its keyword (upper case) and the rest of the line. */
+interface Instruction {
+  keyword: string;
+  args: string;
+}
+
+/** One build stage: its base image, its name, and its instructions after FROM. */
+interface Stage {
+  from: string;
+  name?: string;
+  steps: Instruction[];
+}
+
+/** Splits a Dockerfile into stages (comments dropped, `\` continuations joined). */
+function stages(text: string): Stage[] {
+  const logical = text.replace(/\\\n/g, " ").split("\n").map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+  const out: Stage[] = [];
+  for (const line of logical) {
+    const [, keyword, args] = /^(\w+)\s+(.*)$/.exec(line) ?? [];
+    assert.ok(keyword, `not an instruction: ${line}`);
+    if (keyword.toUpperCase() === "FROM") {
+      const [from, as, name] = args.split(/\s+/);
+      assert.ok(as === undefined || /^as$/i.test(as), line);
+      out.push({ from, name, steps: [] });
+    } else {
+      assert.ok(out.length > 0, `${line} before FROM`);
+      out.at(-1)!.steps.push({ keyword: keyword.toUpperCase(), args: args.trim() });
+    }
+  }
+  return out;
+}
+
+/** The `RUN` lines of a stage. */
+const runs = (s: Stage) => s.steps.filter((i) => i.keyword === "RUN").map((i) => i.args);
+/** The exec-form (JSON array) argument of an instruction. */
+function execForm(s: Stage, keyword: string): string[] {
+  const found = s.steps.filter((i) => i.keyword === keyword);
+  assert.equal(found.length, 1, `one ${keyword}`);
+  const value = JSON.parse(found[0].args);
+  assert.ok(Array.isArray(value), `${keyword} in exec form (a JSON array: signals reach PID 1)`);
+  return value;
+}
+/** Where a stage copies `src` from stage `stage` to. */
+function copiedTo(s: Stage, stage: string, src: string): string {
+  const hit = s.steps.find((i) =>
+    i.keyword === "COPY" && i.args.split(/\s+/)[0] === `--from=${stage}` &&
+    i.args.split(/\s+/)[1] === src
+  );
+  assert.ok(hit, `COPY --from=${stage} ${src}`);
+  return hit.args.split(/\s+/).at(-1)!;
+}
+/** The variables a stage sets with ENV KEY=VALUE. */
+function envOf(s: Stage): Record<string, string> {
+  return Object.fromEntries(
+    s.steps.filter((i) => i.keyword === "ENV").flatMap((i) =>
+      i.args.split(/\s+/).map((kv) => kv.split("=", 2) as [string, string])
+    ),
+  );
+}
+
+const dockerfile = stages(read("Dockerfile"));
+const build = dockerfile.find((s) => s.name === "build")!;
+const image = dockerfile.at(-1)!;
+const tasks = JSON.parse(read("deno.json")).tasks as Record<string, string>;
+
+interface FlyToml {
+  kill_signal?: string;
+  kill_timeout?: number | string;
+  env: Record<string, string>;
+  deploy?: { strategy?: string; release_command?: string };
+  mounts?: unknown;
+  metrics?: { port: number; path: string };
+  http_service: { internal_port: number; checks?: { path?: string }[] };
+}
+const fly = parseToml(read("fly.toml")) as unknown as FlyToml;
+
+/** Deno's version as CI pins it (.github/workflows/ci.yml, setup-deno). */
+function pinnedDeno(): string {
+  const ci = parseYaml(read(".github/workflows/ci.yml"));
+  const steps = Object.values(ci.jobs as Record<string, { steps: Record<string, unknown>[] }>)
+    .flatMap((j) => j.steps);
+  const setup = steps.find((s) => String(s.uses ?? "").startsWith("denoland/setup-deno@"));
+  return String((setup?.with as Record<string, unknown>)["deno-version"]);
+}
+
+Deno.test("Dockerfile: the build stage is denoland/deno at the project's Deno version", () => {
+  assert.equal(dockerfile[0], build, "the build stage comes first");
+  assert.equal(pinnedDeno(), "2.9.6");
+  assert.equal(build.from, `denoland/deno:${pinnedDeno()}`);
+});
+
+Deno.test("Dockerfile: lifeboat is compiled with exactly deno task compile's flags, after a frozen install", () => {
+  const lines = runs(build);
+  const compile = lines.filter((l) => compileOutput(l) === "/lifeboat");
+  assert.equal(compile.length, 1, "one deno compile -o /lifeboat");
+  assert.deepEqual(compileFlags(compile[0]), compileFlags(tasks.compile));
+  assert.ok(compileFlags(compile[0]).includes("-P=lifeboat"), "the lifeboat permission set");
+  assert.ok(!compileFlags(compile[0]).some((f) => /^(-A|--allow-)/.test(f)), "not restated");
+  assert.equal(compileEntry(compile[0]), compileEntry(tasks.compile));
+  const install = lines.indexOf("deno install --frozen");
+  assert.ok(install >= 0 && install < lines.indexOf(compile[0]), "deno install --frozen first");
+  // deno.json and deno.lock come in before the install (a cached layer), the sources after.
+  const copies = build.steps.filter((i) => i.keyword === "COPY").map((i) => i.args.split(/\s+/));
+  assert.deepEqual(copies[0], ["deno.json", "deno.lock", "./"]);
+  const sources = copies.flatMap((c) => c.slice(0, -1));
+  for (const needed of ["main.ts", "src", "examples"]) assert.ok(sources.includes(needed), needed);
+});
+
+Deno.test("Dockerfile: the example app is compiled with its own permission set", () => {
+  const [app] = runs(build).filter((l) =>
+    /^deno compile /.test(l) && compileOutput(l) !== "/lifeboat"
+  );
+  assert.ok(app, "a second deno compile");
+  assert.equal(compileEntry(app), "examples/app.ts");
+  assert.deepEqual(compileFlags(app), ["-q", "-P=example"]);
+  const perms = JSON.parse(read("deno.json")).permissions;
+  assert.ok(perms.example, "deno.json defines the permission set example");
+  assert.match(tasks.example, /-P=example examples\/app\.ts$/, "deno task example uses it too");
+});
+
+Deno.test("Dockerfile: the image starts `lifeboat watch -- example-app`; a `lifeboat` stage holds the binary alone", () => {
+  const lifeboat = copiedTo(image, "build", "/lifeboat");
+  const entry = execForm(image, "ENTRYPOINT");
+  assert.equal(basename(entry[0]), "lifeboat");
+  assert.equal(entry[0], lifeboat, "the binary copied from the build stage");
+  assert.deepEqual(entry.slice(1), ["watch", "--"]);
+  const app = copiedTo(image, "build", "/example-app");
+  assert.deepEqual(execForm(image, "CMD"), [app]);
+  assert.ok(!image.steps.some((i) => i.keyword === "VOLUME"), "no volume: that is the point");
+  assert.equal(envOf(image).LIFEBOAT_DB, fly.env.LIFEBOAT_DB);
+  assert.equal(Number(envOf(image).PORT), fly.http_service.internal_port);
+
+  const only = dockerfile.find((s) => s.name === "lifeboat");
+  assert.ok(only, "a stage named lifeboat");
+  assert.equal(only.from, "scratch");
+  assert.deepEqual(only.steps, [{ keyword: "COPY", args: "--from=build /lifeboat /lifeboat" }]);
+});
+
+Deno.test("fly.toml: SIGTERM, and a kill_timeout that fits the final backup with a margin", () => {
+  assert.equal(fly.kill_signal, "SIGTERM");
+  const raw = fly.kill_timeout;
+  const killMs = typeof raw === "number" ? raw * 1000 : parseDuration(String(raw));
+  assert.ok(killMs !== undefined, `kill_timeout ${raw} is a duration`);
+  const cfg = loadConfig({}, fly.env);
+  const margin = 10_000; // the app's own shutdown, process exit, fly's own slack
+  assert.ok(
+    killMs >= cfg.shutdownTimeoutMs + margin,
+    `kill_timeout ${raw} < LIFEBOAT_SHUTDOWN_TIMEOUT ${cfg.shutdownTimeoutMs} ms + ${margin} ms`,
+  );
+  assert.ok(killMs <= 300_000, "shared-CPU machines allow at most 300 s");
+});
+
+Deno.test("fly.toml: [env] configures lifeboat validly; [metrics] scrapes its metrics port", () => {
+  for (const name of ["AWS_ROLE_ARN", "AWS_REGION", "LIFEBOAT_URL", "LIFEBOAT_DB"]) {
+    assert.ok(fly.env[name], `[env] ${name}`);
+  }
+  const cfg = loadConfig({}, fly.env); // throws on a malformed ARN, URL, duration or address
+  assert.equal(cfg.store.kind, "s3");
+  assert.equal(cfg.s3.role?.roleArn, fly.env.AWS_ROLE_ARN);
+  assert.ok(fly.metrics, "a [metrics] section");
+  assert.equal(fly.metrics.port, parseListenAddr(fly.env.LIFEBOAT_METRICS_ADDR).port);
+  assert.equal(parseListenAddr(fly.env.LIFEBOAT_METRICS_ADDR).hostname, "", "every interface");
+  assert.equal(fly.metrics.path, "/metrics");
+  assert.notEqual(fly.metrics.port, fly.http_service.internal_port, "not the app's port");
+  assert.equal(fly.http_service.internal_port, Number(fly.env.PORT));
+  assert.ok(fly.http_service.checks?.some((c) => c.path === "/healthz"), "the app's health check");
+});
+
+Deno.test("fly.toml: no volume, no release_command, and never two machines at once on deploy", () => {
+  assert.equal(fly.mounts, undefined, "no [mounts]: the point is surviving without a volume");
+  assert.equal(fly.deploy?.release_command, undefined, "restore runs in the entrypoint");
+  assert.ok(
+    ["rolling", "immediate"].includes(fly.deploy?.strategy ?? "rolling"),
+    `strategy ${fly.deploy?.strategy}: bluegreen and canary run two machines on one database`,
+  );
+});
