@@ -67,3 +67,8 @@ export async function writeStreamHashed(
   }
   return { sha256: hash.digest("hex"), size };
 }
+
+/** True when `err` is the operating system's "no space left on device" (ENOSPC). */
+export function isDiskFull(err: unknown): boolean {
+  return err instanceof Error && /os error 28|No space left on device|ENOSPC/i.test(err.message);
+}

@@ -3,7 +3,7 @@
  * lock when its process dies, even by SIGKILL, so a crashed run never blocks the next one.
  */
 import { basename, dirname, join } from "node:path";
-import { operationError } from "./errors.ts";
+import { configError, operationError } from "./errors.ts";
 
 /** A held lock; release it once (releasing twice is harmless). */
 export interface Lock {
@@ -22,7 +22,17 @@ export function lockPathFor(db: string): string {
  */
 export async function acquireLock(db: string): Promise<Lock> {
   const path = lockPathFor(db);
-  await Deno.mkdir(dirname(path), { recursive: true });
+  try {
+    await Deno.mkdir(dirname(path), { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists || e instanceof Deno.errors.NotADirectory)) {
+      throw e;
+    }
+    throw configError(
+      `${dirname(db)} is not a directory`,
+      "Point --db / LIFEBOAT_DB at a file in a directory",
+    );
+  }
   const file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
   if (!(await file.tryLock(true))) {
     const holder = (await Deno.readTextFile(path).catch(() => "")).trim() || "unknown";

@@ -266,6 +266,7 @@ Deno.test({
         assert.equal(res.code, 3, res.stderr);
         assert.match(res.stderr, /starting fresh/);
         const r = await runLifeboat(["restore", "--db", `${dir}/next/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(readRows(`${dir}/next/app.db`), ["written-before-exit"]);
       });
 

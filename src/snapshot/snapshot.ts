@@ -35,7 +35,7 @@ export async function assertSqliteFile(path: string): Promise<Uint8Array> {
     }
     header = await readHeader(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
       throw configError(
         `database ${path} does not exist`,
         "Check --db / LIFEBOAT_DB (restore creates it; backup needs it)",
@@ -88,8 +88,8 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
 }
 
 /**
- * Copies `db` into `out` with SQLite's online backup API (off the main thread), fsyncs it and
- * hashes it. Throws a config error if `db` is not a SQLite database; `out` may be left behind on
+ * Copies `db` into `out` with SQLite's online backup API (off the main thread), checks the copy
+ * with `quick_check`, fsyncs it and hashes it. Throws (exit 1) if the copy is damaged. Throws a config error if `db` is not a SQLite database; `out` may be left behind on
  * failure and is the caller's to remove.
  */
 export async function takeSnapshot(
@@ -102,7 +102,16 @@ export async function takeSnapshot(
   await Deno.writeFile(out, new Uint8Array(), { createNew: true, mode: 0o600 });
   const res = await runWorker({ op: "snapshot", db, out }, signal);
   if (!res.ok) {
-    throw operationError(`snapshot of ${db} failed: ${res.error}`, "Check the database file");
+    throw operationError(
+      `snapshot of ${db} failed: ${res.error}`,
+      "Nothing was uploaded; check the file with sqlite3 (PRAGMA integrity_check)",
+    );
+  }
+  if (res.check !== "ok") {
+    throw operationError(
+      `${db} is damaged (quick_check: ${res.check.slice(0, 200)})`,
+      "Nothing was uploaded; repair it (sqlite3 .recover) or restore a backup with --force",
+    );
   }
   return { sha256: res.sha256, size: res.size, pageSize: res.pageSize, pageCount: res.pageCount };
 }

@@ -65,8 +65,11 @@ async function snapshot(dbPath: string, out: string): Promise<WorkerResponse> {
   } finally {
     src.close();
   }
-  const info = withReadOnly(out, pageInfo);
-  return { ok: true, ...info, ...(await hashAndSync(out)), check: "" };
+  // quick_check on the copy, never the live database: a damaged database must not become the
+  // newest backup, and checking the copy holds no lock the app could wait on.
+  const checked = verify(out);
+  if (!checked.ok) return checked;
+  return { ...checked, ...(await hashAndSync(out)) };
 }
 
 function verify(path: string): WorkerResponse {

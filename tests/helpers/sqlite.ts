@@ -55,3 +55,18 @@ export function integrity(path: string): string {
     db.close();
   }
 }
+
+/** Grows the database at `path` (table t must exist) by about `mib` MiB of random rows. */
+export function growDb(path: string, mib: number): void {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA busy_timeout=10000");
+    const rows = Math.ceil((mib * 1024 * 1024) / 2100);
+    db.exec(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows})
+       INSERT INTO t(body) SELECT hex(randomblob(1000)) FROM n`,
+    );
+  } finally {
+    db.close();
+  }
+}

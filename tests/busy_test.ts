@@ -1,0 +1,103 @@
+/**
+ * Backups of a database that another process writes to without pause: no restart livelock,
+ * every snapshot sound. LIFEBOAT_BUSY_MB (default 200) and LIFEBOAT_BUSY_BACKUPS (default 20).
+ */
+import assert from "node:assert/strict";
+import { systemClock } from "../src/clock.ts";
+import { backupOnce } from "../src/commands/backup.ts";
+import { FileStore } from "../src/store/file.ts";
+import { baseEnv, ROOT, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { growDb, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
+
+const MB = Number(Deno.env.get("LIFEBOAT_BUSY_MB") ?? "200");
+const BACKUPS = Number(Deno.env.get("LIFEBOAT_BUSY_BACKUPS") ?? "20");
+
+/** Starts the fixture writer on `db` and resolves once it is committing. */
+async function startWriter(db: string) {
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/tests/fixtures/writer.ts`, db],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("writer ready")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error("writer exited early");
+    out += value;
+  }
+  return {
+    async stop(): Promise<number> {
+      proc.kill("SIGTERM");
+      while (true) {
+        const { value, done } = await lines.read();
+        if (done) break;
+        out += value;
+      }
+      await proc.status;
+      return Number(/commits (\d+)/.exec(out)?.[1] ?? 0);
+    },
+  };
+}
+
+Deno.test({
+  name: `busy database: ${BACKUPS} backups of ${MB} MiB under a continuous writer all complete`,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const db = `${dir}/app.db`;
+    makeDb(db, 10);
+    growDb(db, MB);
+    const store = new FileStore(`${dir}/store`);
+    const writer = await startWriter(db);
+    const seen = new Set<number>();
+    try {
+      for (let i = 0; i < BACKUPS; i++) {
+        const r = await backupOnce({ db, machine: "busy" }, { store, clock: systemClock }, {});
+        assert.equal(r.outcome, "uploaded");
+        const [latest] = await store.newest(1);
+        const file = `${dir}/store/${latest.key}`;
+        assert.equal(integrity(file), "ok", `backup ${i} is not sound`);
+        const db2 = readRows(file).length;
+        seen.add(db2);
+        await Deno.remove(file);
+        await Deno.remove(`${file}.json`);
+      }
+    } finally {
+      const commits = await writer.stop();
+      assert.ok(commits > 0, "the writer never committed");
+    }
+    assert.ok(seen.size > 1, "every backup saw the same rows: the writer was blocked");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "non-WAL database: a warning says how to switch, backups stay sound under writes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const db = `${dir}/app.db`;
+    makeDb(db, 1000, false);
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    const writer = await startWriter(db);
+    const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], env);
+    try {
+      await w.waitForLine(/not in WAL mode.*PRAGMA journal_mode=WAL/);
+      await w.waitForCount(/backup finished/, 2);
+    } finally {
+      await writer.stop();
+      w.proc.kill("SIGTERM");
+    }
+    const res = await w.done();
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.lines.filter((l) => /not in WAL mode/.test(l)).length, 1, "warn once");
+    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(integrity(`${dir}/r/app.db`), "ok");
+    assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+    await Deno.remove(dir, { recursive: true });
+  },
+});

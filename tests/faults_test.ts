@@ -1,0 +1,213 @@
+/** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
+import assert from "node:assert/strict";
+import { baseEnv, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { type FaultProxy, is, startFaultProxy } from "./helpers/fault_proxy.ts";
+import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
+import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
+
+let s3: LocalS3;
+let proxy: FaultProxy;
+let n = 0;
+
+async function scene() {
+  const bucket = `faults-${++n}`;
+  await s3.createBucket(bucket);
+  const dir = await Deno.makeTempDir();
+  proxy.faults.length = 0;
+  proxy.requests.length = 0;
+  proxy.injected = 0;
+  const env = baseEnv({
+    ...s3.env,
+    AWS_ENDPOINT_URL_S3: proxy.endpoint,
+    LIFEBOAT_URL: `s3://${bucket}/db`,
+    LIFEBOAT_RESTORE_ATTEMPTS: "3",
+  });
+  return { bucket, dir, env };
+}
+
+async function objectKeys(bucket: string): Promise<string[]> {
+  const xml = await (await fetch(`${s3.endpoint}/${bucket}?list-type=2`)).text();
+  return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]);
+}
+
+async function pendingUploads(bucket: string): Promise<number> {
+  const xml = await (await fetch(`${s3.endpoint}/${bucket}?uploads`)).text();
+  return [...xml.matchAll(/<UploadId>/g)].length;
+}
+
+function tempsLeft(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => /lifeboat-.*\.tmp/.test(x));
+}
+
+Deno.test({
+  name: "faults",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    s3 = await startLocalS3();
+    proxy = startFaultProxy(s3.endpoint);
+    try {
+      await t.step("503 SlowDown on PUT is retried with backoff and the backup lands", async () => {
+        const { dir, env, bucket } = await scene();
+        makeDb(`${dir}/app.db`, 100);
+        proxy.faults.push({
+          match: is.put,
+          action: { kind: "status", status: 503, code: "SlowDown" },
+          times: 2,
+        });
+        const r = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(proxy.injected, 2);
+        assert.equal((await objectKeys(bucket)).length, 1);
+      });
+
+      await t.step(
+        "a multipart upload that finally fails is aborted: nothing to restore",
+        async () => {
+          const { dir, env, bucket } = await scene();
+          const db = `${dir}/app.db`;
+          makeDb(db, 0);
+          growDb(db, 20); // multipart: parts are 8 MiB
+
+          proxy.faults.push({
+            match: is.complete,
+            action: { kind: "status", status: 500, code: "InternalError" },
+          });
+          const r = await runLifeboat(["backup", "--db", db], env);
+          assert.equal(r.code, 1, r.stderr);
+          assert.ok(proxy.injected >= 1);
+          assert.ok(proxy.requests.some(is.part), "the upload was not multipart");
+          assert.deepEqual(await objectKeys(bucket), []);
+          assert.equal(await pendingUploads(bucket), 0, "multipart upload left behind");
+          assert.deepEqual(tempsLeft(dir), []);
+          const fresh = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+          assert.match(fresh.stderr, /no backup found/);
+        },
+      );
+
+      await t.step(
+        "watch keeps going through failed backups and succeeds when the fault clears",
+        async () => {
+          const { dir, env, bucket } = await scene();
+          makeDb(`${dir}/app.db`, 10);
+          proxy.faults.push({
+            match: is.put,
+            action: { kind: "status", status: 500, code: "InternalError" },
+            times: 4,
+          });
+          const w = spawnLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1s"], env);
+          await w.waitForLine(/backup failed: .*will retry at the next interval/);
+          await w.waitForLine(/backup finished/);
+          w.proc.kill("SIGTERM");
+          const res = await w.done();
+          assert.equal(res.code, 0, res.stderr);
+          assert.equal((await objectKeys(bucket)).length, 1);
+        },
+      );
+
+      await t.step(
+        "a truncated download fails verification; restore falls back to the older backup",
+        async () => {
+          const { dir, env } = await scene();
+          const db = `${dir}/app.db`;
+          makeDb(db, 200);
+          addRow(db, "older");
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          addRow(db, "newer");
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          proxy.faults.push({
+            match: is.get,
+            action: { kind: "truncate", toBytes: 5000 },
+            times: 1,
+          });
+          const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stderr, /failed verification \(size 5000 bytes, metadata says \d+\)/);
+          assert.equal(readRows(`${dir}/r/app.db`).at(-1), "older");
+          assert.deepEqual(tempsLeft(`${dir}/r`), []);
+        },
+      );
+
+      await t.step(
+        "when every download is truncated restore exits 1 and touches nothing",
+        async () => {
+          const { dir, env } = await scene();
+          const db = `${dir}/app.db`;
+          makeDb(db, 200);
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          proxy.faults.push({ match: is.get, action: { kind: "truncate", toBytes: 4096 } });
+          const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+          assert.equal(r.code, 1, r.stderr);
+          assert.match(r.lines.at(-1)!, /none of the 1 newest backups passed verification/);
+          await assert.rejects(Deno.stat(`${dir}/r/app.db`), Deno.errors.NotFound);
+          assert.deepEqual(tempsLeft(`${dir}/r`), []);
+        },
+      );
+
+      await t.step("a connection reset mid-download is retried", async () => {
+        const { dir, env } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 2000);
+        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+        proxy.faults.push({
+          match: is.get,
+          action: { kind: "reset", afterBytes: 10_000 },
+          times: 1,
+        });
+        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(proxy.injected, 1);
+        assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+      });
+
+      await t.step("a stalled request times out and is retried (LIFEBOAT_S3_TIMEOUT)", async () => {
+        const { dir, env, bucket } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 20);
+        const quick = { ...env, LIFEBOAT_S3_TIMEOUT: "1s" };
+        proxy.faults.push({ match: is.put, action: { kind: "stall", ms: 120_000 }, times: 1 });
+        const b = await runLifeboat(["backup", "--db", db], quick);
+        assert.equal(b.code, 0, b.stderr);
+        proxy.faults.push({ match: is.list, action: { kind: "stall", ms: 120_000 }, times: 1 });
+        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], quick);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(proxy.injected, 2);
+        // Each stalled request was abandoned by the client and sent again.
+        assert.equal(proxy.requests.filter(is.put).length, 2);
+        assert.equal(proxy.requests.filter(is.list).length, 2);
+        assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+        assert.equal((await objectKeys(bucket)).length, 1);
+      });
+
+      await t.step(
+        "503 on LIST during restore is retried; a store that stays down is exit 1",
+        async () => {
+          const { dir, env } = await scene();
+          const db = `${dir}/app.db`;
+          makeDb(db, 20);
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          proxy.faults.push({
+            match: is.list,
+            action: { kind: "status", status: 503, code: "SlowDown" },
+            times: 4,
+          });
+          const ok = await runLifeboat(["restore", "--db", `${dir}/a/app.db`], env);
+          assert.equal(ok.code, 0, ok.stderr);
+          proxy.faults.push({
+            match: is.list,
+            action: { kind: "status", status: 503, code: "SlowDown" },
+          });
+          const down = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], {
+            ...env,
+            LIFEBOAT_RESTORE_ATTEMPTS: "2",
+          });
+          assert.equal(down.code, 1, down.stderr);
+          await assert.rejects(Deno.stat(`${dir}/b/app.db`), Deno.errors.NotFound);
+        },
+      );
+    } finally {
+      await proxy.stop();
+      await s3.stop();
+    }
+  },
+});

@@ -1,0 +1,154 @@
+/**
+ * A fault-injecting HTTP proxy for tests: sits between lifeboat and the local S3 on 127.0.0.1,
+ * records every request, and on chosen requests returns errors, stalls, resets or truncates.
+ */
+import { freePort } from "./moto.ts";
+
+/** A request as the proxy saw it. */
+export interface SeenRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  /** `Credential=AKID/…` access key id from the Authorization header, if any. */
+  accessKeyId?: string;
+}
+
+/** What to do to a matching request. */
+export type FaultAction =
+  | { kind: "status"; status: number; code: string }
+  | { kind: "stall"; ms: number }
+  | { kind: "reset"; afterBytes: number }
+  | { kind: "truncate"; toBytes: number };
+
+/** A rule: requests matching `match` get `action`, at most `times` times (default: always). */
+export interface Fault {
+  match: (r: SeenRequest) => boolean;
+  action: FaultAction;
+  times?: number;
+}
+
+/** A running proxy. */
+export interface FaultProxy {
+  endpoint: string;
+  requests: SeenRequest[];
+  faults: Fault[];
+  /** How many faults were applied so far. */
+  injected: number;
+  stop(): Promise<void>;
+}
+
+/** S3-style classification helpers for fault rules. */
+export const is = {
+  list: (r: SeenRequest) => r.method === "GET" && r.query.get("list-type") === "2",
+  get: (r: SeenRequest) =>
+    r.method === "GET" && !r.query.has("list-type") && !r.query.has("uploads"),
+  put: (r: SeenRequest) => r.method === "PUT" && !r.query.has("partNumber"),
+  part: (r: SeenRequest) => r.method === "PUT" && r.query.has("partNumber"),
+  complete: (r: SeenRequest) => r.method === "POST" && r.query.has("uploadId"),
+  any: (_: SeenRequest) => true,
+};
+
+function s3Error(status: number, code: string): Response {
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
+    `<Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>`;
+  return new Response(body, { status, headers: { "content-type": "application/xml" } });
+}
+
+/** Returns a stream of `body`'s first `limit` bytes; then ends cleanly or fails (`fail`). */
+function cut(
+  body: ReadableStream<Uint8Array>,
+  limit: number,
+  fail: boolean,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let sent = 0;
+  return new ReadableStream({
+    async pull(ctl) {
+      const { done, value } = await reader.read();
+      if (done) return ctl.close();
+      const room = limit - sent;
+      if (value.length < room) {
+        sent += value.length;
+        return ctl.enqueue(value);
+      }
+      if (room > 0) ctl.enqueue(value.subarray(0, room));
+      sent = limit;
+      await reader.cancel().catch(() => {});
+      if (fail) ctl.error(new Error("connection reset by the test proxy"));
+      else ctl.close();
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
+/** Starts a proxy to `upstream` on a free 127.0.0.1 port. */
+export function startFaultProxy(upstream: string): FaultProxy {
+  const port = freePort();
+  const ac = new AbortController();
+  const proxy: FaultProxy = {
+    endpoint: `http://127.0.0.1:${port}`,
+    requests: [],
+    faults: [],
+    injected: 0,
+    async stop() {
+      ac.abort();
+      await server.finished.catch(() => {});
+    },
+  };
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port, signal: ac.signal, onListen() {} },
+    async (req) => {
+      const url = new URL(req.url);
+      const auth = req.headers.get("authorization") ?? "";
+      const seen: SeenRequest = {
+        method: req.method,
+        path: url.pathname,
+        query: url.searchParams,
+        accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1],
+      };
+      proxy.requests.push(seen);
+      const fault = proxy.faults.find((f) => (f.times ?? Infinity) > 0 && f.match(seen));
+      if (fault) {
+        if (fault.times !== undefined) fault.times--;
+        proxy.injected++;
+      }
+      const action = fault?.action;
+      if (action?.kind === "status") {
+        await req.body?.cancel();
+        return s3Error(action.status, action.code);
+      }
+      if (action?.kind === "stall") {
+        // Hold the request until the client gives up (or `ms` passes).
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, action.ms);
+          req.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve();
+          }, { once: true });
+        });
+        if (req.signal.aborted) return new Response(null, { status: 499 });
+      }
+      const headers = new Headers(req.headers);
+      headers.delete("host");
+      const res = await fetch(upstream + url.pathname + url.search, {
+        method: req.method,
+        headers,
+        body: req.body,
+        redirect: "manual",
+        // @ts-ignore: Deno's fetch accepts duplex for streaming request bodies.
+        duplex: "half",
+      });
+      if (
+        !res.body || !action || (action.kind !== "reset" && action.kind !== "truncate")
+      ) return res;
+      const out = new Headers(res.headers);
+      out.delete("content-length");
+      const limit = action.kind === "reset" ? action.afterBytes : action.toBytes;
+      return new Response(cut(res.body, limit, action.kind === "reset"), {
+        status: res.status,
+        headers: out,
+      });
+    },
+  );
+  return proxy;
+}

@@ -1,0 +1,92 @@
+/** Local safety: a full disk, a second lifeboat on the same database, and private file modes. */
+import assert from "node:assert/strict";
+import { baseEnv, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { growDb, makeDb } from "./helpers/sqlite.ts";
+
+function tempsLeft(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => /lifeboat-.*\.tmp/.test(x));
+}
+
+Deno.test({
+  name: "disk full during restore: exit 1 with a clear line, target untouched, temp removed",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store`, LIFEBOAT_RESTORE_ATTEMPTS: "3" });
+    makeDb(`${dir}/app.db`, 10);
+    growDb(`${dir}/app.db`, 4);
+    assert.equal((await runLifeboat(["backup", "--db", `${dir}/app.db`], env)).code, 0);
+    const small = `${dir}/small`;
+    await Deno.mkdir(small);
+    const mount = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small],
+    }).output();
+    assert.ok(
+      mount.success,
+      `this test needs root to mount a 1 MiB tmpfs: ${new TextDecoder().decode(mount.stderr)}`,
+    );
+    try {
+      // An existing (small) database that --force would replace must survive the failure.
+      makeDb(`${small}/app.db`, 3);
+      const before = await Deno.readFile(`${small}/app.db`);
+      const r = await runLifeboat(["restore", "--force", "--db", `${small}/app.db`], env);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.lines.length, 1, r.stderr); // no retries for a full disk
+      assert.match(
+        r.lines[0],
+        /disk full while restoring \S+ \(\d+ bytes\) into .*small.*Free disk space/,
+      );
+      assert.deepEqual(await Deno.readFile(`${small}/app.db`), before);
+      assert.deepEqual(tempsLeft(small), []);
+    } finally {
+      await new Deno.Command("umount", { args: [small] }).output();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a second lifeboat on the same database refuses instead of racing",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const db = `${dir}/app.db`;
+    makeDb(db, 10);
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
+    await w.waitForLine(/watching/);
+    for (const cmd of [["backup"], ["restore", "--force"], ["watch"]]) {
+      const r = await runLifeboat([...cmd, "--db", db], env);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.lines.length, 1, r.stderr);
+      assert.match(
+        r.lines[0],
+        new RegExp(`another lifeboat process \\(pid ${w.proc.pid}\\) is already working on`),
+      );
+    }
+    w.proc.kill("SIGTERM");
+    assert.equal((await w.done()).code, 0);
+    // Once it is gone the lock is free again, even though its file stays.
+    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test("backups and restored databases are private (0600)", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+  makeDb(`${dir}/app.db`, 10);
+  await Deno.chmod(`${dir}/app.db`, 0o644);
+  assert.equal((await runLifeboat(["backup", "--db", `${dir}/app.db`], env)).code, 0);
+  for (const e of Deno.readDirSync(`${dir}/store`)) {
+    assert.equal(Deno.statSync(`${dir}/store/${e.name}`).mode! & 0o777, 0o600, e.name);
+  }
+  assert.equal((await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env)).code, 0);
+  assert.equal(Deno.statSync(`${dir}/r/app.db`).mode! & 0o777, 0o600);
+  // --force keeps the mode of the database it replaces.
+  assert.equal((await runLifeboat(["restore", "--force", "--db", `${dir}/app.db`], env)).code, 0);
+  assert.equal(Deno.statSync(`${dir}/app.db`).mode! & 0o777, 0o644);
+  await Deno.remove(dir, { recursive: true });
+});
