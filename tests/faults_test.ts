@@ -8,11 +8,13 @@ import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
 let s3: LocalS3;
 let proxy: FaultProxy;
 let n = 0;
+let injectedTotal = 0;
 
 async function scene() {
   const bucket = `faults-${++n}`;
   await s3.createBucket(bucket);
   const dir = await Deno.makeTempDir();
+  injectedTotal += proxy.injected;
   proxy.faults.length = 0;
   proxy.requests.length = 0;
   proxy.injected = 0;
@@ -204,6 +206,10 @@ Deno.test({
           assert.equal(down.code, 1, down.stderr);
           await assert.rejects(Deno.stat(`${dir}/b/app.db`), Deno.errors.NotFound);
         },
+      );
+      injectedTotal += proxy.injected;
+      console.log(
+        `faults: ${n} scenarios, ${injectedTotal} faults injected, all recovered or refused cleanly`,
       );
     } finally {
       await proxy.stop();

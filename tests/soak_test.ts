@@ -1,0 +1,44 @@
+/**
+ * The soak: many machine lifecycles in a row (SIGTERM at random moments), zero acknowledged
+ * writes lost. LIFEBOAT_SOAK_MACHINES sets the count (default 50; CI runs fewer, a long local run
+ * more); LIFEBOAT_LIFECYCLE_SEED replays a failed run.
+ */
+import assert from "node:assert/strict";
+import { baseEnv } from "./helpers/cli.ts";
+import { runLifecycle } from "./helpers/lifecycle.ts";
+import { startLocalS3 } from "./helpers/moto.ts";
+
+const MACHINES = Number(Deno.env.get("LIFEBOAT_SOAK_MACHINES") || "50");
+const SEED = Deno.env.get("LIFEBOAT_LIFECYCLE_SEED");
+
+Deno.test({
+  name: `soak: ${MACHINES} machine lifecycles, zero acknowledged writes lost`,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const s3 = await startLocalS3();
+    const dir = await Deno.makeTempDir({ prefix: "lifeboat-soak-" });
+    try {
+      await s3.createBucket("soak");
+      const stats = await runLifecycle({
+        machines: MACHINES,
+        env: baseEnv({ ...s3.env, LIFEBOAT_URL: "s3://soak/apps/example" }),
+        dir,
+        writeMs: [200, 2500],
+        seed: SEED ? Number(SEED) : undefined,
+      });
+      const why = `seed ${stats.seed} (LIFEBOAT_LIFECYCLE_SEED replays it)`;
+      assert.equal(stats.machines, MACHINES, why);
+      assert.equal(stats.lost, 0, `acknowledged writes lost; ${why}`);
+      assert.ok(stats.reports.every((m) => m.code === 0), `a machine exited non-zero; ${why}`);
+      const sorted = [...stats.restoreMs].sort((a, b) => a - b);
+      console.log(
+        `soak: ${stats.machines} lifecycles, ${stats.acked} acknowledged writes, ${stats.lost} lost, ` +
+          `restore median ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms`,
+      );
+    } finally {
+      await s3.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
