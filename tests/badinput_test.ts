@@ -304,8 +304,7 @@ Deno.test({
           assert.doesNotMatch(r.stderr, /^\s+at |\.ts:\d+:\d+/m, "stack trace");
         });
       }
-      const xml = await (await fetch(`${s3.endpoint}/corpus?list-type=2`)).text();
-      assert.doesNotMatch(xml, /<Key>/, "something was written to the store");
+      assert.deepEqual(await s3.keys("corpus"), [], "something was written to the store");
       assert.deepEqual(await Deno.readFile(db), good, "the database changed");
     } finally {
       await denied.stop();

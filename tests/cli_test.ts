@@ -1,7 +1,14 @@
 /** End to end: lifeboat run as a process against moto (S3) and a directory store. */
 import assert from "node:assert/strict";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { baseEnv, ROOT, runLifeboat, type RunResult, spawnLifeboat } from "./helpers/cli.ts";
+import {
+  baseEnv,
+  ROOT,
+  runLifeboat,
+  type RunResult,
+  spawnLifeboat,
+  tempsLeft,
+} from "./helpers/cli.ts";
 import { freePort, type LocalS3, startLocalS3 } from "./helpers/moto.ts";
 import { addRow, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
 import { parseKey } from "../src/store/keys.ts";
@@ -20,12 +27,6 @@ async function scene() {
 
 function client(): S3Client {
   return new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true });
-}
-
-async function listKeys(bucket: string): Promise<string[]> {
-  const res = await fetch(`${s3.endpoint}/${bucket}?list-type=2&prefix=apps/demo/`);
-  const xml = await res.text();
-  return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]);
 }
 
 /** Asserts a failed run printed exactly one line, no stack trace, and the expected exit code. */
@@ -56,7 +57,7 @@ Deno.test({
         assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
         assert.equal(integrity(`${dir}/new/app.db`), "ok");
         // The object carries its metadata and the restored file is byte-identical to it.
-        const [key] = await listKeys(bucket);
+        const [key] = await s3.keys(bucket, "apps/demo/");
         const obj = await client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
         const body = await obj.Body!.transformToByteArray();
         assert.deepEqual(body, await Deno.readFile(`${dir}/new/app.db`));
@@ -78,10 +79,7 @@ Deno.test({
         assert.equal(Number(m.size), body.length);
         assert.equal(Number(m["page-size"]) * Number(m["page-count"]), body.length);
         // The temporary snapshot is gone.
-        const left = [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) =>
-          /lifeboat-.*\.tmp/.test(x)
-        );
-        assert.deepEqual(left, []);
+        assert.deepEqual(tempsLeft(dir), []);
       });
 
       await t.step("every backup is a new key and restore takes the newest", async () => {
@@ -93,7 +91,7 @@ Deno.test({
           const b = await runLifeboat(["backup", "--db", db], env);
           assert.equal(b.code, 0, b.stderr);
         }
-        const keys = await listKeys(bucket);
+        const keys = await s3.keys(bucket, "apps/demo/");
         assert.equal(keys.length, 3);
         assert.equal(new Set(keys).size, 3);
         const r = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], env);
@@ -171,7 +169,7 @@ Deno.test({
           assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
           addRow(db, "newest");
           assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-          const keys = await listKeys(bucket);
+          const keys = await s3.keys(bucket, "apps/demo/");
           const c = client();
           const newest = await c.send(new GetObjectCommand({ Bucket: bucket, Key: keys[0] }));
           const bytes = await newest.Body!.transformToByteArray();
@@ -201,7 +199,7 @@ Deno.test({
         w.proc.kill("SIGTERM");
         const res = await w.done();
         assert.equal(res.code, 0, res.stderr);
-        assert.equal((await listKeys(bucket)).length, 1);
+        assert.equal((await s3.keys(bucket, "apps/demo/")).length, 1);
         assert.equal(res.lines.filter((l) => /backup finished/.test(l)).length, 1);
       });
 
@@ -309,7 +307,7 @@ Deno.test({
           const r = await runLifeboat(args, { ...env, ...extra });
           assertOneLineError(r, 2, re);
         }
-        assert.deepEqual(await listKeys(bucket), []);
+        assert.deepEqual(await s3.keys(bucket, "apps/demo/"), []);
       });
     } finally {
       await s3.stop();

@@ -5,15 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { baseEnv, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
 import { startLocalS3 } from "./helpers/moto.ts";
 import { addRow, growDb, integrity, makeDb } from "./helpers/sqlite.ts";
 
 const CRASHES = Number(Deno.env.get("LIFEBOAT_CRASHES") ?? "50");
-
-function tempsLeft(dir: string): string[] {
-  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => /lifeboat-.*\.tmp/.test(x));
-}
 
 Deno.test({
   name: `SIGKILL during backup ${CRASHES} times: restores stay sound and equal a completed backup`,

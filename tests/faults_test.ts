@@ -1,6 +1,6 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
 import { type FaultProxy, is, startFaultProxy } from "./helpers/fault_proxy.ts";
 import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
@@ -27,20 +27,6 @@ async function scene() {
   return { bucket, dir, env };
 }
 
-async function objectKeys(bucket: string): Promise<string[]> {
-  const xml = await (await fetch(`${s3.endpoint}/${bucket}?list-type=2`)).text();
-  return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]);
-}
-
-async function pendingUploads(bucket: string): Promise<number> {
-  const xml = await (await fetch(`${s3.endpoint}/${bucket}?uploads`)).text();
-  return [...xml.matchAll(/<UploadId>/g)].length;
-}
-
-function tempsLeft(dir: string): string[] {
-  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => /lifeboat-.*\.tmp/.test(x));
-}
-
 Deno.test({
   name: "faults",
   sanitizeResources: false,
@@ -60,7 +46,7 @@ Deno.test({
         const r = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
         assert.equal(r.code, 0, r.stderr);
         assert.equal(proxy.injected, 2);
-        assert.equal((await objectKeys(bucket)).length, 1);
+        assert.equal((await s3.keys(bucket)).length, 1);
       });
 
       await t.step(
@@ -79,8 +65,8 @@ Deno.test({
           assert.equal(r.code, 1, r.stderr);
           assert.ok(proxy.injected >= 1);
           assert.ok(proxy.requests.some(is.part), "the upload was not multipart");
-          assert.deepEqual(await objectKeys(bucket), []);
-          assert.equal(await pendingUploads(bucket), 0, "multipart upload left behind");
+          assert.deepEqual(await s3.keys(bucket), []);
+          assert.equal(await s3.pendingUploads(bucket), 0, "multipart upload left behind");
           assert.deepEqual(tempsLeft(dir), []);
           const fresh = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
           assert.match(fresh.stderr, /no backup found/);
@@ -103,7 +89,7 @@ Deno.test({
           w.proc.kill("SIGTERM");
           const res = await w.done();
           assert.equal(res.code, 0, res.stderr);
-          assert.equal((await objectKeys(bucket)).length, 1);
+          assert.equal((await s3.keys(bucket)).length, 1);
         },
       );
 
@@ -178,7 +164,7 @@ Deno.test({
         assert.equal(proxy.requests.filter(is.put).length, 2);
         assert.equal(proxy.requests.filter(is.list).length, 2);
         assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
-        assert.equal((await objectKeys(bucket)).length, 1);
+        assert.equal((await s3.keys(bucket)).length, 1);
       });
 
       await t.step(

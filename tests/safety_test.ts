@@ -1,11 +1,7 @@
 /** Local safety: a full disk, a second lifeboat on the same database, and private file modes. */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
 import { growDb, makeDb } from "./helpers/sqlite.ts";
-
-function tempsLeft(dir: string): string[] {
-  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => /lifeboat-.*\.tmp/.test(x));
-}
 
 Deno.test({
   name: "disk full during restore: exit 1 with a clear line, target untouched, temp removed",

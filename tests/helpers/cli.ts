@@ -45,16 +45,26 @@ export function baseEnv(extra: Record<string, string> = {}): Record<string, stri
   };
 }
 
-/** Runs `lifeboat ARGS` to completion with exactly `env` (nothing inherited). */
-export async function runLifeboat(args: string[], env: Record<string, string>): Promise<RunResult> {
-  const out = await new Deno.Command(LIFEBOAT_CMD[0], {
+/** The lifeboat command for `args`, with exactly `env` (nothing inherited) and piped output. */
+function lifeboatCommand(args: string[], env: Record<string, string>): Deno.Command {
+  return new Deno.Command(LIFEBOAT_CMD[0], {
     args: [...LIFEBOAT_CMD.slice(1), ...args],
     env: cleanEnv(env),
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
+}
+
+/** Returns lifeboat's temporary files left in `dir` (there should be none after any run). */
+export function tempsLeft(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => /lifeboat-.*\.tmp/.test(x));
+}
+
+/** Runs `lifeboat ARGS` to completion with exactly `env` (nothing inherited). */
+export async function runLifeboat(args: string[], env: Record<string, string>): Promise<RunResult> {
+  const out = await lifeboatCommand(args, env).output();
   const stderr = new TextDecoder().decode(out.stderr);
   return {
     code: out.code,
@@ -79,14 +89,7 @@ export interface RunningLifeboat {
 
 /** Starts `lifeboat ARGS` in the background with exactly `env`. */
 export function spawnLifeboat(args: string[], env: Record<string, string>): RunningLifeboat {
-  const proc = new Deno.Command(LIFEBOAT_CMD[0], {
-    args: [...LIFEBOAT_CMD.slice(1), ...args],
-    env: cleanEnv(env),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const proc = lifeboatCommand(args, env).spawn();
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>, sink: string[]) => {

@@ -8,6 +8,10 @@ export interface LocalS3 {
   env: Record<string, string>;
   /** Creates a bucket (idempotent); throws on any other failure. */
   createBucket(name: string): Promise<void>;
+  /** Lists the object keys under `prefix` (one page, up to 1,000), straight from the server. */
+  keys(bucket: string, prefix?: string): Promise<string[]>;
+  /** Counts the multipart uploads that were started and neither completed nor aborted. */
+  pendingUploads(bucket: string): Promise<number>;
   /** Stops the server; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -70,6 +74,15 @@ export async function startLocalS3(): Promise<LocalS3> {
       if (!res.ok && !text.includes("BucketAlreadyOwnedByYou")) {
         throw new Error(`createBucket ${name}: ${res.status} ${text}`);
       }
+    },
+    async keys(bucket: string, prefix = "") {
+      const q = new URLSearchParams({ "list-type": "2", prefix });
+      const xml = await (await fetch(`${endpoint}/${bucket}?${q}`)).text();
+      return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]);
+    },
+    async pendingUploads(bucket: string) {
+      const xml = await (await fetch(`${endpoint}/${bucket}?uploads`)).text();
+      return [...xml.matchAll(/<UploadId>/g)].length;
     },
     async stop() {
       if (stopped) return;
