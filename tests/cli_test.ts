@@ -268,6 +268,22 @@ Deno.test({
         assert.deepEqual(readRows(`${dir}/next/app.db`), ["written-before-exit"]);
       });
 
+      await t.step(
+        "watch: an empty database file (opened, never written) is nothing to back up",
+        async () => {
+          const { dir, env, bucket } = await scene();
+          const db = `${dir}/app.db`;
+          await Deno.writeFile(db, new Uint8Array());
+          const res = await runLifeboat(
+            ["watch", "--db", db, "--", Deno.execPath(), "eval", "0"],
+            env,
+          );
+          assert.equal(res.code, 0, res.stderr);
+          assert.match(res.stderr, /final backup skipped: .* does not exist yet or is empty/);
+          assert.deepEqual(await s3.keys(bucket), []);
+        },
+      );
+
       await t.step("bad input: one line, exit 2, nothing written", async () => {
         const { dir, env, bucket } = await scene();
         await Deno.writeTextFile(`${dir}/notes.txt`, "hello, not a database");

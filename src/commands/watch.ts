@@ -63,7 +63,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   const state: BackupState = { lastSha256: restored.sha256 };
   let walChecked = false;
   const warnIfNotWal = async () => {
-    if (walChecked || !(await statIfExists(o.db))) return;
+    if (walChecked || !(await statIfExists(o.db))?.size) return;
     walChecked = true;
     if (!(await isWalMode(o.db))) {
       log.warn(
@@ -150,9 +150,11 @@ async function backupIfPresent(
   final: boolean,
 ): Promise<boolean> {
   const what = final ? "final backup" : "backup";
-  if (!(await statIfExists(o.db))) {
+  // SQLite creates an empty file on open and writes the header with the first change: an empty
+  // file holds nothing to lose yet, like a missing one.
+  if (!(await statIfExists(o.db))?.size) {
     metrics.notBackedUp("skipped", `${o.db} does not exist: is it the file the app writes?`);
-    log.info("{what} skipped: {db} does not exist yet", {
+    log.info("{what} skipped: {db} does not exist yet or is empty", {
       event: "backup_skipped",
       what,
       db: o.db,
