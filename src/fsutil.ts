@@ -43,32 +43,96 @@ export function randomSuffix(): string {
 
 /**
  * Writes a stream to a new file (mode 0600, never replacing one) while hashing it; fsyncs before
- * returning. On failure the partial file is removed and the error rethrown.
+ * returning. A read that brings nothing for `idleMs` fails. On failure the partial file is
+ * removed, the stream cancelled and the error rethrown.
  */
 export async function writeStreamHashed(
   body: ReadableStream<Uint8Array>,
   path: string,
+  idleMs?: number,
 ): Promise<{ sha256: string; size: number }> {
   const hash = createHash("sha256");
   let size = 0;
+  let reader: ReadableStreamBYOBReader | undefined;
+  let cancel = (reason?: unknown) => body.cancel(reason);
   try {
     using f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-    for await (const chunk of body) {
+    const write = async (chunk: Uint8Array) => {
       hash.update(chunk);
       size += chunk.length;
       let off = 0;
       while (off < chunk.length) off += await f.write(chunk.subarray(off));
+    };
+    try {
+      reader = body.getReader({ mode: "byob" });
+      cancel = (reason) => reader!.cancel(reason);
+    } catch {
+      reader = undefined; // not a byte stream: take its chunks as they come
+    }
+    if (reader) {
+      // One 1 MiB buffer, refilled in place: no garbage per chunk, memory flat at any size.
+      let buf = new Uint8Array(1 << 20);
+      for (;;) {
+        const { value, done } = await withinIdle(reader.read(buf), idleMs);
+        if (done || !value) break;
+        await write(value);
+        buf = new Uint8Array(value.buffer);
+      }
+    } else {
+      const chunks = body.getReader();
+      cancel = (reason) => chunks.cancel(reason);
+      for (;;) {
+        const { value, done } = await withinIdle(chunks.read(), idleMs);
+        if (done) break;
+        await write(value);
+      }
     }
     await f.sync();
   } catch (e) {
-    await body.cancel().catch(() => {});
+    await cancel(e).catch(() => {});
     await removeIfExists(path).catch(() => {});
     throw e;
   }
   return { sha256: hash.digest("hex"), size };
 }
 
+/** Resolves with `read`, or rejects when it takes longer than `idleMs` (no limit if undefined). */
+function withinIdle<T>(read: Promise<T>, idleMs?: number): Promise<T> {
+  if (idleMs === undefined) return read;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`the download stalled: no data for ${idleMs} ms`)),
+      idleMs,
+    );
+  });
+  return Promise.race([read, idle]).finally(() => clearTimeout(timer));
+}
+
 /** True when `err` is the operating system's "no space left on device" (ENOSPC). */
 export function isDiskFull(err: unknown): boolean {
   return err instanceof Error && /os error 28|No space left on device|ENOSPC/i.test(err.message);
+}
+
+/**
+ * Hashes a file (SHA-256) in 1 MiB reads into one buffer, then fsyncs it. The thread is free
+ * between reads (≈ 1 ms each); stops at the next read once `signal` aborts.
+ */
+export async function hashAndSyncFile(
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  using f = await Deno.open(path, { read: true, write: true });
+  const buf = new Uint8Array(1 << 20);
+  for (;;) {
+    signal?.throwIfAborted();
+    const n = await f.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+    size += n;
+  }
+  await f.sync();
+  return { sha256: hash.digest("hex"), size };
 }

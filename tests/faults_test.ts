@@ -167,6 +167,26 @@ Deno.test({
         assert.equal((await s3.keys(bucket)).length, 1);
       });
 
+      await t.step("a download whose body stalls midway times out and is retried", async () => {
+        const { dir, env } = await scene();
+        const db = `${dir}/app.db`;
+        makeDb(db, 2000);
+        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+        proxy.faults.push({
+          match: is.get,
+          action: { kind: "hang", afterBytes: 10_000 },
+          times: 1,
+        });
+        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], {
+          ...env,
+          LIFEBOAT_S3_TIMEOUT: "1s",
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /the download stalled: no data for 1000 ms/);
+        assert.equal(proxy.requests.filter(is.get).length, 2);
+        assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+      });
+
       await t.step(
         "503 on LIST during restore is retried; a store that stays down is exit 1",
         async () => {

@@ -1,5 +1,6 @@
 /** Consistent copies of a live SQLite database, and checks that a file is a sound database. */
 import { configError, operationError } from "../errors.ts";
+import { hashAndSyncFile } from "../fsutil.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
 /** What a finished snapshot file is: its checksum, size and page geometry. */
@@ -100,7 +101,20 @@ export async function takeSnapshot(
   await assertSqliteFile(db);
   // Created private before SQLite writes a byte into it: backups can hold sensitive data.
   await Deno.writeFile(out, new Uint8Array(), { createNew: true, mode: 0o600 });
-  const res = await runWorker({ op: "snapshot", db, out }, signal);
+  const copied = await runWorker({ op: "snapshot", db, out }, signal);
+  if (!copied.ok) {
+    throw operationError(
+      `snapshot of ${db} failed: ${copied.error}`,
+      "Nothing was uploaded; check the file with sqlite3 (PRAGMA integrity_check)",
+    );
+  }
+  // quick_check on the copy, never the live database: a damaged database must not become the
+  // newest backup, and checking the copy holds no lock the app could wait on. It runs in a
+  // second worker while this thread hashes and fsyncs the copy: two passes, overlapped.
+  const [res, hashed] = await Promise.all([
+    runWorker({ op: "verify", path: out }, signal),
+    hashAndSyncFile(out, signal),
+  ]);
   if (!res.ok) {
     throw operationError(
       `snapshot of ${db} failed: ${res.error}`,
@@ -113,7 +127,7 @@ export async function takeSnapshot(
       "Nothing was uploaded; repair it (sqlite3 .recover) or restore a backup with --force",
     );
   }
-  return { sha256: res.sha256, size: res.size, pageSize: res.pageSize, pageCount: res.pageCount };
+  return { ...hashed, pageSize: copied.pageSize, pageCount: copied.pageCount };
 }
 
 /** Returns "ok" when `PRAGMA quick_check` passes on `path`, else a description of what is wrong. */

@@ -1,12 +1,18 @@
 /** A store under an S3 prefix (AWS or any S3-compatible endpoint). */
 import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   GetObjectCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
   type S3ClientConfig,
   type ServerSideEncryption,
+  UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
+import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { parseKey } from "./keys.ts";
 import { roleCredentials, type RoleSettings } from "./s3_credentials.ts";
 import { mapS3Error, type S3Operation } from "./s3_errors.ts";
@@ -59,6 +65,8 @@ export class S3Store implements Store {
   readonly location: string;
   /** The SDK client, exposed so tests can count requests with middleware. */
   readonly client: S3Client;
+  /** The client for GetObject: Deno's fetch underneath, for byte streams (see constructor). */
+  readonly reader: S3Client;
   private readonly keyPrefix: string;
 
   /** Creates the client; no request is made until first use. */
@@ -66,7 +74,7 @@ export class S3Store implements Store {
     this.keyPrefix = s.prefix ? `${s.prefix}/` : "";
     this.location = `s3://${s.bucket}/${s.prefix}`;
     const checksum = s.checksum === "when_required" ? "WHEN_REQUIRED" : "WHEN_SUPPORTED";
-    this.client = new S3Client({
+    const common = {
       region: s.region,
       endpoint: s.endpoint,
       forcePathStyle: s.forcePathStyle,
@@ -74,6 +82,16 @@ export class S3Store implements Store {
       requestChecksumCalculation: checksum,
       responseChecksumValidation: checksum,
       maxAttempts: s.maxAttempts,
+    } as const;
+    // Downloads through Deno's own fetch: its response bodies are byte streams with
+    // backpressure, read into one reused buffer (writeStreamHashed); node:http hands over a new
+    // Buffer per chunk and lets ~64 MiB pile up before the garbage collector runs.
+    this.reader = new S3Client({
+      ...common,
+      requestHandler: new FetchHttpHandler({ requestTimeout: s.timeoutMs }),
+    });
+    this.client = new S3Client({
+      ...common,
       requestHandler: {
         connectionTimeout: s.timeoutMs,
         requestTimeout: s.timeoutMs,
@@ -82,32 +100,106 @@ export class S3Store implements Store {
     });
   }
 
-  /** Streams `file` up as a new object (multipart when large); aborts the upload on any failure. */
+  /**
+   * Uploads `file` as a new object: one PutObject when it fits in one part, else a multipart
+   * upload whose parts are read straight from the file into one reused buffer per lane, so
+   * memory stays at queueSize × partSize whatever the size. Any failure or abort aborts it.
+   */
   async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
-    using f = await Deno.open(file, { read: true });
+    const Bucket = this.s.bucket, Key = this.objectKey(key);
     const sse = this.s.sse === "none" ? {} : {
       ServerSideEncryption: this.s.sse as ServerSideEncryption,
       ...(this.s.sse === "aws:kms" && this.s.kmsKeyId ? { SSEKMSKeyId: this.s.kmsKeyId } : {}),
     };
-    const upload = new Upload({
-      client: this.client,
-      params: {
-        Bucket: this.s.bucket,
-        Key: this.objectKey(key),
-        Body: f.readable,
-        ContentType: "application/vnd.sqlite3",
-        Metadata: metaToRecord(meta),
-        ...sse,
-      },
-      partSize: partSizeFor(meta.size, this.s.partSize),
-      queueSize: this.s.queueSize,
-      leavePartsOnError: false,
-    });
-    const onAbort = () => void upload.abort().catch(() => {});
+    const head = {
+      Bucket,
+      Key,
+      ContentType: "application/vnd.sqlite3",
+      Metadata: metaToRecord(meta),
+      ...sse,
+    };
+    const size = (await Deno.stat(file)).size;
+    const partSize = partSizeFor(size, this.s.partSize);
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
+    const opts = { abortSignal: stop.signal };
     try {
       signal?.throwIfAborted();
-      await this.mapped("PutObject", () => upload.done(), signal);
+      if (size <= partSize) {
+        const Body = await Deno.readFile(file);
+        await this.mapped(
+          "PutObject",
+          () => this.client.send(new PutObjectCommand({ ...head, Body }), opts),
+          signal,
+        );
+        return;
+      }
+      const { UploadId } = await this.mapped(
+        "PutObject",
+        () => this.client.send(new CreateMultipartUploadCommand(head), opts),
+        signal,
+      );
+      try {
+        const count = Math.ceil(size / partSize);
+        const parts: CompletedPart[] = new Array(count);
+        let next = 0;
+        const lane = async () => {
+          using f = await Deno.open(file, { read: true });
+          const buf = new Uint8Array(partSize);
+          while (next < count && !stop.signal.aborted) {
+            const n = next++;
+            const start = n * partSize;
+            const body = buf.subarray(0, Math.min(partSize, size - start));
+            await f.seek(start, Deno.SeekMode.Start);
+            for (let off = 0; off < body.length;) {
+              const got = await f.read(body.subarray(off));
+              if (got === null) throw new Error(`${file} got shorter during the upload`);
+              off += got;
+            }
+            const res = await this.mapped(
+              "PutObject",
+              () =>
+                this.client.send(
+                  new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: n + 1, Body: body }),
+                  opts,
+                ),
+              signal,
+            );
+            parts[n] = { PartNumber: n + 1, ETag: res.ETag };
+          }
+        };
+        const lanes = Array.from(
+          { length: Math.min(this.s.queueSize, count) },
+          () =>
+            lane().catch((err) => {
+              stop.abort(err);
+              throw err;
+            }),
+        );
+        // Wait for every lane to stop before aborting, so no part lands after the abort.
+        const failed = (await Promise.allSettled(lanes)).find((r) => r.status === "rejected");
+        if (failed) throw failed.reason;
+        stop.signal.throwIfAborted();
+        await this.mapped(
+          "PutObject",
+          () =>
+            this.client.send(
+              new CompleteMultipartUploadCommand({
+                Bucket,
+                Key,
+                UploadId,
+                MultipartUpload: { Parts: parts },
+              }),
+              opts,
+            ),
+          signal,
+        );
+      } catch (err) {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
+          .catch(() => {});
+        throw err;
+      }
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
@@ -142,10 +234,12 @@ export class S3Store implements Store {
   /** Starts a GetObject and returns its body stream and user metadata. */
   async open(key: string): Promise<OpenedBackup> {
     const cmd = new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) });
-    const res = await this.mapped("GetObject", () => this.client.send(cmd));
+    const res = await this.mapped("GetObject", () => this.reader.send(cmd));
     if (!res.Body) throw new Error(`empty response body for ${key}`);
     return {
       body: res.Body.transformToWebStream() as ReadableStream<Uint8Array>,
+      // The fetch handler's timeout ends at the headers: the reader guards the body itself.
+      idleMs: this.s.timeoutMs,
       meta: metaFromRecord(res.Metadata ?? {}),
     };
   }

@@ -30,6 +30,8 @@ export interface OpenedBackup {
   body: ReadableStream<Uint8Array>;
   /** Its metadata; a field the store could not read is left out rather than guessed. */
   meta: Partial<BackupMeta>;
+  /** Fail the read when the body delivers nothing for this long (network stores). */
+  idleMs?: number;
 }
 
 /** A place backups live: an S3 prefix or a local directory. Keys come from `keys.ts`. */

@@ -18,7 +18,8 @@ export type FaultAction =
   | { kind: "status"; status: number; code: string }
   | { kind: "stall"; ms: number }
   | { kind: "reset"; afterBytes: number }
-  | { kind: "truncate"; toBytes: number };
+  | { kind: "truncate"; toBytes: number }
+  | { kind: "hang"; afterBytes: number };
 
 /** A rule: requests matching `match` get `action`, at most `times` times (default: always). */
 export interface Fault {
@@ -54,14 +55,15 @@ function s3Error(status: number, code: string): Response {
   return new Response(body, { status, headers: { "content-type": "application/xml" } });
 }
 
-/** Returns a stream of `body`'s first `limit` bytes; then ends cleanly or fails (`fail`). */
+/** Returns a stream of `body`'s first `limit` bytes; then ends cleanly, fails, or hangs. */
 function cut(
   body: ReadableStream<Uint8Array>,
   limit: number,
-  fail: boolean,
+  then: "end" | "fail" | "hang",
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let sent = 0;
+  let hung = () => {};
   return new ReadableStream({
     async pull(ctl) {
       const { done, value } = await reader.read();
@@ -74,10 +76,14 @@ function cut(
       if (room > 0) ctl.enqueue(value.subarray(0, room));
       sent = limit;
       await reader.cancel().catch(() => {});
-      if (fail) ctl.error(new Error("connection reset by the test proxy"));
-      else ctl.close();
+      if (then === "fail") ctl.error(new Error("connection reset by the test proxy"));
+      else if (then === "end") ctl.close();
+      else await new Promise<void>((resolve) => (hung = resolve)); // until the client gives up
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel: (reason) => {
+      hung();
+      return reader.cancel(reason);
+    },
   });
 }
 
@@ -138,13 +144,12 @@ export function startFaultProxy(upstream: string): FaultProxy {
         // @ts-ignore: Deno's fetch accepts duplex for streaming request bodies.
         duplex: "half",
       });
-      if (
-        !res.body || !action || (action.kind !== "reset" && action.kind !== "truncate")
-      ) return res;
+      if (!res.body || !action || action.kind === "stall") return res;
       const out = new Headers(res.headers);
       out.delete("content-length");
-      const limit = action.kind === "reset" ? action.afterBytes : action.toBytes;
-      return new Response(cut(res.body, limit, action.kind === "reset"), {
+      const limit = action.kind === "truncate" ? action.toBytes : action.afterBytes;
+      const then = ({ reset: "fail", truncate: "end", hang: "hang" } as const)[action.kind];
+      return new Response(cut(res.body, limit, then), {
         status: res.status,
         headers: out,
       });
