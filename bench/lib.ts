@@ -1,0 +1,563 @@
+/**
+ * Shared benchmark machinery: statistics, timed child processes with peak RSS, cleanup of
+ * everything the bench starts, a request-counting S3 proxy, and the environments for lifeboat,
+ * the AWS CLI and the SDK. Every scenario script uses this module; none repeats it.
+ */
+import { fileURLToPath } from "node:url";
+import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { LIFEBOAT_CMD, ROOT as TEST_ROOT } from "../tests/helpers/cli.ts";
+import { type LocalS3, SAFE_AWS_ENV, startLocalS3 } from "../tests/helpers/moto.ts";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
+/** Generated databases and scratch files (gitignored). */
+export const DATA = `${ROOT}/bench/.data`;
+/** Bytes in a mebibyte. */
+export const MiB = 1024 * 1024;
+/** The bucket every scenario uses on its own fresh server. */
+export const BUCKET = "bench-bucket";
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+/** Median, minimum, maximum and count of a sample. */
+export interface Summary {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+/** Returns the median of `xs` (mean of the middle two for even counts); NaN when empty. */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Returns the `p`-th percentile (0–100) of `xs` by the nearest-rank method; NaN when empty. */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
+  return s[Math.min(s.length, rank) - 1];
+}
+
+/** Returns the median, min, max and count of `xs`. */
+export function summarize(xs: number[]): Summary {
+  return {
+    median: median(xs),
+    min: xs.length ? Math.min(...xs) : NaN,
+    max: xs.length ? Math.max(...xs) : NaN,
+    n: xs.length,
+  };
+}
+
+/** Returns `a[i] / b[i]` for each run measured in both series (paired by run). */
+export function ratios(a: number[], b: number[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (Number.isFinite(a[i]) && Number.isFinite(b[i]) && b[i] > 0) out.push(a[i] / b[i]);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: everything the bench starts is stopped here, on success, failure or Ctrl-C.
+
+const cleanups: (() => Promise<void> | void)[] = [];
+
+/** Registers `fn` to run at cleanup (last registered runs first); returns an unregister. */
+export function onCleanup(fn: () => Promise<void> | void): () => void {
+  cleanups.push(fn);
+  return () => {
+    const i = cleanups.indexOf(fn);
+    if (i >= 0) cleanups.splice(i, 1);
+  };
+}
+
+/** Runs every registered cleanup once, newest first; never throws. */
+export async function runCleanups(): Promise<void> {
+  while (cleanups.length) {
+    const fn = cleanups.pop()!;
+    try {
+      await fn();
+    } catch (e) {
+      console.error(`bench: cleanup failed: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+}
+
+/** Returns the pids of a process's direct children (Linux /proc). */
+export function childPids(pid: number): number[] {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`);
+    return text.trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Kills `pid` and, first, its descendants (all started by the bench); ignores gone processes. */
+export function killTree(pid: number, sig: Deno.Signal = "SIGKILL"): void {
+  for (const c of childPids(pid)) killTree(c, sig);
+  try {
+    Deno.kill(pid, sig);
+  } catch { /* already gone */ }
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+/** A started child process, registered for cleanup until it exits. */
+export interface Spawned {
+  proc: Deno.ChildProcess;
+  pid: number;
+  /** Wall-clock ms (performance.now) just before spawning. */
+  startedAt: number;
+  /** Stderr lines as they arrive, each with its arrival time (performance.now). */
+  lines: { t: number; line: string }[];
+  /** Resolves with the first stderr line matching `re` (and its arrival time); rejects after `ms`. */
+  waitForLine(re: RegExp, ms: number): Promise<{ t: number; line: string }>;
+  /** Resolves when the process has exited, with its code, stdout and the wall time. */
+  done: Promise<{ code: number; stdout: string; stderr: string; ms: number; endedAt: number }>;
+}
+
+/** Options for a child: exact environment (nothing inherited), stdin piped or not, a timeout. */
+export interface SpawnOptions {
+  env: Record<string, string>;
+  stdin?: "piped" | "null";
+  /** Kill the process tree after this many ms (the result then has code 124). */
+  timeoutMs?: number;
+  cwd?: string;
+}
+
+/** Starts `cmd`, collects stdout and stderr lines, kills it on timeout or bench cleanup. */
+export function spawn(cmd: string[], o: SpawnOptions): Spawned {
+  const startedAt = performance.now();
+  const proc = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    env: o.env,
+    clearEnv: true,
+    cwd: o.cwd,
+    stdin: o.stdin ?? "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const unregister = onCleanup(() => killTree(proc.pid));
+  const lines: { t: number; line: string }[] = [];
+  const waiters: { re: RegExp; resolve: (v: { t: number; line: string }) => void }[] = [];
+  const readLines = async (stream: ReadableStream<Uint8Array>, each?: (l: string) => void) => {
+    const all: string[] = [];
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        all.push(line);
+        each?.(line);
+      }
+    }
+    if (buf) {
+      all.push(buf);
+      each?.(buf);
+    }
+    return all.join("\n");
+  };
+  const onErrLine = (line: string) => {
+    const entry = { t: performance.now(), line };
+    lines.push(entry);
+    for (const w of [...waiters]) {
+      if (w.re.test(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(entry);
+      }
+    }
+  };
+  const out = readLines(proc.stdout);
+  const err = readLines(proc.stderr, onErrLine);
+  let timedOut = false;
+  const timer = o.timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    killTree(proc.pid);
+  }, o.timeoutMs);
+  const done = (async () => {
+    const status = await proc.status;
+    const endedAt = performance.now();
+    clearTimeout(timer);
+    unregister();
+    const [stdout, stderr] = await Promise.all([out, err]);
+    return {
+      code: timedOut ? 124 : status.code,
+      stdout,
+      stderr,
+      ms: endedAt - startedAt,
+      endedAt,
+    };
+  })();
+  return {
+    proc,
+    pid: proc.pid,
+    startedAt,
+    lines,
+    done,
+    waitForLine(re, ms) {
+      const hit = lines.find((l) => re.test(l.line));
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const w = {
+          re,
+          resolve: (v: { t: number; line: string }) => {
+            clearTimeout(t);
+            resolve(v);
+          },
+        };
+        const t = setTimeout(() => {
+          waiters.splice(waiters.indexOf(w), 1);
+          reject(new Error(`no stderr line matching ${re} within ${ms} ms`));
+        }, ms);
+        waiters.push(w);
+        done.then(() => {
+          if (waiters.includes(w)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            clearTimeout(t);
+            reject(new Error(`process exited before a line matching ${re}`));
+          }
+        });
+      });
+    },
+  };
+}
+
+/** One finished, timed command: wall ms, peak RSS (KiB, from /usr/bin/time), exit code, output. */
+export interface Timed {
+  ms: number;
+  rssKiB: number;
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let timeSeq = 0;
+
+/**
+ * Runs `cmd` to completion under `/usr/bin/time` and returns its wall time (measured here) and
+ * peak RSS (the kernel's ru_maxrss for the command and its children).
+ */
+export async function timed(cmd: string[], o: SpawnOptions): Promise<Timed> {
+  const rssFile = `${DATA}/work/.rss-${Deno.pid}-${timeSeq++}`;
+  const s = spawn(["/usr/bin/time", "-f", "%M", "-o", rssFile, ...cmd], o);
+  const r = await s.done;
+  let rssKiB = NaN;
+  try {
+    rssKiB = Number((await Deno.readTextFile(rssFile)).trim().split("\n").pop());
+    await Deno.remove(rssFile);
+  } catch { /* killed before writing */ }
+  return { ms: r.ms, rssKiB, code: r.code, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Throws with the command's stderr tail when it did not exit 0. */
+export function assertOk(what: string, r: { code: number; stderr: string }): void {
+  if (r.code !== 0) {
+    const tail = r.stderr.trim().split("\n").slice(-8).join("\n");
+    throw new Error(`${what} exited ${r.code}${r.code === 124 ? " (timeout)" : ""}:\n${tail}`);
+  }
+}
+
+/** Returns the peak RSS (VmHWM, KiB) of a live process, or NaN once it is gone. */
+export function peakRssKiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Parses lifeboat's JSON log lines (one object per line); other lines are skipped. */
+export function logEvents(stderr: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of stderr.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      out.push(JSON.parse(line));
+    } catch { /* not JSON */ }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environments and commands
+
+/** Environment variables of this process passed on to lifeboat (LIFEBOAT_S3_*, for experiments). */
+function lifeboatKnobs(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(Deno.env.toObject())) {
+    if (k.startsWith("LIFEBOAT_S3_")) out[k] = v;
+  }
+  return out;
+}
+
+function basics(): Record<string, string> {
+  const keep = ["PATH", "HOME", "DENO_DIR", "PYENV_ROOT", "PYENV_VERSION", "LANG"];
+  const out: Record<string, string> = {};
+  for (const k of keep) {
+    const v = Deno.env.get(k);
+    if (v) out[k] = v;
+  }
+  return out;
+}
+
+/** Environment for lifeboat against `endpoint`: JSON logs, test keys, no metadata service. */
+export function lifeboatEnv(
+  endpoint: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    ...basics(),
+    ...SAFE_AWS_ENV,
+    AWS_ENDPOINT_URL_S3: endpoint,
+    LIFEBOAT_LOG_FORMAT: "json",
+    FLY_MACHINE_ID: "bench",
+    ...lifeboatKnobs(),
+    ...extra,
+  };
+}
+
+/**
+ * Environment for the AWS CLI: test keys, no user config, checksums only when required; with
+ * `oneRequest`, a config that moves any object in one request (no multipart, no ranged GETs).
+ */
+export function awsCliEnv(oneRequest = false): Record<string, string> {
+  let config = `${DATA}/no-aws-config`;
+  if (oneRequest) {
+    config = `${DATA}/aws-config-one-request`;
+    Deno.mkdirSync(DATA, { recursive: true });
+    Deno.writeTextFileSync(config, "[default]\ns3 =\n  multipart_threshold = 5GB\n");
+  }
+  return {
+    ...basics(),
+    ...SAFE_AWS_ENV,
+    AWS_CONFIG_FILE: config,
+    AWS_SHARED_CREDENTIALS_FILE: `${DATA}/no-aws-credentials`,
+    AWS_REQUEST_CHECKSUM_CALCULATION: "when_required",
+    AWS_RESPONSE_CHECKSUM_VALIDATION: "when_required",
+    AWS_PAGER: "",
+  };
+}
+
+/** Environment for the bench's own Deno scripts (writer, raw SDK transfers). */
+export function scriptEnv(endpoint = ""): Record<string, string> {
+  return { ...basics(), ...SAFE_AWS_ENV, ...(endpoint ? { AWS_ENDPOINT_URL_S3: endpoint } : {}) };
+}
+
+/**
+ * The command that runs lifeboat as the compiled binary would (`deno run -P=lifeboat`): this
+ * checkout's, BENCH_LIFEBOAT_ROOT's if set, or `root`'s (another checkout, to try a change).
+ */
+export function lifeboatCmd(root = Deno.env.get("BENCH_LIFEBOAT_ROOT")): string[] {
+  if (!root) return [...LIFEBOAT_CMD];
+  return LIFEBOAT_CMD.map((a) => a.replaceAll(TEST_ROOT, root.replace(/\/$/, "")));
+}
+
+/** The command that runs one of the bench's own scripts with all permissions. */
+export function scriptCmd(script: string): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "-q",
+    "-A",
+    `--config=${ROOT}/deno.json`,
+    `${ROOT}/bench/${script}`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3: a fresh server per scenario, an SDK client, and a request-counting proxy.
+
+/** Starts a fresh moto_server with the bench bucket; it is stopped at cleanup or by `stop()`. */
+export async function freshS3(): Promise<LocalS3> {
+  const s3 = await startLocalS3();
+  const unregister = onCleanup(() => s3.stop());
+  await s3.createBucket(BUCKET);
+  return {
+    ...s3,
+    async stop() {
+      unregister();
+      await s3.stop();
+    },
+  };
+}
+
+/** Returns an SDK client for `endpoint` configured as lifeboat configures it for custom endpoints. */
+export function s3Client(endpoint: string): S3Client {
+  return new S3Client({
+    region: SAFE_AWS_ENV.AWS_REGION,
+    endpoint,
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: SAFE_AWS_ENV.AWS_ACCESS_KEY_ID,
+      secretAccessKey: SAFE_AWS_ENV.AWS_SECRET_ACCESS_KEY,
+    },
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
+}
+
+/** Deletes one object (frees moto's memory between large runs). */
+export async function deleteObject(client: S3Client, key: string): Promise<void> {
+  await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
+}
+
+/** Names the S3 operation of a path-style request (ListObjectsV2, UploadPart, …). */
+export function classify(method: string, url: URL): string {
+  const q = url.searchParams;
+  const hasKey = url.pathname.split("/").filter(Boolean).length > 1;
+  switch (method) {
+    case "GET":
+      if (q.get("list-type") === "2") return "ListObjectsV2";
+      if (q.has("uploads")) return "ListMultipartUploads";
+      if (q.has("uploadId")) return "ListParts";
+      return hasKey ? "GetObject" : "ListObjects";
+    case "HEAD":
+      return hasKey ? "HeadObject" : "HeadBucket";
+    case "PUT":
+      if (q.has("partNumber")) return "UploadPart";
+      return hasKey ? "PutObject" : "CreateBucket";
+    case "POST":
+      if (q.has("uploads")) return "CreateMultipartUpload";
+      if (q.has("uploadId")) return "CompleteMultipartUpload";
+      if (q.has("delete")) return "DeleteObjects";
+      return "POST";
+    case "DELETE":
+      return q.has("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
+    default:
+      return method;
+  }
+}
+
+/** Operations that write to the store (what "PUT requests" counts). */
+export const WRITE_OPS = new Set([
+  "PutObject",
+  "UploadPart",
+  "CreateMultipartUpload",
+  "CompleteMultipartUpload",
+]);
+
+/** A loopback HTTP proxy in front of the S3 server that counts requests by operation. */
+export interface CountingProxy {
+  endpoint: string;
+  /** Every request so far: its operation and arrival time (performance.now). */
+  log: { op: string; t: number }[];
+  /** Counts per operation since the last reset. */
+  counts(): Record<string, number>;
+  /** Forgets the requests seen so far. */
+  reset(): void;
+  /** Resolves at the first request (from now) whose operation is in `ops`. */
+  waitFor(ops: string[], ms: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Starts a counting proxy to `target` on a free loopback port; closed at cleanup. */
+export function startCountingProxy(target: string): CountingProxy {
+  const log: { op: string; t: number }[] = [];
+  const waiters: { ops: string[]; resolve: (op: string) => void }[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      const url = new URL(req.url);
+      const op = classify(req.method, url);
+      log.push({ op, t: performance.now() });
+      for (const w of [...waiters]) {
+        if (w.ops.includes(op)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(op);
+        }
+      }
+      const headers = new Headers(req.headers);
+      headers.delete("host");
+      const res = await fetch(target + url.pathname + url.search, {
+        method: req.method,
+        headers,
+        body: req.body,
+        redirect: "manual",
+        // @ts-ignore: Deno's fetch needs half duplex to stream a request body
+        duplex: "half",
+      });
+      return new Response(res.body, { status: res.status, headers: res.headers });
+    },
+  );
+  const close = async () => {
+    unregister();
+    await server.shutdown();
+  };
+  const unregister = onCleanup(() => server.shutdown());
+  return {
+    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    log,
+    counts() {
+      const c: Record<string, number> = {};
+      for (const { op } of log) c[op] = (c[op] ?? 0) + 1;
+      return c;
+    },
+    reset() {
+      log.length = 0;
+    },
+    waitFor(ops, ms) {
+      return new Promise((resolve, reject) => {
+        const w = {
+          ops,
+          resolve: (op: string) => {
+            clearTimeout(t);
+            resolve(op);
+          },
+        };
+        const t = setTimeout(() => {
+          waiters.splice(waiters.indexOf(w), 1);
+          reject(new Error(`no ${ops.join("/")} request within ${ms} ms`));
+        }, ms);
+        waiters.push(w);
+      });
+    },
+    close,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+/** Copies `src` to `dst` with a real copy (no reflink), as `cp` does; returns when written. */
+export async function copyFile(src: string, dst: string): Promise<void> {
+  const r = await spawn(["cp", "--reflink=never", src, dst], { env: { PATH: "/usr/bin:/bin" } })
+    .done;
+  assertOk(`cp ${src}`, r);
+}
+
+/** Removes a file and its SQLite sidecars if present. */
+export async function removeDb(path: string): Promise<void> {
+  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    await Deno.remove(p).catch(() => {});
+  }
+}
+
+/** Creates (empty) the scratch directory for one scenario and returns its path. */
+export async function workDir(name: string): Promise<string> {
+  const dir = `${DATA}/work/${name}`;
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/** Formats milliseconds for tables: "850 ms", "12.3 s". */
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return "–";
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}

@@ -1,0 +1,152 @@
+/**
+ * `deno task bench`: lifeboat against the cron recipe and the hardware, side by side, in one run.
+ *
+ * Knobs (environment):
+ * - BENCH_SIZES=10,100,1024  database sizes in MiB (generated once into bench/.data/)
+ * - BENCH_RUNS=N             runs per figure (default 5 / 3 / 2 for ≤ 10 / ≤ 100 / larger)
+ * - BENCH_ONLY=P1,P4,…       a subset of figures (P1: backups only; P2: restores; P3: lifeboat's)
+ * - BENCH_LIST_KEYS=10000    backups in the P5 listing
+ * - BENCH_LIFEBOAT_ROOT=DIR  benchmark another checkout of lifeboat instead of this one
+ * - BENCH_LIFEBOAT_ALT=DIR   also run another checkout in the same P1–P3 runs ("lifeboatAlt")
+ * - LIFEBOAT_S3_*            passed on to lifeboat (e.g. LIFEBOAT_S3_PART_SIZE_MB)
+ *
+ * Writes bench/.data/results.json and bench/.data/results.md, and prints the markdown.
+ */
+import { ensureDb } from "./dbgen.ts";
+import { benchCommitLatency } from "./latency.ts";
+import { DATA, lifeboatCmd, runCleanups } from "./lib.ts";
+import { type Meta, renderMarkdown, type Results } from "./report.ts";
+import { benchIdleWrites, benchListNewest } from "./requests.ts";
+import { benchSigterm } from "./shutdown.ts";
+import { benchTransfers } from "./transfer.ts";
+
+/** Runs a command and returns its trimmed output (or "?" if it fails). */
+async function capture(cmd: string[]): Promise<string> {
+  try {
+    const o = await new Deno.Command(cmd[0], { args: cmd.slice(1), stderr: "piped" }).output();
+    if (!o.success) return "?";
+    return (new TextDecoder().decode(o.stdout) || new TextDecoder().decode(o.stderr)).trim();
+  } catch {
+    return "?";
+  }
+}
+
+/** Collects the machine, tool versions and settings of this run. */
+async function machine(command: string): Promise<Meta> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
+  const meminfo = await Deno.readTextFile("/proc/meminfo");
+  const root = lifeboatCmd().at(-1)!.replace(/\/main\.ts$/, "");
+  const knobs: Record<string, string> = {};
+  for (const [k, v] of Object.entries(Deno.env.toObject())) {
+    if (k.startsWith("BENCH_") || k.startsWith("LIFEBOAT_S3_")) knobs[k] = v;
+  }
+  const sha = await capture(["git", "-C", root, "rev-parse", "--short", "HEAD"]);
+  const dirty = await capture(["git", "-C", root, "status", "--porcelain", "--", "src", "main.ts"]);
+  return {
+    date: await capture(["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
+    command,
+    cpu: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "?",
+    nproc: Number(await capture(["nproc"])),
+    memGiB: Math.round(Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1]) / 1024 / 1024),
+    kernel: Deno.osRelease(),
+    tools: {
+      deno: Deno.version.deno,
+      "aws-cli": (await capture(["aws", "--version"])).split(" ")[0].replace("aws-cli/", ""),
+      sqlite3: (await capture(["sqlite3", "--version"])).split(" ")[0],
+      moto: await capture(["python3", "-c", "import moto; print(moto.__version__)"]),
+    },
+    lifeboat: `${sha}${dirty ? " + uncommitted changes in src/" : ""}${
+      root !== Deno.cwd() ? ` (${root})` : ""
+    }`,
+    knobs,
+    wallS: 0,
+  };
+}
+
+function runsFor(sizeMiB: number): number {
+  const n = Number(Deno.env.get("BENCH_RUNS"));
+  if (Number.isInteger(n) && n > 0) return n;
+  return sizeMiB <= 10 ? 5 : sizeMiB <= 100 ? 3 : 2;
+}
+
+if (import.meta.main) {
+  const started = performance.now();
+  const log = (msg: string) =>
+    console.error(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}`);
+  const stop = async (sig: Deno.Signal) => {
+    console.error(`bench: ${sig}, stopping everything it started`);
+    await runCleanups();
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+
+  const sizes = (Deno.env.get("BENCH_SIZES") ?? "10,100,1024").split(",").map(Number)
+    .filter((n) => n > 0).sort((a, b) => a - b);
+  const only = new Set(
+    (Deno.env.get("BENCH_ONLY") ?? "P1,P2,P3,P4,P5,P6,P7").toUpperCase().split(","),
+  );
+  const want = (...ids: string[]) => ids.some((id) => only.has(id));
+  const knobText = Object.entries(Deno.env.toObject())
+    .filter(([k]) => k.startsWith("BENCH_") || k.startsWith("LIFEBOAT_S3_"))
+    .map(([k, v]) => `${k}=${v} `).join("");
+  const results: Results = {
+    meta: await machine(`${knobText}deno task bench`),
+    transfers: [],
+    latency: [],
+  };
+
+  let code = 0;
+  try {
+    const dbs = new Map<number, string>();
+    for (const size of sizes) dbs.set(size, await ensureDb(size));
+    const largest = sizes.at(-1)!;
+    const smallest = sizes[0];
+
+    if (want("P1", "P2", "P3")) {
+      const tools: Parameters<typeof benchTransfers>[4] = [];
+      if (want("P1")) tools.push("cron", "sdkPut", "cp");
+      tools.push("lifeboat", "lifeboatAlt");
+      if (want("P2")) tools.push("awsCp", "awsCpSingle", "sdkGet");
+      for (const size of sizes) {
+        log(`P1–P3 at ${size} MiB, ${runsFor(size)} runs`);
+        results.transfers.push(
+          await benchTransfers(dbs.get(size)!, size, runsFor(size), log, tools),
+        );
+      }
+    }
+    if (want("P4")) {
+      for (const size of sizes) {
+        const runs = Math.min(3, runsFor(size));
+        log(`P4 at ${size} MiB, ${runs} runs`);
+        results.latency.push(await benchCommitLatency(dbs.get(size)!, size, runs, 10_000, log));
+      }
+    }
+    if (want("P5")) {
+      const keys = Number(Deno.env.get("BENCH_LIST_KEYS") ?? 10_000);
+      log(`P5: ${keys} backups`);
+      results.list = await benchListNewest(dbs.get(smallest)!, smallest, keys, log);
+    }
+    if (want("P6")) {
+      log(`P6 at ${largest} MiB`);
+      results.shutdown = await benchSigterm(dbs.get(largest)!, largest, 1, log);
+    }
+    if (want("P7")) {
+      log(`P7 at ${smallest} MiB`);
+      results.idle = await benchIdleWrites(dbs.get(smallest)!, smallest, 5, log);
+    }
+  } catch (e) {
+    console.error(`bench: failed: ${e instanceof Error ? e.stack : e}`);
+    code = 1;
+  } finally {
+    await runCleanups();
+  }
+  results.meta.wallS = (performance.now() - started) / 1000;
+  const md = renderMarkdown(results);
+  await Deno.mkdir(DATA, { recursive: true });
+  await Deno.writeTextFile(`${DATA}/results.json`, JSON.stringify(results, null, 1));
+  await Deno.writeTextFile(`${DATA}/results.md`, md);
+  console.log(md);
+  log(`done; wrote ${DATA}/results.md and results.json`);
+  Deno.exit(code);
+}
