@@ -5,6 +5,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { DATA, MiB } from "./lib.ts";
+import { seededRandom } from "../tests/helpers/random.ts";
 
 const SCHEMA = `
 CREATE TABLE users(
@@ -30,18 +31,6 @@ const STATUS = ["pending", "paid", "shipped", "delivered", "refunded"];
 const KINDS = ["login", "view", "search", "add_to_cart", "checkout", "logout"];
 const PLANS = ["free", "pro", "team"];
 
-/** A small deterministic PRNG (mulberry32), so every machine generates the same database. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Returns the path of the generated database of `sizeMiB`, generating it first if missing. */
 export async function ensureDb(sizeMiB: number): Promise<string> {
   const path = `${DATA}/db-v1-${sizeMiB}MiB.sqlite3`;
@@ -64,7 +53,7 @@ export async function ensureDb(sizeMiB: number): Promise<string> {
 /** Fills a new WAL-mode database at `path` with app-like rows until it reaches `bytes`. */
 function generate(path: string, bytes: number): void {
   const db = new DatabaseSync(path);
-  const rnd = prng(42);
+  const rnd = seededRandom(42);
   const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)];
   const words = (n: number) => Array.from({ length: n }, () => pick(WORDS)).join(" ");
   try {

@@ -7,6 +7,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { EXAMPLE_APP_CMD, runLifeboat, type RunningLifeboat, spawnLifeboat } from "./cli.ts";
 import { freePort } from "./moto.ts";
+import { seededRandom } from "./random.ts";
 
 /** One acknowledged write: the id the app returned with its 201 and the text sent. */
 export interface Ack {
@@ -66,18 +67,6 @@ export interface LifecycleStats {
   restoreMs: number[];
   seed: number;
   reports: MachineReport[];
-}
-
-/** A small seeded PRNG (mulberry32): the same seed gives the same SIGTERM moments. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Parses lifeboat's JSON log lines; other lines (the app's) are skipped. */
@@ -173,7 +162,7 @@ async function stopMachine(w: RunningLifeboat): Promise<void> {
  */
 export async function runLifecycle(o: LifecycleOptions): Promise<LifecycleStats> {
   const seed = o.seed ?? (Date.now() % 2 ** 31);
-  const rand = random(seed);
+  const rand = seededRandom(seed);
   const [minMs, maxMs] = o.writeMs ?? [500, 3000];
   const log = o.log ?? (() => {});
   const reports: MachineReport[] = [];
