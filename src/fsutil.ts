@@ -67,7 +67,7 @@ export async function writeStreamHashed(
       reader = body.getReader({ mode: "byob" });
       cancel = (reason) => reader!.cancel(reason);
     } catch {
-      reader = undefined; // not a byte stream: take its chunks as they come
+      // Not a byte stream: take its chunks as they come.
     }
     if (reader) {
       // One 1 MiB buffer, refilled in place: no garbage per chunk, memory flat at any size.

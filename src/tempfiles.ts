@@ -19,19 +19,10 @@ export async function removeTemp(path: string): Promise<void> {
   }
 }
 
-function alive(pid: number): boolean {
-  if (pid === Deno.pid) return true;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
- * Removes temporary files of `db` left by lifeboat processes that no longer run; returns their
- * names. Files of live processes are kept. Never throws (a missing directory means nothing to do).
+ * Removes temporary files of `db` left by other lifeboat runs; returns their names. Call it only
+ * while holding the database's lock (`lock.ts`): then no other lifeboat can be using them, and
+ * a reused pid cannot keep a crashed run's file alive. Never throws.
  */
 export async function cleanStaleTemps(db: string): Promise<string[]> {
   const prefix = `.${basename(db)}${MARK}`;
@@ -40,7 +31,7 @@ export async function cleanStaleTemps(db: string): Promise<string[]> {
     for await (const e of Deno.readDir(dirname(db))) {
       if (!e.isFile || !e.name.startsWith(prefix)) continue;
       const m = /^(\d+)-[0-9a-f]+\.tmp(-journal|-wal|-shm)?$/.exec(e.name.slice(prefix.length));
-      if (!m || alive(Number(m[1]))) continue;
+      if (!m || Number(m[1]) === Deno.pid) continue;
       await removeIfExists(join(dirname(db), e.name));
       removed.push(e.name);
     }

@@ -153,7 +153,10 @@ async function backupIfPresent(
   // SQLite creates an empty file on open and writes the header with the first change: an empty
   // file holds nothing to lose yet, like a missing one.
   if (!(await statIfExists(o.db))?.size) {
-    metrics.notBackedUp("skipped", `${o.db} does not exist: is it the file the app writes?`);
+    metrics.notBackedUp(
+      "skipped",
+      `${o.db} does not exist or is empty: is it the file the app writes?`,
+    );
     log.info("{what} skipped: {db} does not exist yet or is empty", {
       event: "backup_skipped",
       what,

@@ -90,8 +90,9 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
 
 /**
  * Copies `db` into `out` with SQLite's online backup API (off the main thread), checks the copy
- * with `quick_check`, fsyncs it and hashes it. Throws (exit 1) if the copy is damaged. Throws a config error if `db` is not a SQLite database; `out` may be left behind on
- * failure and is the caller's to remove.
+ * with `quick_check`, fsyncs it and hashes it. Throws (exit 1) if the copy fails or is damaged,
+ * a config error if `db` is not a SQLite database; `out` may be left behind on failure and is
+ * the caller's to remove.
  */
 export async function takeSnapshot(
   db: string,
@@ -111,33 +112,30 @@ export async function takeSnapshot(
   // quick_check on the copy, never the live database: a damaged database must not become the
   // newest backup, and checking the copy holds no lock the app could wait on. It runs in a
   // second worker while this thread hashes and fsyncs the copy: two passes, overlapped.
-  const [res, hashed] = await Promise.all([
-    runWorker({ op: "verify", path: out }, signal),
+  const [check, hashed] = await Promise.all([
+    checkDatabase(out, signal),
     hashAndSyncFile(out, signal),
   ]);
-  if (!res.ok) {
+  if (check !== "ok") {
     throw operationError(
-      `snapshot of ${db} failed: ${res.error}`,
-      "Nothing was uploaded; check the file with sqlite3 (PRAGMA integrity_check)",
-    );
-  }
-  if (res.check !== "ok") {
-    throw operationError(
-      `${db} is damaged (quick_check: ${res.check.slice(0, 200)})`,
+      `${db} is damaged (quick_check: ${check.slice(0, 200)})`,
       "Nothing was uploaded; repair it (sqlite3 .recover) or restore a backup with --force",
     );
   }
   return { ...hashed, pageSize: copied.pageSize, pageCount: copied.pageCount };
 }
 
-/** Returns "ok" when `PRAGMA quick_check` passes on `path`, else a description of what is wrong. */
-export async function checkDatabase(path: string): Promise<string> {
+/**
+ * Returns "ok" when `PRAGMA quick_check` passes on `path` (off the main thread), else a
+ * description of what is wrong; throws only if `signal` aborts.
+ */
+export async function checkDatabase(path: string, signal?: AbortSignal): Promise<string> {
   try {
     await assertSqliteFile(path);
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }
-  const res = await runWorker({ op: "verify", path });
+  const res = await runWorker({ op: "verify", path }, signal);
   if (!res.ok) return res.error;
   return res.check;
 }

@@ -10,10 +10,11 @@ export type WorkerRequest =
   | { op: "snapshot"; db: string; out: string }
   | { op: "verify"; path: string };
 
-/** The worker's answer: the snapshot's facts, a check result, or an error message. */
+/** The worker's answer: the file's page geometry and (for verify) quick_check's verdict, or an
+ * error message. */
 export type WorkerResponse =
-  | { ok: true; sha256: string; size: number; pageSize: number; pageCount: number; check: string }
-  | { ok: false; error: string; code?: string };
+  | { ok: true; pageSize: number; pageCount: number; check: string }
+  | { ok: false; error: string };
 
 function pageInfo(db: DatabaseSync): { pageSize: number; pageCount: number } {
   const pageSize = Number(
@@ -50,14 +51,14 @@ async function snapshot(dbPath: string, out: string): Promise<WorkerResponse> {
     src.close();
   }
   // The caller checks the copy with quick_check (a second worker) while it hashes it.
-  return { ok: true, ...withReadOnly(out, pageInfo), sha256: "", size: 0, check: "" };
+  return { ok: true, ...withReadOnly(out, pageInfo), check: "" };
 }
 
 function verify(path: string): WorkerResponse {
   return withReadOnly(path, (db) => {
     const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
     const check = rows.map((r) => r.quick_check).join("; ");
-    return { ok: true, sha256: "", size: 0, ...pageInfo(db), check };
+    return { ok: true, ...pageInfo(db), check };
   });
 }
 
@@ -68,7 +69,7 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
     res = req.op === "snapshot" ? await snapshot(req.db, req.out) : verify(req.path);
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
-    res = { ok: false, error, code: (err as { code?: string })?.code };
+    res = { ok: false, error };
   }
   self.postMessage(res);
   self.close();
