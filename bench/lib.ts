@@ -5,8 +5,9 @@
  */
 import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { LIFEBOAT_CMD, ROOT as TEST_ROOT } from "../tests/helpers/cli.ts";
+import { LIFEBOAT_CMD, ROOT as TEST_ROOT, textLines } from "../tests/helpers/cli.ts";
 import { type LocalS3, SAFE_AWS_ENV, startLocalS3 } from "../tests/helpers/moto.ts";
+import { forward } from "../tests/helpers/fault_proxy.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
@@ -155,20 +156,9 @@ export function spawn(cmd: string[], o: SpawnOptions): Spawned {
   const waiters: { re: RegExp; resolve: (v: { t: number; line: string }) => void }[] = [];
   const readLines = async (stream: ReadableStream<Uint8Array>, each?: (l: string) => void) => {
     const all: string[] = [];
-    let buf = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        all.push(line);
-        each?.(line);
-      }
-    }
-    if (buf) {
-      all.push(buf);
-      each?.(buf);
+    for await (const line of textLines(stream)) {
+      all.push(line);
+      each?.(line);
     }
     return all.join("\n");
   };
@@ -482,16 +472,7 @@ export function startCountingProxy(target: string): CountingProxy {
           w.resolve(op);
         }
       }
-      const headers = new Headers(req.headers);
-      headers.delete("host");
-      const res = await fetch(target + url.pathname + url.search, {
-        method: req.method,
-        headers,
-        body: req.body,
-        redirect: "manual",
-        // @ts-ignore: Deno's fetch needs half duplex to stream a request body
-        duplex: "half",
-      });
+      const res = await forward(req, target);
       return new Response(res.body, { status: res.status, headers: res.headers });
     },
   );

@@ -62,6 +62,20 @@ export function tempsLeft(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).filter((x) => /lifeboat-.*\.tmp/.test(x));
 }
 
+/** Yields a byte stream's text one line at a time (without the newline), the last one too. */
+export async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i);
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) yield buf;
+}
+
 /** Runs `lifeboat ARGS` to completion with exactly `env` (nothing inherited). */
 export async function runLifeboat(args: string[], env: Record<string, string>): Promise<RunResult> {
   const out = await lifeboatCommand(args, env).output();
@@ -93,24 +107,16 @@ export function spawnLifeboat(args: string[], env: Record<string, string>): Runn
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>, sink: string[]) => {
-    let buf = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line.trim() === "") continue;
-        sink.push(line);
-        for (const w of [...waiters]) {
-          if (w.re.test(line)) {
-            waiters.splice(waiters.indexOf(w), 1);
-            w.resolve(line);
-          }
+    for await (const line of textLines(stream)) {
+      if (line.trim() === "") continue;
+      sink.push(line);
+      for (const w of [...waiters]) {
+        if (w.re.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
         }
       }
     }
-    if (buf.trim()) sink.push(buf);
   };
   const stderrDone = pump(proc.stderr, lines);
   const stdoutChunks: string[] = [];

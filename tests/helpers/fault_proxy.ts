@@ -87,6 +87,21 @@ function cut(
   });
 }
 
+/** Sends `req` on to `upstream` (same path, query, method, headers and streamed body). */
+export function forward(req: Request, upstream: string): Promise<Response> {
+  const url = new URL(req.url);
+  const headers = new Headers(req.headers);
+  headers.delete("host");
+  return fetch(upstream + url.pathname + url.search, {
+    method: req.method,
+    headers,
+    body: req.body,
+    redirect: "manual",
+    // @ts-ignore: Deno's fetch accepts duplex for streaming request bodies.
+    duplex: "half",
+  });
+}
+
 /** Starts a proxy to `upstream` on a free 127.0.0.1 port. */
 export function startFaultProxy(upstream: string): FaultProxy {
   const port = freePort();
@@ -134,16 +149,7 @@ export function startFaultProxy(upstream: string): FaultProxy {
         });
         if (req.signal.aborted) return new Response(null, { status: 499 });
       }
-      const headers = new Headers(req.headers);
-      headers.delete("host");
-      const res = await fetch(upstream + url.pathname + url.search, {
-        method: req.method,
-        headers,
-        body: req.body,
-        redirect: "manual",
-        // @ts-ignore: Deno's fetch accepts duplex for streaming request bodies.
-        duplex: "half",
-      });
+      const res = await forward(req, upstream);
       if (!res.body || !action || action.kind === "stall") return res;
       const out = new Headers(res.headers);
       out.delete("content-length");
