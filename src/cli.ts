@@ -19,11 +19,16 @@ Environment (flags win):
   LIFEBOAT_DB, LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
   LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
   LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
+  LIFEBOAT_ALLOW_EMPTY=1 (restore: start empty although the store once held backups)
   AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ROLE_ARN, LIFEBOAT_S3_* (see README)
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
 
 type Run = (cfg: Config) => Promise<number>;
+
+const allowEmpty = "--allow-empty";
+const allowEmptyHelp =
+  "start empty even when the store's marker says backups existed (env LIFEBOAT_ALLOW_EMPTY=1)";
 
 /** Prepares logging and the store for a command, then runs it; maps every error to one line. */
 async function execute(flags: Flags, command: string[], run: Run, env: Env): Promise<number> {
@@ -111,6 +116,7 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
 
   common(p.command("restore").description("Restore the newest backup unless the database exists."))
     .option("--force", "replace an existing database")
+    .option(allowEmpty, allowEmptyHelp)
     .action((f: Flags) => done(execute(f, [], restoreCmd, env)));
 
   common(
@@ -124,6 +130,7 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
       "--interval <duration>",
       "time between backups, e.g. 30s, 5m, 1h (env LIFEBOAT_INTERVAL)",
     )
+    .option(allowEmpty, allowEmptyHelp)
     .argument("[cmd...]", "the app to run as a child, after --")
     .passThroughOptions()
     .action((cmd: string[], f: Flags) => done(execute(f, cmd, watchCmd, env)));

@@ -26,6 +26,8 @@ export interface Config {
   interval: number;
   /** `restore --force`: replace an existing database. */
   force: boolean;
+  /** `--allow-empty` / LIFEBOAT_ALLOW_EMPTY: start empty even if the store's marker says backups existed. */
+  allowEmpty: boolean;
   /** `watch -- CMD ARGS…`: the app to run as a child; empty when none. */
   command: string[];
   /** This machine's name, for keys and metadata. */
@@ -47,6 +49,7 @@ export interface Flags {
   url?: string;
   interval?: string;
   force?: boolean;
+  allowEmpty?: boolean;
 }
 
 /** The environment as a plain lookup (tests pass their own). */
@@ -353,6 +356,7 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
       MIN_INTERVAL_MS,
     ),
     force: flags.force ?? false,
+    allowEmpty: flags.allowEmpty ?? bool(env, "LIFEBOAT_ALLOW_EMPTY", false),
     command: checkCommand(command, env),
     machine: machineName(env),
     s3: s3Options(env),

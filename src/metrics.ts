@@ -51,8 +51,9 @@ export class Metrics {
   #lastSuccessAt?: number;
   #last?: { ms: number; bytes: number };
   #backups = new Map<BackupOutcome, number>(BACKUP_OUTCOMES.map((o) => [o, 0]));
-  #restore?: { outcome: RestoreOutcome; ms: number; bytes: number };
+  #restore?: { outcome: RestoreOutcome; ms: number; bytes: number; futureMs: number };
   #problem?: string;
+  #foreign?: { machine: string; at: number };
 
   /** Starts counting the backup age from now (until a restore or a backup says otherwise). */
   constructor(clock: Clock, settings: MetricsSettings) {
@@ -66,7 +67,12 @@ export class Metrics {
    * age restarts; an existing database keeps counting from lifeboat's start.
    */
   restored(r: RestoreResult | { outcome: "failed"; ms: number }): void {
-    this.#restore = { outcome: r.outcome, ms: r.ms, bytes: "bytes" in r ? r.bytes ?? 0 : 0 };
+    this.#restore = {
+      outcome: r.outcome,
+      ms: r.ms,
+      bytes: "bytes" in r ? r.bytes ?? 0 : 0,
+      futureMs: "futureMs" in r ? r.futureMs ?? 0 : 0,
+    };
     if (r.outcome === "restored" || r.outcome === "fresh") this.#protectedAt = this.#clock.now();
   }
 
@@ -74,6 +80,7 @@ export class Metrics {
   backedUp(r: BackupResult): void {
     const now = this.#clock.now();
     this.#count(r.outcome);
+    if (r.foreign) this.#foreign = { machine: r.foreign.machine, at: now };
     this.#protectedAt = now;
     this.#lastSuccessAt = now;
     this.#last = { ms: r.ms, bytes: r.bytes };
@@ -148,6 +155,24 @@ export class Metrics {
         "gauge",
         "1 for how the restore at start ended (restored, fresh: the store had no backup, exists: the database was already there, failed), 0 for the others.",
         RESTORE_OUTCOMES.map((o) => [{ outcome: o }, restore?.outcome === o ? 1 : 0]),
+      ),
+      family(
+        "lifeboat_newest_backup_future_seconds",
+        "gauge",
+        "How far the newest backup's order time was ahead of this machine's clock at restore (0 when it was not): above a few minutes, a clock is off.",
+        [[{}, s(restore?.futureMs ?? 0)]],
+      ),
+      family(
+        "lifeboat_foreign_writer",
+        "gauge",
+        "1 once a backup written by another machine was found newest in the store since this process last looked: two writers share the store and one's writes will be lost.",
+        [[{}, this.#foreign ? 1 : 0]],
+      ),
+      family(
+        "lifeboat_foreign_writer_last_timestamp_seconds",
+        "gauge",
+        "Unix time another writer was last found newest in the store; 0 if never.",
+        [[{}, this.#foreign ? s(this.#foreign.at) : 0]],
       ),
       family(
         "lifeboat_backup_interval_seconds",

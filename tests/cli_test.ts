@@ -50,14 +50,14 @@ Deno.test({
         makeDb(`${dir}/app.db`, 500);
         const b = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
         assert.equal(b.code, 0, b.stderr);
-        assert.match(b.stderr, /backup finished: \d{13}-.*\.sqlite3, \d+ bytes/);
+        assert.match(b.stderr, /backup finished: backups\/\d{13}-.*\.sqlite3, \d+ bytes/);
         const r = await runLifeboat(["restore", "--db", `${dir}/new/app.db`], env);
         assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stderr, /restored \d{13}-\S+ from s3:\/\/.*: \d+ bytes in/);
+        assert.match(r.stderr, /restored backups\/\d{13}-\S+ from s3:\/\/.*: \d+ bytes in/);
         assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
         assert.equal(integrity(`${dir}/new/app.db`), "ok");
         // The object carries its metadata and the restored file is byte-identical to it.
-        const [key] = await s3.keys(bucket, "apps/demo/");
+        const [key] = await s3.backupKeys(bucket, "apps/demo/");
         const obj = await client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
         const body = await obj.Body!.transformToByteArray();
         assert.deepEqual(body, await Deno.readFile(`${dir}/new/app.db`));
@@ -91,7 +91,7 @@ Deno.test({
           const b = await runLifeboat(["backup", "--db", db], env);
           assert.equal(b.code, 0, b.stderr);
         }
-        const keys = await s3.keys(bucket, "apps/demo/");
+        const keys = await s3.backupKeys(bucket, "apps/demo/");
         assert.equal(keys.length, 3);
         assert.equal(new Set(keys).size, 3);
         const r = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], env);
@@ -169,7 +169,7 @@ Deno.test({
           assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
           addRow(db, "newest");
           assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-          const keys = await s3.keys(bucket, "apps/demo/");
+          const keys = await s3.backupKeys(bucket, "apps/demo/");
           const c = client();
           const newest = await c.send(new GetObjectCommand({ Bucket: bucket, Key: keys[0] }));
           const bytes = await newest.Body!.transformToByteArray();
@@ -184,7 +184,10 @@ Deno.test({
           );
           const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
           assert.equal(r.code, 0, r.stderr);
-          assert.match(r.stderr, /failed verification \(SHA-256 mismatch\); trying an older one/);
+          assert.match(
+            r.stderr,
+            /failed verification 3 times \(SHA-256 mismatch\); trying an older one/,
+          );
           assert.equal(readRows(`${dir}/r/app.db`).at(-1), "good");
         },
       );
@@ -199,7 +202,7 @@ Deno.test({
         w.proc.kill("SIGTERM");
         const res = await w.done();
         assert.equal(res.code, 0, res.stderr);
-        assert.equal((await s3.keys(bucket, "apps/demo/")).length, 1);
+        assert.equal((await s3.backupKeys(bucket, "apps/demo/")).length, 1);
         assert.equal(res.lines.filter((l) => /backup finished/.test(l)).length, 1);
       });
 
@@ -323,7 +326,7 @@ Deno.test({
           const r = await runLifeboat(args, { ...env, ...extra });
           assertOneLineError(r, 2, re);
         }
-        assert.deepEqual(await s3.keys(bucket, "apps/demo/"), []);
+        assert.deepEqual(await s3.backupKeys(bucket, "apps/demo/"), []);
       });
     } finally {
       await s3.stop();
@@ -335,10 +338,15 @@ Deno.test("directory store: the same round trip with no AWS at all", async () =>
   const dir = await Deno.makeTempDir();
   const env = baseEnv({ LIFEBOAT_URL: `file://${dir}/store` });
   makeDb(`${dir}/app.db`, 100);
+  // Like a bucket, the directory must exist: a mistyped path never starts a new store.
+  const missing = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
+  assertOneLineError(missing, 1, /store directory \S+ does not exist\. Create it/);
+  await Deno.mkdir(`${dir}/store`);
   const b = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
   assert.equal(b.code, 0, b.stderr);
-  const names = [...Deno.readDirSync(`${dir}/store`)].map((e) => e.name);
+  const names = [...Deno.readDirSync(`${dir}/store/backups`)].map((e) => `backups/${e.name}`);
   assert.equal(names.filter((x) => parseKey(x)).length, 1);
+  assert.ok(Deno.statSync(`${dir}/store/lifeboat.json`).isFile, "the marker is written");
   const r = await runLifeboat(["restore", "--db", `${dir}/new.db`], env);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(readRows(`${dir}/new.db`), readRows(`${dir}/app.db`));

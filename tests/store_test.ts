@@ -119,8 +119,8 @@ Deno.test("file: put never replaces an existing backup", async () => {
     const key = backupKey(Date.now(), "m1");
     await s.put(key, path, metaFor(bytes));
     await assert.rejects(s.put(key, path, metaFor(bytes)), Deno.errors.AlreadyExists);
-    const names = [...Deno.readDirSync(`${dir}/store`)].map((e) => e.name).sort();
-    assert.deepEqual(names, [key, `${key}.json`]);
+    const names = [...Deno.readDirSync(`${dir}/store/backups`)].map((e) => `backups/${e.name}`);
+    assert.deepEqual(names.sort(), [key, `${key}.json`]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatDuration, parseDuration } from "../src/duration.ts";
-import { backupKey, parseKey, sanitizeMachine } from "../src/store/keys.ts";
+import { backupKey, orderTime, parseKey, sanitizeMachine } from "../src/store/keys.ts";
 import { loadConfig, parseStoreUrl, s3Options } from "../src/config.ts";
 import { exitCodeOf, LifeboatError, oneLine } from "../src/errors.ts";
 import { retry } from "../src/retry.ts";
@@ -28,12 +28,36 @@ Deno.test("keys sort newest first and round-trip their time and machine", () => 
   const sorted = [...keys].sort();
   assert.deepEqual(sorted.map((k) => parseKey(k)!.ms), [...times].sort((a, b) => b - a));
   const k = backupKey(1_764_335_131_123, "abc/../x y");
-  assert.match(k, /^\d{13}-2025-11-28T13-05-31\.123Z-abc_\.\._x_y\.sqlite3$/);
-  assert.equal(parseKey(k)!.machine, "abc_.._x_y");
+  assert.match(k, /^backups\/\d{13}-2025-11-28T13-05-31\.123Z-abc_\.\._x_y-[0-9a-f]{6}\.sqlite3$/);
+  assert.deepEqual(parseKey(k), { ms: 1_764_335_131_123, machine: "abc_.._x_y", legacy: false });
   assert.equal(parseKey("../etc/passwd"), undefined);
+  assert.equal(parseKey("backups/../x.sqlite3"), undefined);
+  assert.equal(parseKey("other/" + k.slice("backups/".length)), undefined);
   assert.equal(parseKey("8204125522263-2026-11-28T14-01-17.736Z-vm.sqlite3.json"), undefined);
+  // Keys written by lifeboat 0.1 (root layout, no random part) are still read.
+  assert.deepEqual(parseKey("8204125522263-2026-11-28T14-01-17.736Z-vm-1.sqlite3"), {
+    ms: 9_999_999_999_999 - 8204125522263,
+    machine: "vm-1",
+    legacy: true,
+  });
   assert.equal(sanitizeMachine(""), "unknown");
   assert.equal(sanitizeMachine(".."), "_");
+});
+
+Deno.test("keys are unique within one millisecond on one machine", () => {
+  const keys = Array.from({ length: 200 }, () => backupKey(1_764_335_131_123, "vm"));
+  assert.equal(new Set(keys).size, keys.length);
+});
+
+Deno.test("a new key's order time never sorts before the store's newest, whatever the clock", () => {
+  const now = 1_764_335_131_123;
+  assert.equal(orderTime(now), now);
+  assert.equal(orderTime(now, now - 3_600_000), now, "an older newest: the clock wins");
+  assert.equal(orderTime(now, now), now + 1, "same millisecond: one later");
+  const yearAhead = now + 365 * 86_400_000;
+  assert.equal(orderTime(now, yearAhead), yearAhead + 1, "a clock a year ahead elsewhere");
+  const newer = backupKey(orderTime(now - 3_600_000, now), "behind");
+  assert.ok(newer < backupKey(now, "ahead"), "a clock 1 h behind still writes the newest key");
 });
 
 Deno.test("store URLs: s3, file:// and plain paths; bad ones are config errors", () => {

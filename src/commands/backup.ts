@@ -1,14 +1,21 @@
 /** `lifeboat backup`: one consistent snapshot of the database, written as a new backup. */
 import type { Clock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
+import { oneLine } from "../errors.ts";
 import { logger } from "../log.ts";
+import { retry } from "../retry.ts";
 import { takeSnapshot } from "../snapshot/snapshot.ts";
-import { backupKey } from "../store/keys.ts";
-import type { BackupMeta, Store } from "../store/store.ts";
+import { backupKey, orderTime, parseKey } from "../store/keys.ts";
+import type { BackupInfo, BackupMeta, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
 import { VERSION } from "../version.ts";
 
 const log = logger("backup");
+
+/** Store format written by this version (the `backups/` layout and the marker). */
+export const STORE_FORMAT = 2;
+/** Attempts at choosing a key, uploading and verifying before a backup counts as failed. */
+const UPLOAD_ATTEMPTS = 3;
 
 /** What a backup needs to know. */
 export interface BackupOptions {
@@ -22,9 +29,17 @@ export interface BackupDeps {
   clock: Clock;
 }
 
-/** State kept across backups of one process: the last uploaded snapshot's checksum. */
+/** State kept across backups of one process. */
 export interface BackupState {
+  /** Checksum of the last snapshot known to be in the store (uploaded or restored). */
   lastSha256?: string;
+  /**
+   * The store's newest backup as this process last saw it: a key, `null` when the store had
+   * none, undefined when this process has not looked (then no other writer can be told apart).
+   */
+  knownNewest?: string | null;
+  /** True once this process made sure the store holds its marker. */
+  marked?: boolean;
 }
 
 /** How one backup ended. */
@@ -34,12 +49,17 @@ export interface BackupResult {
   bytes: number;
   ms: number;
   sha256: string;
+  /** A backup by another writer found newest in the store since this process last looked. */
+  foreign?: BackupInfo;
 }
 
 /**
- * Snapshots `db` and uploads it under a new key, unless it is byte-identical to the last
- * backup this process uploaded. The temporary snapshot is removed on every path; on failure
- * nothing is visible in the store and `state` is unchanged.
+ * Snapshots `db` and uploads it under a new key that sorts newer than the store's newest backup,
+ * whatever the local clock says, unless it is byte-identical to the newest backup this process
+ * knows to be in the store. A backup counts only when the store proved it holds the bytes; then
+ * the previous newest is marked as expirable and the store's marker is written if missing. The
+ * temporary snapshot is removed on every path; on failure nothing a restore would pick is left
+ * in the store and `state` is unchanged.
  */
 export async function backupOnce(
   opts: BackupOptions,
@@ -52,24 +72,50 @@ export async function backupOnce(
   log.debug("backup started: {db}", { db: opts.db });
   try {
     const snap = await takeSnapshot(opts.db, tmp, signal);
-    if (snap.sha256 === state.lastSha256) {
+    let [newest] = await deps.store.newest(1);
+    const seen = compareWithKnown(state.knownNewest, newest);
+    const foreign = seen === "foreign" ? newest : undefined;
+    if (foreign) reportForeign(opts, state.knownNewest, foreign);
+    if (snap.sha256 === state.lastSha256 && seen !== "missing") {
+      state.knownNewest = newest?.key ?? null;
       const ms = deps.clock.now() - started;
       log.info("backup unchanged: {bytes} bytes identical to the last backup, no upload", {
         event: "backup_unchanged",
         bytes: snap.size,
         ms,
       });
-      return { outcome: "unchanged", bytes: snap.size, ms, sha256: snap.sha256 };
+      return { outcome: "unchanged", bytes: snap.size, ms, sha256: snap.sha256, foreign };
     }
-    const key = backupKey(started, opts.machine);
     const meta: BackupMeta = {
       ...snap,
       createdAt: new Date(started).toISOString(),
       version: VERSION,
       machine: opts.machine,
     };
-    await deps.store.put(key, tmp, meta, signal);
+    const key = await retry(async (attempt) => {
+      if (attempt > 1) [newest] = await deps.store.newest(1);
+      const next = backupKey(
+        orderTime(deps.clock.now(), newest?.createdAt.getTime()),
+        opts.machine,
+      );
+      await deps.store.put(next, tmp, meta, signal);
+      return next;
+    }, {
+      attempts: UPLOAD_ATTEMPTS,
+      baseMs: 500,
+      clock: deps.clock,
+      signal,
+      onRetry: (err, attempt, delay) =>
+        log.warn("upload failed (attempt {attempt}), retrying in {delay}: {error}", {
+          event: "retry",
+          attempt,
+          delay: formatDuration(delay),
+          error: oneLine(err),
+        }),
+    });
     state.lastSha256 = snap.sha256;
+    state.knownNewest = key;
+    await afterUpload(opts, deps, state, newest);
     const ms = deps.clock.now() - started;
     log.info("backup finished: {key}, {bytes} bytes in {duration}", {
       event: "backup_finished",
@@ -79,8 +125,74 @@ export async function backupOnce(
       duration: formatDuration(ms),
       store: deps.store.location,
     });
-    return { outcome: "uploaded", key, bytes: snap.size, ms, sha256: snap.sha256 };
+    return { outcome: "uploaded", key, bytes: snap.size, ms, sha256: snap.sha256, foreign };
   } finally {
     await removeTemp(tmp);
+  }
+}
+
+/**
+ * How the store's newest backup compares with the one this process last saw: the same (or
+ * nothing known), newer and by another writer, or gone (deleted or expired: upload again).
+ */
+function compareWithKnown(
+  known: string | null | undefined,
+  newest: BackupInfo | undefined,
+): "same" | "foreign" | "missing" {
+  if (known === undefined || newest?.key === known) return "same";
+  const knownMs = known === null ? undefined : parseKey(known)?.ms;
+  if (newest && (knownMs === undefined || newest.createdAt.getTime() >= knownMs)) return "foreign";
+  return known === null ? "same" : "missing";
+}
+
+/** Logs, at error level, that another writer stored the newest backup. */
+function reportForeign(o: BackupOptions, known: string | null | undefined, b: BackupInfo): void {
+  log.error(
+    "another writer shares this store: {other}'s backup {key} is newer than {known}, the newest " +
+      "this machine ({machine}) knew of. Each machine's writes are lost to the other at the next " +
+      "restore: run one machine per store (fly deploy --ha=false; fly scale count 1)",
+    {
+      event: "foreign_writer",
+      other: b.machine,
+      key: b.key,
+      known: known ?? "(none)",
+      machine: o.machine,
+    },
+  );
+}
+
+/**
+ * Marks the previous newest backup as expirable and writes the store's marker once per process.
+ * Never throws: the backup is already stored; a failure here is logged and tried again later.
+ */
+async function afterUpload(
+  o: BackupOptions,
+  deps: BackupDeps,
+  state: BackupState,
+  previous: BackupInfo | undefined,
+): Promise<void> {
+  if (previous) {
+    await deps.store.supersede(previous.key).catch((err) =>
+      log.warn("could not mark {key} as superseded (it will not expire): {error}", {
+        event: "supersede_failed",
+        key: previous.key,
+        error: oneLine(err),
+      })
+    );
+  }
+  if (state.marked) return;
+  try {
+    await deps.store.putMarker({
+      format: STORE_FORMAT,
+      createdAt: new Date(deps.clock.now()).toISOString(),
+      machine: o.machine,
+      version: VERSION,
+    });
+    state.marked = true;
+  } catch (err) {
+    log.warn("could not write the store's marker (retried at the next backup): {error}", {
+      event: "marker_failed",
+      error: oneLine(err),
+    });
   }
 }

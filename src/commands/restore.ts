@@ -5,7 +5,7 @@ import { formatDuration } from "../duration.ts";
 import { LifeboatError, oneLine, operationError } from "../errors.ts";
 import { isDiskFull, statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import { installDatabase, verifyDownload } from "../snapshot/install.ts";
+import { downloadAndVerify, installDatabase, type Verified } from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
@@ -18,6 +18,10 @@ function sizeOf(c: BackupInfo): string {
 
 /** How many of the newest backups restore will try before giving up. */
 export const MAX_CANDIDATES = 3;
+/** Downloads of one backup that fail verification before restore moves on to an older one. */
+export const VERIFY_ATTEMPTS = 3;
+/** A newest backup ordered this far ahead of the local clock is reported (a clock is off). */
+export const FUTURE_WARN_MS = 5 * 60_000;
 
 /** What a restore needs to know. */
 export interface RestoreOptions {
@@ -26,6 +30,8 @@ export interface RestoreOptions {
   /** Attempts at each store request before the store counts as unreachable. */
   attempts: number;
   retryBaseMs: number;
+  /** Start empty even when the store's marker says backups existed (`--allow-empty`). */
+  allowEmpty?: boolean;
 }
 
 /** What a restore touches outside itself. */
@@ -42,6 +48,10 @@ export interface RestoreResult {
   /** SHA-256 of the restored file, so an idle app's first backup can be skipped. */
   sha256?: string;
   ms: number;
+  /** The store's newest backup when restore looked (null: none); undefined when it did not look. */
+  newestKey?: string | null;
+  /** How far the newest backup's order time is ahead of the local clock (0 when it is not). */
+  futureMs?: number;
 }
 
 /**
@@ -91,30 +101,66 @@ export async function restoreDatabase(
     );
   }
   if (candidates.length === 0) {
-    log.info("no backup found in {store}, starting fresh", {
-      event: "restore_fresh",
-      store: deps.store.location,
-      ms: elapsed(),
-    });
-    return { outcome: "fresh", ms: elapsed() };
+    const marker = await withRetry("reading the store's marker", () => deps.store.marker());
+    if (marker && !o.allowEmpty) {
+      throw operationError(
+        `${deps.store.location} holds no backup, but its marker says lifeboat stored the first ` +
+          `one on ${marker.createdAt} (machine ${marker.machine}): backups were deleted or expired`,
+        "Nothing was restored and the app must not start. Recover the objects (versioning, " +
+          "lifecycle rules) or, to start empty on purpose, pass --allow-empty or set " +
+          "LIFEBOAT_ALLOW_EMPTY=1",
+      );
+    }
+    const props = { store: deps.store.location, ms: elapsed() };
+    if (marker) {
+      log.warn("no backup found in {store}: its backups are gone; starting empty (--allow-empty)", {
+        ...props,
+        event: "restore_fresh_allowed",
+      });
+    } else {log.info("no backup found in {store}, starting fresh", {
+        ...props,
+        event: "restore_fresh",
+      });}
+    return { outcome: "fresh", ms: elapsed(), newestKey: null, futureMs: 0 };
+  }
+  const newestKey = candidates[0].key;
+  const futureMs = Math.max(0, candidates[0].createdAt.getTime() - deps.clock.now());
+  if (futureMs > FUTURE_WARN_MS) {
+    log.warn(
+      "the newest backup {key} is dated {ahead} ahead of this machine's clock: a clock is off " +
+        "(here or where it was written). New backups still sort after it; check NTP",
+      { event: "backup_in_future", key: newestKey, ahead: formatDuration(futureMs), ms: futureMs },
+    );
   }
 
   const problems: string[] = [];
   for (const c of candidates) {
     const tmp = tempPathBeside(o.db);
     try {
-      const got = await withRetry(`downloading ${c.key}`, async () => {
-        await removeTemp(tmp);
-        const opened = await deps.store.open(c.key);
-        return await verifyDownload(opened, tmp);
-      });
-      if (!got.ok) {
-        problems.push(`${c.key}: ${got.problem}`);
-        log.error("backup {key} failed verification ({problem}); trying an older one", {
-          event: "restore_rejected",
-          key: c.key,
-          problem: got.problem,
+      let got: Verified | undefined;
+      for (let attempt = 1; attempt <= VERIFY_ATTEMPTS && !got?.ok; attempt++) {
+        got = await withRetry(`downloading ${c.key}`, async () => {
+          await removeTemp(tmp);
+          const opened = await deps.store.open(c.key);
+          return await downloadAndVerify(opened, tmp);
         });
+        if (!got.ok && attempt < VERIFY_ATTEMPTS) {
+          log.warn("backup {key} failed verification ({problem}); downloading it again", {
+            event: "restore_reread",
+            key: c.key,
+            problem: got.problem,
+            attempt,
+          });
+        }
+      }
+      if (!got?.ok) {
+        const problem = got?.problem ?? "not verified";
+        problems.push(`${c.key}: ${problem}`);
+        log.error(
+          "skipping backup {key}: it failed verification {attempts} times ({problem}); " +
+            "trying an older one",
+          { event: "restore_rejected", key: c.key, problem, attempts: VERIFY_ATTEMPTS },
+        );
         continue;
       }
       await installDatabase(tmp, o.db);
@@ -127,7 +173,15 @@ export async function restoreDatabase(
         ms,
         duration: formatDuration(ms),
       });
-      return { outcome: "restored", key: c.key, bytes: got.size, sha256: got.sha256, ms };
+      return {
+        outcome: "restored",
+        key: c.key,
+        bytes: got.size,
+        sha256: got.sha256,
+        ms,
+        newestKey,
+        futureMs,
+      };
     } catch (err) {
       if (err instanceof LifeboatError) throw err;
       if (isDiskFull(err)) {

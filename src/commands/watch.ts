@@ -60,7 +60,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   if (restored.outcome === "restored") {
     warnIfOverBudget(o, restored.ms, "the restore (a backup moves the same bytes)");
   }
-  const state: BackupState = { lastSha256: restored.sha256 };
+  const state: BackupState = { lastSha256: restored.sha256, knownNewest: restored.newestKey };
   let walChecked = false;
   const warnIfNotWal = async () => {
     if (walChecked || !(await statIfExists(o.db))?.size) return;

@@ -12,7 +12,7 @@ export type Verified = { ok: true; size: number; sha256: string } | { ok: false;
  * `PRAGMA quick_check`. Transfer errors are thrown (worth retrying); a bad backup is reported
  * as `{ ok: false }` (worth trying an older one). `tmp` is left for the caller to remove.
  */
-export async function verifyDownload(backup: OpenedBackup, tmp: string): Promise<Verified> {
+export async function downloadAndVerify(backup: OpenedBackup, tmp: string): Promise<Verified> {
   const { sha256, size } = await writeStreamHashed(backup.body, tmp, backup.idleMs);
   const meta = backup.meta;
   if (!meta.sha256) return { ok: false, problem: "no sha256 in its metadata" };

@@ -1,18 +1,21 @@
 /** A store in a local directory: one file per backup plus a `.json` metadata sidecar. */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { operationError } from "../errors.ts";
 import { fsyncDir, fsyncFile, randomSuffix, removeIfExists } from "../fsutil.ts";
-import { parseKey } from "./keys.ts";
+import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
 import {
   type BackupInfo,
   type BackupMeta,
+  markerFromJson,
+  markerToJson,
   metaFromRecord,
   metaToRecord,
   type OpenedBackup,
   type Store,
+  type StoreMarker,
 } from "./store.ts";
 
-/** Backups in `dir`, named by the shared key scheme. */
+/** Backups in `dir/backups/` (legacy ones in `dir/`), with the marker at `dir/lifeboat.json`. */
 export class FileStore implements Store {
   readonly location: string;
 
@@ -21,11 +24,15 @@ export class FileStore implements Store {
     this.location = `file://${dir}`;
   }
 
-  /** Copies `file` in under a temporary name, fsyncs it, then links it to `key` (never replaces). */
+  /**
+   * Copies `file` in under a temporary name, fsyncs it, links it to `key` (never replaces), then
+   * checks the stored size and metadata against `meta`.
+   */
   async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
     const target = this.pathOf(key);
-    await Deno.mkdir(this.dir, { recursive: true });
-    const tmp = join(this.dir, `.${key}.${randomSuffix()}.partial`);
+    const dir = dirname(target);
+    await Deno.mkdir(dir, { recursive: true });
+    const tmp = join(dir, `.${basename(target)}.${randomSuffix()}.partial`);
     const sidecar = `${target}.json`;
     let ownSidecar = false;
     try {
@@ -43,33 +50,24 @@ export class FileStore implements Store {
       await fsyncFile(sidecar);
       signal?.throwIfAborted();
       await Deno.link(tmp, target); // fails if the key exists: never overwrite
-      await fsyncDir(this.dir);
+      await fsyncDir(dir);
     } catch (e) {
       if (ownSidecar) await removeIfExists(sidecar).catch(() => {});
       throw e;
     } finally {
       await removeIfExists(tmp).catch(() => {});
     }
+    const stored = metaFromRecord(JSON.parse(await Deno.readTextFile(sidecar)));
+    const size = (await Deno.stat(target)).size;
+    if (size !== meta.size || stored.sha256 !== meta.sha256) {
+      throw new Error(`${target} does not hold the backup just written (size ${size})`);
+    }
   }
 
-  /** Lists backup files newest first; throws if the directory is missing or unreadable. */
+  /** Lists backup files newest first (legacy ones when there are none); throws if `dir` is missing. */
   async newest(limit: number): Promise<BackupInfo[]> {
-    const found: BackupInfo[] = [];
-    try {
-      for await (const entry of Deno.readDir(this.dir)) {
-        const parsed = entry.isFile ? parseKey(entry.name) : undefined;
-        if (parsed) found.push({ key: entry.name, createdAt: new Date(parsed.ms) });
-      }
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw operationError(
-          `store directory ${this.dir} does not exist`,
-          "Create it, or fix --url / LIFEBOAT_URL",
-          e,
-        );
-      }
-      throw e;
-    }
+    const current = await this.names(join(this.dir, BACKUPS_DIR), `${BACKUPS_DIR}/`);
+    const found = current.length > 0 ? current : await this.names(this.dir, "");
     found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     const out = found.slice(0, limit);
     for (const info of out) {
@@ -91,10 +89,67 @@ export class FileStore implements Store {
     return { body: file.readable, meta };
   }
 
+  /** Reads `dir/lifeboat.json`; undefined when absent from an existing directory. */
+  async marker(): Promise<StoreMarker | undefined> {
+    const path = join(this.dir, MARKER_NAME);
+    try {
+      return markerFromJson(await Deno.readTextFile(path), path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    await this.names(this.dir, ""); // throws a clear error when the store directory is missing
+    return undefined;
+  }
+
+  /** Creates `dir/lifeboat.json` (mode 0600) unless it exists, and fsyncs it. */
+  async putMarker(marker: StoreMarker): Promise<void> {
+    const path = join(this.dir, MARKER_NAME);
+    try {
+      await Deno.writeTextFile(path, markerToJson(marker), { createNew: true, mode: 0o600 });
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) return;
+      throw e;
+    }
+    await fsyncFile(path);
+    await fsyncDir(this.dir);
+  }
+
+  /** A directory has no lifecycle rule: nothing expires, so there is nothing to mark. */
+  supersede(key: string): Promise<void> {
+    this.pathOf(key);
+    return Promise.resolve();
+  }
+
+  /** Backup keys of the files in `dir` (prefixed with `keyDir`); [] when a sub-directory is missing. */
+  private async names(dir: string, keyDir: string): Promise<BackupInfo[]> {
+    const found: BackupInfo[] = [];
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        const parsed = entry.isFile ? parseKey(keyDir + entry.name) : undefined;
+        if (parsed) {
+          found.push({
+            key: keyDir + entry.name,
+            createdAt: new Date(parsed.ms),
+            machine: parsed.machine,
+          });
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (keyDir !== "") return found;
+      throw operationError(
+        `store directory ${this.dir} does not exist`,
+        "Create it, or fix --url / LIFEBOAT_URL",
+        e,
+      );
+    }
+    return found;
+  }
+
   private pathOf(key: string): string {
     if (!parseKey(key)) throw new Error(`not a backup key: ${JSON.stringify(key)}`);
     const path = join(this.dir, key);
-    if (dirname(path) !== this.dir) throw new Error(`key escapes the store: ${key}`);
+    if (!path.startsWith(this.dir + "/")) throw new Error(`key escapes the store: ${key}`);
     return path;
   }
 }

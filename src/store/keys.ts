@@ -1,25 +1,68 @@
 /**
- * The backup key scheme, shared by every store:
- * `<9999999999999 − epoch ms, 13 digits>-<ISO time with ':' → '-'>-<machine>.sqlite3`.
- * Stores list names in ascending byte order, so the newest backup always sorts first.
+ * The backup key scheme, shared by every store. A key is a path relative to the store's root:
+ *
+ * - current layout: `backups/<9999999999999 − order ms, 13 digits>-<ISO order time, ':' → '-'>-
+ *   <machine>-<6 hex>.sqlite3`, in a sub-prefix of its own so that no foreign object under the
+ *   store's prefix can crowd a listing;
+ * - legacy layout (lifeboat 0.1): the same name without the random part, at the root. Still read.
+ *
+ * Stores list names in ascending byte order, so the newest backup sorts first. The order time is
+ * not the writer's clock: `orderTime` makes every new key sort newer than the store's newest.
  */
 
 const MAX_MS = 9_999_999_999_999;
-const KEY =
-  /^(\d{13})-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z)-([A-Za-z0-9_.-]{1,64})\.sqlite3$/;
+const ISO = String.raw`\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z`;
+const MACHINE = "[A-Za-z0-9_.-]{1,64}";
+const CURRENT = new RegExp(String.raw`^(\d{13})-${ISO}-(${MACHINE})-[0-9a-f]{6}\.sqlite3$`);
+const LEGACY = new RegExp(String.raw`^(\d{13})-${ISO}-(${MACHINE})\.sqlite3$`);
 
-/** Returns the key for a backup taken at `ms` on `machine` (machine is sanitised, never empty). */
-export function backupKey(ms: number, machine: string): string {
-  const inverted = String(MAX_MS - Math.floor(ms)).padStart(13, "0");
-  const readable = new Date(ms).toISOString().replaceAll(":", "-");
-  return `${inverted}-${readable}-${sanitizeMachine(machine)}.sqlite3`;
+/** The sub-prefix (directory) that holds backups in the current layout. */
+export const BACKUPS_DIR = "backups";
+/** The marker object's name, at the store's root: written with the first backup, never expires. */
+export const MARKER_NAME = "lifeboat.json";
+
+/** What a key says about its backup: its order time, the machine that wrote it, its layout. */
+export interface ParsedKey {
+  /** Milliseconds since the epoch that order the backup (≥ the writer's clock; see orderTime). */
+  ms: number;
+  machine: string;
+  legacy: boolean;
 }
 
-/** Returns when a key's backup was taken and where, or undefined if the name is not a backup key. */
-export function parseKey(name: string): { ms: number; machine: string } | undefined {
-  const m = KEY.exec(name);
+/**
+ * Returns a new, unique key in the current layout for order time `ms` on `machine` (sanitised,
+ * never empty). Two calls in the same millisecond on the same machine still differ.
+ */
+export function backupKey(ms: number, machine: string): string {
+  const order = Math.floor(ms);
+  if (!(order >= 0 && order <= MAX_MS)) throw new RangeError(`order time ${ms} is out of range`);
+  const inverted = String(MAX_MS - order).padStart(13, "0");
+  const readable = new Date(order).toISOString().replaceAll(":", "-");
+  const unique = crypto.getRandomValues(new Uint8Array(3));
+  const hex = [...unique].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${BACKUPS_DIR}/${inverted}-${readable}-${sanitizeMachine(machine)}-${hex}.sqlite3`;
+}
+
+/**
+ * Returns what a key (`backups/NAME` or a legacy root `NAME`) says, or undefined if it is not a
+ * backup key of either layout (so it can never name a path outside the store).
+ */
+export function parseKey(key: string): ParsedKey | undefined {
+  const slash = key.indexOf("/");
+  const legacy = slash < 0;
+  if (!legacy && key.slice(0, slash) !== BACKUPS_DIR) return undefined;
+  const m = (legacy ? LEGACY : CURRENT).exec(legacy ? key : key.slice(slash + 1));
   if (!m) return undefined;
-  return { ms: MAX_MS - Number(m[1]), machine: m[3] };
+  return { ms: MAX_MS - Number(m[1]), machine: m[2], legacy };
+}
+
+/**
+ * Returns the order time for a new backup: the local clock, unless the store's newest backup is
+ * ordered at or after it (a clock behind, stepped back, or another machine's clock ahead), in
+ * which case one millisecond after that newest — so a new backup always sorts first.
+ */
+export function orderTime(now: number, newestMs?: number): number {
+  return newestMs !== undefined && newestMs >= now ? newestMs + 1 : now;
 }
 
 /** Returns a machine name safe inside a key: letters, digits, `_ . -`, at most 64 characters. */

@@ -8,12 +8,19 @@
 import { LifeboatError, operationError } from "../errors.ts";
 
 /** The S3 requests lifeboat makes, each with the IAM action it needs. */
-export type S3Operation = "PutObject" | "ListObjectsV2" | "GetObject";
+export type S3Operation =
+  | "PutObject"
+  | "ListObjectsV2"
+  | "GetObject"
+  | "HeadObject"
+  | "PutObjectTagging";
 
 const ACTION: Record<S3Operation, string> = {
   PutObject: "s3:PutObject",
   ListObjectsV2: "s3:ListBucket",
   GetObject: "s3:GetObject",
+  HeadObject: "s3:GetObject",
+  PutObjectTagging: "s3:PutObjectTagging",
 };
 
 /** Where an S3 request went, for the message. */

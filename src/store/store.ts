@@ -19,8 +19,10 @@ export interface BackupMeta {
 /** A backup found by listing: its key, and what the listing told about it. */
 export interface BackupInfo {
   key: string;
-  /** When it was taken, from the key. */
+  /** Its order time, from the key (not necessarily when it was taken: see keys.ts). */
   createdAt: Date;
+  /** The machine that wrote it, from the key. */
+  machine: string;
   /** Size in bytes, when the listing gives it. */
   size?: number;
 }
@@ -34,16 +36,76 @@ export interface OpenedBackup {
   idleMs?: number;
 }
 
+/**
+ * The marker a store holds from its first backup on: proof that "no backup" is a loss, not a
+ * fresh start. It is never superseded, so no lifecycle rule expires it.
+ */
+export interface StoreMarker {
+  /** Store format; 2 is the `backups/` layout. */
+  format: number;
+  /** When the first backup was stored (the writer's clock). */
+  createdAt: string;
+  /** The machine that wrote the first backup. */
+  machine: string;
+  /** lifeboat version that wrote the marker. */
+  version: string;
+}
+
 /** A place backups live: an S3 prefix or a local directory. Keys come from `keys.ts`. */
 export interface Store {
   /** Human-readable location for log lines (never contains secrets). */
   readonly location: string;
-  /** Writes a new backup object; never overwrites; on failure or abort leaves nothing visible. */
+  /**
+   * Writes a new backup object and resolves only once the store has proved it holds it (an ETag,
+   * then the size and SHA-256 read back); never overwrites; on failure or abort it throws and
+   * leaves nothing that a restore would accept.
+   */
   put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void>;
-  /** Newest backups first, at most `limit`; an empty array means the store confirmed it has none. */
+  /**
+   * Newest backups first, at most `limit`. An empty array means a well-formed answer said there
+   * are none; an answer that is not a listing of this store throws.
+   */
   newest(limit: number): Promise<BackupInfo[]>;
   /** Streams one backup's bytes with its metadata; throws if it cannot be read. */
   open(key: string): Promise<OpenedBackup>;
+  /** Returns the marker, or undefined when the store confirmed there is none; throws otherwise. */
+  marker(): Promise<StoreMarker | undefined>;
+  /** Writes the marker unless one is there; throws if it cannot be written. */
+  putMarker(marker: StoreMarker): Promise<void>;
+  /**
+   * Marks `key`, once a newer backup is stored, as one the retention rule may expire (S3: an
+   * object tag the bucket's lifecycle rule filters on; a directory has no such rule). Throws on
+   * failure; the backup then simply stays.
+   */
+  supersede(key: string): Promise<void>;
+}
+
+/** The object tag that marks a backup as superseded: the only objects lifecycle rules expire. */
+export const SUPERSEDED_TAG = { key: "lifeboat-superseded", value: "true" } as const;
+
+/** Serialises a marker (JSON, one line). */
+export function markerToJson(m: StoreMarker): string {
+  return JSON.stringify(m) + "\n";
+}
+
+/** Parses a marker; throws when the text is not a lifeboat marker (a 200 with the wrong body). */
+export function markerFromJson(text: string, where: string): StoreMarker {
+  let v: Partial<StoreMarker> | undefined;
+  try {
+    v = JSON.parse(text);
+  } catch { /* handled below */ }
+  if (
+    !v || typeof v !== "object" || typeof v.format !== "number" ||
+    typeof v.createdAt !== "string" || typeof v.machine !== "string"
+  ) {
+    throw new Error(`${where} is not a lifeboat marker (got ${JSON.stringify(text.slice(0, 60))})`);
+  }
+  return {
+    format: v.format,
+    createdAt: v.createdAt,
+    machine: v.machine,
+    version: String(v.version ?? ""),
+  };
 }
 
 /** Metadata as flat string pairs (S3 user metadata, sidecar files). */

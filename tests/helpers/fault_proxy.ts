@@ -38,14 +38,20 @@ export interface FaultProxy {
   stop(): Promise<void>;
 }
 
-/** S3-style classification helpers for fault rules. */
+const isBackup = (r: SeenRequest) => r.path.endsWith(".sqlite3");
+
+/** S3-style classification helpers for fault rules ("get" and "put" are of backup objects). */
 export const is = {
   list: (r: SeenRequest) => r.method === "GET" && r.query.get("list-type") === "2",
   get: (r: SeenRequest) =>
-    r.method === "GET" && !r.query.has("list-type") && !r.query.has("uploads"),
-  put: (r: SeenRequest) => r.method === "PUT" && !r.query.has("partNumber"),
+    r.method === "GET" && isBackup(r) && !r.query.has("list-type") && !r.query.has("uploads"),
+  put: (r: SeenRequest) =>
+    r.method === "PUT" && isBackup(r) && !r.query.has("partNumber") && !r.query.has("tagging"),
   part: (r: SeenRequest) => r.method === "PUT" && r.query.has("partNumber"),
   complete: (r: SeenRequest) => r.method === "POST" && r.query.has("uploadId"),
+  head: (r: SeenRequest) => r.method === "HEAD",
+  tagging: (r: SeenRequest) => r.method === "PUT" && r.query.has("tagging"),
+  marker: (r: SeenRequest) => r.path.endsWith("/lifeboat.json"),
   any: (_: SeenRequest) => true,
 };
 

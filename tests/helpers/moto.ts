@@ -10,6 +10,8 @@ export interface LocalS3 {
   createBucket(name: string): Promise<void>;
   /** Lists the object keys under `prefix` (one page, up to 1,000), straight from the server. */
   keys(bucket: string, prefix?: string): Promise<string[]>;
+  /** The backup objects among `keys` (`.sqlite3`), newest first. */
+  backupKeys(bucket: string, prefix?: string): Promise<string[]>;
   /** Counts the multipart uploads that were started and neither completed nor aborted. */
   pendingUploads(bucket: string): Promise<number>;
   /** Stops the server; safe to call twice. */
@@ -59,6 +61,11 @@ export async function startLocalS3(): Promise<LocalS3> {
     }
   }
   let stopped = false;
+  const keys = async (bucket: string, prefix = "") => {
+    const q = new URLSearchParams({ "list-type": "2", prefix });
+    const xml = await (await fetch(`${endpoint}/${bucket}?${q}`)).text();
+    return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]);
+  };
   const env = {
     ...SAFE_AWS_ENV,
     AWS_ENDPOINT_URL_S3: endpoint,
@@ -75,10 +82,9 @@ export async function startLocalS3(): Promise<LocalS3> {
         throw new Error(`createBucket ${name}: ${res.status} ${text}`);
       }
     },
-    async keys(bucket: string, prefix = "") {
-      const q = new URLSearchParams({ "list-type": "2", prefix });
-      const xml = await (await fetch(`${endpoint}/${bucket}?${q}`)).text();
-      return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]);
+    keys,
+    async backupKeys(bucket: string, prefix = "") {
+      return (await keys(bucket, prefix)).filter((k) => k.endsWith(".sqlite3"));
     },
     async pendingUploads(bucket: string) {
       const xml = await (await fetch(`${endpoint}/${bucket}?uploads`)).text();
