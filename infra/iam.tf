@@ -52,7 +52,8 @@ resource "aws_iam_role" "lifeboat" {
 }
 
 # Exactly what lifeboat does: write and read objects under its prefix, list that prefix, abort its own
-# multipart uploads (CreateMultipartUpload, UploadPart and CompleteMultipartUpload are s3:PutObject).
+# multipart uploads (CreateMultipartUpload, UploadPart and CompleteMultipartUpload are s3:PutObject),
+# and tag a backup as superseded once a newer one is stored (the lifecycle rule expires only those).
 # No delete: expiry is the lifecycle rule's job.
 data "aws_iam_policy_document" "lifeboat" {
   statement {
@@ -62,6 +63,7 @@ data "aws_iam_policy_document" "lifeboat" {
       "s3:PutObject",
       "s3:GetObject",
       "s3:AbortMultipartUpload",
+      "s3:PutObjectTagging",
     ]
     resources = ["${aws_s3_bucket.backups.arn}/${local.prefix}/*"]
   }

@@ -38,15 +38,23 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "backups" {
 }
 
 # Retention lives here, not in lifeboat: the role that the machines assume cannot delete anything.
+# Only superseded backups expire: lifeboat tags the previous newest backup once a newer one is
+# stored and verified. The newest backup of a prefix (an idle app makes no new one) and the
+# prefix's marker (lifeboat.json) carry no tag, so no rule can ever delete them.
 resource "aws_s3_bucket_lifecycle_configuration" "backups" {
   bucket = aws_s3_bucket.backups.id
 
   rule {
-    id     = "expire-backups"
+    id     = "expire-superseded-backups"
     status = "Enabled"
 
     filter {
-      prefix = "${local.prefix}/"
+      and {
+        prefix = "${local.prefix}/"
+        tags = {
+          "lifeboat-superseded" = "true"
+        }
+      }
     }
 
     expiration {

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import hcl from "hcl2-parser";
+import { SUPERSEDED_TAG } from "../src/store/store.ts";
 
 const INFRA = new URL("../infra/", import.meta.url);
 
@@ -276,14 +277,25 @@ Deno.test("infra: the bucket policy denies every request made without TLS", () =
   assert.deepEqual(list(policy.depends_on), ["${aws_s3_bucket_public_access_block.backups}"]);
 });
 
-Deno.test("infra: lifecycle expires backups after retention_days (default 30), aborts incomplete multipart uploads after 1 day", () => {
+Deno.test("infra: lifecycle expires only superseded backups after retention_days (default 30), never the newest or the marker; aborts incomplete multipart uploads after 1 day", () => {
   const rules = blocks(resource("aws_s3_bucket_lifecycle_configuration.backups"), "rule");
   const byId = new Map(rules.map((r) => [r.id, r]));
-  const expire = byId.get("expire-backups");
-  assert.ok(expire, "an expire-backups rule");
+  assert.equal(byId.get("expire-backups"), undefined, "no rule expires every backup by age");
+  const expire = byId.get("expire-superseded-backups");
+  assert.ok(expire, "an expire-superseded-backups rule");
   assert.equal(expire.status, "Enabled");
-  assert.equal(only(expire.filter, "filter").prefix, "${local.prefix}/");
+  const and = only(only(expire.filter, "filter").and, "filter.and");
+  assert.equal(and.prefix, "${local.prefix}/");
+  assert.deepEqual(and.tags, { [SUPERSEDED_TAG.key]: SUPERSEDED_TAG.value });
   assert.equal(only(expire.expiration, "expiration").days, "${var.retention_days}");
+  // Every rule that expires objects is filtered on the tag lifeboat sets: nothing else expires.
+  for (const rule of rules.filter((r) => r.expiration || r.noncurrent_version_expiration)) {
+    const filter = only(rule.filter, "filter");
+    const tags = (filter.and ? only(filter.and, "filter.and").tags : undefined) as
+      | Record<string, string>
+      | undefined;
+    assert.equal(tags?.[SUPERSEDED_TAG.key], SUPERSEDED_TAG.value, `rule ${rule.id} is untagged`);
+  }
   const abort = byId.get("abort-incomplete-multipart-uploads");
   assert.ok(abort, "an abort-incomplete-multipart-uploads rule");
   assert.equal(abort.status, "Enabled");
@@ -344,13 +356,13 @@ Deno.test("infra: the trust policy's sub is scoped to one app (<fly_org>:<fly_ap
   assertValidation("fly_app", ["my-app", "app2"], ["*", "app?", "my-app:*", "", "-app"]);
 });
 
-Deno.test("infra: the role may put, get and abort uploads under <bucket>/<prefix>/* and list that prefix only", () => {
+Deno.test("infra: the role may put, get, tag and abort uploads under <bucket>/<prefix>/* and list that prefix only", () => {
   const byId = new Map(rolePolicy().map((s) => [s.body.sid, s]));
   const objects = byId.get("ReadWriteBackups");
   assert.ok(objects);
   assert.deepEqual(
     list(objects.body.actions).sort(),
-    ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+    ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
   );
   assert.deepEqual(list(objects.body.resources), [BACKUP_OBJECTS]);
   const listing = byId.get("ListBackups");
