@@ -219,7 +219,8 @@ export class S3Store implements Store {
       );
       // Wait for every lane to stop before aborting, so no part lands after the abort.
       const failed = (await Promise.allSettled(lanes)).find((r) => r.status === "rejected");
-      if (failed) throw failed.reason;
+      // The first failure aborted the other lanes: report it, not their "Request aborted".
+      if (failed) throw stop.signal.reason ?? failed.reason;
       stop.signal.throwIfAborted();
       // Some servers (Ceph radosgw) answer CompleteMultipartUpload without an ETag: the
       // HeadObject that follows every upload is the proof that counts.

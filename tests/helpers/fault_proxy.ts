@@ -2,6 +2,7 @@
  * A fault-injecting HTTP proxy for tests: sits between lifeboat and the local S3 on 127.0.0.1,
  * records every request, and on chosen requests returns errors, stalls, resets or truncates.
  */
+import { createHash } from "node:crypto";
 import { freePort } from "./moto.ts";
 
 /** A request as the proxy saw it. */
@@ -19,7 +20,13 @@ export type FaultAction =
   | { kind: "stall"; ms: number }
   | { kind: "reset"; afterBytes: number }
   | { kind: "truncate"; toBytes: number }
-  | { kind: "hang"; afterBytes: number };
+  | { kind: "hang"; afterBytes: number }
+  /** Answers by itself, never reaching the store: a 200 from something that is not S3. */
+  | { kind: "reply"; status: number; body: string; contentType?: string }
+  /** Flips one byte of the request body on the way, then checks Content-MD5 as S3 does. */
+  | { kind: "corruptRequest" }
+  /** Flips the response body's byte at `atByte` (a transient bit error on the way back). */
+  | { kind: "flip"; atByte: number };
 
 /** A rule: requests matching `match` get `action`, at most `times` times (default: always). */
 export interface Fault {
@@ -93,15 +100,36 @@ function cut(
   });
 }
 
+/** Returns `body` with the byte at offset `at` flipped (all other bytes as they come). */
+function flipAt(body: ReadableStream<Uint8Array>, at: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream({
+      transform(chunk, ctl) {
+        if (at >= seen && at < seen + chunk.length) {
+          chunk = chunk.slice();
+          chunk[at - seen] ^= 0xff;
+        }
+        seen += chunk.length;
+        ctl.enqueue(chunk);
+      },
+    }),
+  );
+}
+
 /** Sends `req` on to `upstream` (same path, query, method, headers and streamed body). */
-export function forward(req: Request, upstream: string): Promise<Response> {
+export function forward(
+  req: Request,
+  upstream: string,
+  body: BodyInit | null = req.body,
+): Promise<Response> {
   const url = new URL(req.url);
   const headers = new Headers(req.headers);
   headers.delete("host");
   return fetch(upstream + url.pathname + url.search, {
     method: req.method,
     headers,
-    body: req.body,
+    body,
     redirect: "manual",
     // @ts-ignore: Deno's fetch accepts duplex for streaming request bodies.
     duplex: "half",
@@ -155,8 +183,29 @@ export function startFaultProxy(upstream: string): FaultProxy {
         });
         if (req.signal.aborted) return new Response(null, { status: 499 });
       }
+      if (action?.kind === "reply") {
+        await req.body?.cancel();
+        const headers = { "content-type": action.contentType ?? "text/html" };
+        return new Response(action.body, { status: action.status, headers });
+      }
+      if (action?.kind === "corruptRequest") {
+        const bytes = new Uint8Array(await req.arrayBuffer());
+        bytes[bytes.length >> 1] ^= 0x01;
+        // moto does not check Content-MD5; S3 (and radosgw) do: answer as they would.
+        const md5 = req.headers.get("content-md5");
+        if (md5 && md5 !== createHash("md5").update(bytes).digest("base64")) {
+          return s3Error(400, "BadDigest");
+        }
+        return await forward(req, upstream, bytes);
+      }
       const res = await forward(req, upstream);
       if (!res.body || !action || action.kind === "stall") return res;
+      if (action.kind === "flip") {
+        return new Response(flipAt(res.body, action.atByte), {
+          status: res.status,
+          headers: res.headers,
+        });
+      }
       const out = new Headers(res.headers);
       out.delete("content-length");
       const limit = action.kind === "truncate" ? action.toBytes : action.afterBytes;
