@@ -49,6 +49,7 @@ Deno.test({
     const db = `${dir}/app.db`;
     makeDb(db, 10);
     growDb(db, MB);
+    await Deno.mkdir(`${dir}/store`);
     const store = new FileStore(`${dir}/store`);
     const writer = await startWriter(db);
     const seen = new Set<number>();
@@ -81,6 +82,7 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     const db = `${dir}/app.db`;
     makeDb(db, 1000, false);
+    await Deno.mkdir(`${dir}/store`);
     const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
     const writer = await startWriter(db);
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], env);

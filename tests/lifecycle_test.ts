@@ -58,7 +58,7 @@ Deno.test({
             assert.equal(typeof line.ms, "number");
             assert.match(
               String(line.msg),
-              /^restored \d{13}-\S+ from s3:\/\/lifecycle\/apps\/example: \d+ bytes in \S+$/,
+              /^restored backups\/\d{13}-\S+ from s3:\/\/lifecycle\/apps\/example: \d+ bytes in \S+$/,
             );
           }
           assert.equal(stats.restoreMs.length, MACHINES - 1);

@@ -73,7 +73,9 @@ function fakeS3(
     const url = new URL(req.url);
     if (req.method === "PUT") return o.onPut?.() ?? new Response(null, { status: 200 });
     if (url.searchParams.get("list-type") === "2") {
-      return o.onList?.() ?? listResponse(BUCKET, "apps/demo/", [key]);
+      const prefix = url.searchParams.get("prefix") ?? "";
+      return o.onList?.() ??
+        listResponse(BUCKET, prefix, [key].filter((k) => k.startsWith(prefix)));
     }
     return o.onGet?.() ?? s3Error(404, "NoSuchKey", "The specified key does not exist.");
   });
@@ -240,7 +242,8 @@ Deno.test({
         assertOneLine(
           await run("no bucket backup", c, "backup"),
           1,
-          /S3 bucket "errors-bucket" does not exist \(NoSuchBucket on PutObject\)\. Create it/,
+          // A backup first lists the store (its new key must sort after the newest).
+          /S3 bucket "errors-bucket" does not exist \(NoSuchBucket on ListObjectsV2\)\. Create it/,
         );
         assertOneLine(
           await run("no bucket restore", c, "restore"),

@@ -9,6 +9,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     const dir = await Deno.makeTempDir();
+    await Deno.mkdir(`${dir}/store`);
     const env = baseEnv({ LIFEBOAT_URL: `${dir}/store`, LIFEBOAT_RESTORE_ATTEMPTS: "3" });
     makeDb(`${dir}/app.db`, 10);
     growDb(`${dir}/app.db`, 4);
@@ -50,6 +51,7 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     const db = `${dir}/app.db`;
     makeDb(db, 10);
+    await Deno.mkdir(`${dir}/store`);
     const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
     await w.waitForLine(/watching/);
@@ -72,12 +74,16 @@ Deno.test({
 
 Deno.test("backups and restored databases are private (0600)", async () => {
   const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/store`);
   const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
   makeDb(`${dir}/app.db`, 10);
   await Deno.chmod(`${dir}/app.db`, 0o644);
   assert.equal((await runLifeboat(["backup", "--db", `${dir}/app.db`], env)).code, 0);
-  for (const e of Deno.readDirSync(`${dir}/store`)) {
-    assert.equal(Deno.statSync(`${dir}/store/${e.name}`).mode! & 0o777, 0o600, e.name);
+  for (const sub of ["store", "store/backups"]) {
+    for (const e of Deno.readDirSync(`${dir}/${sub}`)) {
+      if (e.isDirectory) continue;
+      assert.equal(Deno.statSync(`${dir}/${sub}/${e.name}`).mode! & 0o777, 0o600, e.name);
+    }
   }
   assert.equal((await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env)).code, 0);
   assert.equal(Deno.statSync(`${dir}/r/app.db`).mode! & 0o777, 0o600);

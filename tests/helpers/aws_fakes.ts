@@ -117,8 +117,12 @@ export function startRecordingProxy(target: string, expiresInMs?: number): Recor
       });
     }
     const resHeaders = new Headers(res.headers);
-    resHeaders.delete("content-length");
     resHeaders.delete("transfer-encoding");
+    // A HEAD answer's Content-Length is the object's size (lifeboat checks it after uploads).
+    if (req.method === "HEAD") {
+      return new Response(null, { status: res.status, headers: resHeaders });
+    }
+    resHeaders.delete("content-length");
     return new Response(out, { status: res.status, headers: resHeaders });
   });
   return { ...server, sts, s3 };
