@@ -421,6 +421,7 @@ export function classify(method: string, url: URL): string {
       return hasKey ? "HeadObject" : "HeadBucket";
     case "PUT":
       if (q.has("partNumber")) return "UploadPart";
+      if (q.has("tagging")) return "PutObjectTagging";
       return hasKey ? "PutObject" : "CreateBucket";
     case "POST":
       if (q.has("uploads")) return "CreateMultipartUpload";
@@ -437,6 +438,7 @@ export function classify(method: string, url: URL): string {
 /** Operations that write to the store (what "PUT requests" counts). */
 export const WRITE_OPS = new Set([
   "PutObject",
+  "PutObjectTagging",
   "UploadPart",
   "CreateMultipartUpload",
   "CompleteMultipartUpload",
