@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   DeleteObjectCommand,
+  GetObjectCommand,
   GetObjectTaggingCommand,
   PutObjectCommand,
   S3Client,
@@ -240,6 +241,43 @@ Deno.test({
           assert.match(r.stderr, /SHA-256 mismatch\); downloading it again/);
           assert.doesNotMatch(r.stderr, /trying an older one/);
           assert.equal(readRows(`${dir}/r/app.db`).at(-1), "newest");
+        },
+      );
+
+      await t.step(
+        "after a fallback from a damaged newest backup, watch's first backup makes a sound one newest",
+        async () => {
+          const { dir, env, db, bucket } = await scene();
+          makeDb(db, 50);
+          addRow(db, "good");
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          addRow(db, "damaged");
+          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          const [newest] = await s3.backupKeys(bucket);
+          const c = client();
+          const obj = await c.send(new GetObjectCommand({ Bucket: bucket, Key: newest }));
+          const bytes = await obj.Body!.transformToByteArray();
+          bytes.fill(0x55, 4096, 8192);
+          await c.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: newest,
+              Body: bytes,
+              Metadata: obj.Metadata,
+            }),
+          );
+          const target = `${dir}/r/app.db`;
+          const w = spawnLifeboat(["watch", "--db", target, "--interval", "1s"], env);
+          await w.waitForLine(/trying an older one/);
+          await w.waitForLine(/backup (finished|unchanged)/);
+          w.proc.kill("SIGTERM");
+          const res = await w.done();
+          assert.equal(res.code, 0, res.stderr);
+          assert.match(res.stderr, /backup finished/, "the restored data was uploaded again");
+          const again = await runLifeboat(["restore", "--db", `${dir}/again/app.db`], env);
+          assert.equal(again.code, 0, again.stderr);
+          assert.doesNotMatch(again.stderr, /failed verification/, "the newest is sound again");
+          assert.equal(readRows(`${dir}/again/app.db`).at(-1), "good");
         },
       );
 

@@ -89,19 +89,21 @@ export async function restoreDatabase(
 
   // The app may create the database on a fresh start: make sure its directory exists.
   await Deno.mkdir(dirname(o.db), { recursive: true });
-  let candidates: BackupInfo[];
-  try {
-    candidates = await withRetry("listing backups", () => deps.store.newest(MAX_CANDIDATES));
-  } catch (err) {
+  const unreadable = (what: string) => (err: unknown): never => {
     if (err instanceof LifeboatError) throw err;
     throw operationError(
-      `cannot list backups in ${deps.store.location}: ${oneLine(err)}`,
+      `cannot ${what} in ${deps.store.location}: ${oneLine(err)}`,
       "Check the URL, credentials and network; nothing was restored and the app must not start",
       err,
     );
-  }
+  };
+  const candidates: BackupInfo[] = await withRetry(
+    "listing backups",
+    () => deps.store.newest(MAX_CANDIDATES),
+  ).catch(unreadable("list backups"));
   if (candidates.length === 0) {
-    const marker = await withRetry("reading the store's marker", () => deps.store.marker());
+    const marker = await withRetry("reading the store's marker", () => deps.store.marker())
+      .catch(unreadable("read the store's marker"));
     if (marker && !o.allowEmpty) {
       throw operationError(
         `${deps.store.location} holds no backup, but its marker says lifeboat stored the first ` +

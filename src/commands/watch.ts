@@ -60,7 +60,12 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   if (restored.outcome === "restored") {
     warnIfOverBudget(o, restored.ms, "the restore (a backup moves the same bytes)");
   }
-  const state: BackupState = { lastSha256: restored.sha256, knownNewest: restored.newestKey };
+  // After a fallback (the newest backup failed verification) the restored data is not the
+  // store's newest: the first backup must upload it, even unchanged, so a sound one sorts first.
+  const state: BackupState = {
+    lastSha256: restored.key === restored.newestKey ? restored.sha256 : undefined,
+    knownNewest: restored.newestKey,
+  };
   let walChecked = false;
   const warnIfNotWal = async () => {
     if (walChecked || !(await statIfExists(o.db))?.size) return;
