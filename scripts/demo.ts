@@ -68,6 +68,8 @@ const count = (p: string) => {
 const before = count(`${base}/machine-1/app.db`);
 const after = count(`${base}/machine-2/app.db`);
 console.log(`# rows on machine 1 at shutdown: ${before}; rows restored on machine 2: ${after}`);
-const backups = [...Deno.readDirSync(`${base}/store`)].filter((e) => e.name.endsWith(".sqlite3"));
-console.log(`# backups in the store: ${backups.length} (files in .demo/store)`);
+const backups = [...Deno.readDirSync(`${base}/store/backups`)].filter((e) =>
+  e.name.endsWith(".sqlite3")
+);
+console.log(`# backups in the store: ${backups.length} (files in .demo/store/backups)`);
 Deno.exit(before === after && code === 0 ? 0 : 1);
