@@ -1,30 +1,21 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
+import { runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
+import { proxiedScene } from "./helpers/scene.ts";
 import { type FaultProxy, is, startFaultProxy } from "./helpers/fault_proxy.ts";
 import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
 
 let s3: LocalS3;
 let proxy: FaultProxy;
-let n = 0;
 let injectedTotal = 0;
 
+let n = 0;
+
 async function scene() {
-  const bucket = `faults-${++n}`;
-  await s3.createBucket(bucket);
-  const dir = await Deno.makeTempDir();
+  n++;
   injectedTotal += proxy.injected;
-  proxy.faults.length = 0;
-  proxy.requests.length = 0;
-  proxy.injected = 0;
-  const env = baseEnv({
-    ...s3.env,
-    AWS_ENDPOINT_URL_S3: proxy.endpoint,
-    LIFEBOAT_URL: `s3://${bucket}/db`,
-    LIFEBOAT_RESTORE_ATTEMPTS: "3",
-  });
-  return { bucket, dir, env };
+  return await proxiedScene(s3, proxy, "faults");
 }
 
 Deno.test({

@@ -11,7 +11,8 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
-import { baseEnv, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { proxiedScene } from "./helpers/scene.ts";
 import { type FaultProxy, is, startFaultProxy } from "./helpers/fault_proxy.ts";
 import { freePort, type LocalS3, startLocalS3 } from "./helpers/moto.ts";
 import { parseProm, promValue } from "./helpers/prometheus.ts";
@@ -19,24 +20,9 @@ import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
 
 let s3: LocalS3;
 let proxy: FaultProxy;
-let n = 0;
 
 /** A fresh bucket and directory; lifeboat talks to S3 through the proxy. */
-async function scene() {
-  const bucket = `protocol-${++n}`;
-  await s3.createBucket(bucket);
-  const dir = await Deno.makeTempDir();
-  proxy.faults.length = 0;
-  proxy.requests.length = 0;
-  proxy.injected = 0;
-  const env = baseEnv({
-    ...s3.env,
-    AWS_ENDPOINT_URL_S3: proxy.endpoint,
-    LIFEBOAT_URL: `s3://${bucket}/db`,
-    LIFEBOAT_RESTORE_ATTEMPTS: "2",
-  });
-  return { bucket, dir, env, db: `${dir}/app.db` };
-}
+const scene = () => proxiedScene(s3, proxy, "protocol", 2);
 
 function client(): S3Client {
   return new S3Client({

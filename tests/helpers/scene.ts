@@ -1,0 +1,41 @@
+/** One setup for tests that run lifeboat through the fault proxy: a fresh bucket and directory. */
+import { baseEnv } from "./cli.ts";
+import type { FaultProxy } from "./fault_proxy.ts";
+import type { LocalS3 } from "./moto.ts";
+
+/** What a proxied scene gives a test. */
+export interface ProxiedScene {
+  bucket: string;
+  dir: string;
+  /** lifeboat's environment: the local S3 reached through the proxy, store `s3://bucket/db`. */
+  env: Record<string, string>;
+  /** `dir/app.db`, not created. */
+  db: string;
+}
+
+let scenes = 0;
+
+/**
+ * Creates bucket `<name>-<n>` and a temporary directory, and clears the proxy's faults, requests
+ * and injection count (so a test sees only its own). `restoreAttempts` bounds restore's retries.
+ */
+export async function proxiedScene(
+  s3: LocalS3,
+  proxy: FaultProxy,
+  name: string,
+  restoreAttempts = 3,
+): Promise<ProxiedScene> {
+  const bucket = `${name}-${++scenes}`;
+  await s3.createBucket(bucket);
+  const dir = await Deno.makeTempDir();
+  proxy.faults.length = 0;
+  proxy.requests.length = 0;
+  proxy.injected = 0;
+  const env = baseEnv({
+    ...s3.env,
+    AWS_ENDPOINT_URL_S3: proxy.endpoint,
+    LIFEBOAT_URL: `s3://${bucket}/db`,
+    LIFEBOAT_RESTORE_ATTEMPTS: String(restoreAttempts),
+  });
+  return { bucket, dir, env, db: `${dir}/app.db` };
+}
