@@ -113,16 +113,17 @@ export async function restoreDatabase(
           "LIFEBOAT_ALLOW_EMPTY=1",
       );
     }
-    const props = { store: deps.store.location, ms: elapsed() };
-    if (marker) {
-      log.warn("no backup found in {store}: its backups are gone; starting empty (--allow-empty)", {
-        ...props,
-        event: "restore_fresh_allowed",
-      });
-    } else {log.info("no backup found in {store}, starting fresh", {
-        ...props,
-        event: "restore_fresh",
-      });}
+    const level = marker ? "warn" : "info";
+    log[level](
+      marker
+        ? "no backup found in {store}: its backups are gone; starting empty (--allow-empty)"
+        : "no backup found in {store}, starting fresh",
+      {
+        event: marker ? "restore_fresh_allowed" : "restore_fresh",
+        store: deps.store.location,
+        ms: elapsed(),
+      },
+    );
     return { outcome: "fresh", ms: elapsed(), newestKey: null, futureMs: 0 };
   }
   const newestKey = candidates[0].key;
