@@ -89,7 +89,7 @@ export async function benchListNewest(
 
     proxy.reset();
     const ls = await timed(
-      ["aws", "s3", "ls", `s3://${BUCKET}/many/`, "--endpoint-url", proxy.endpoint],
+      ["aws", "s3", "ls", `s3://${BUCKET}/many/backups/`, "--endpoint-url", proxy.endpoint],
       { env: awsCliEnv(), timeoutMs: 120_000 },
     );
     assertOk("aws s3 ls", ls);
