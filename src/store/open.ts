@@ -1,11 +1,33 @@
 /** Builds the Store that a store URL names. */
 import type { S3Options, StoreUrl } from "../config.ts";
 import { FileStore } from "./file.ts";
-import { S3Store } from "./s3.ts";
 import type { Store } from "./store.ts";
 
-/** Returns the store for `url`; makes no request (errors surface on first use). */
+/**
+ * Returns the store for `url`; makes no request (errors surface on first use). The S3 store,
+ * and with it the AWS SDK (most of lifeboat's start-up time and memory), is loaded only when a
+ * store method is first called: a restore that finds the database in place never loads it.
+ */
 export function openStore(url: StoreUrl, s3: S3Options): Store {
   if (url.kind === "file") return new FileStore(url.dir);
-  return new S3Store({ ...s3, bucket: url.bucket, prefix: url.prefix });
+  const settings = { ...s3, bucket: url.bucket, prefix: url.prefix };
+  return lazyStore(
+    `s3://${url.bucket}/${url.prefix}`,
+    async () => new (await import("./s3.ts")).S3Store(settings),
+  );
+}
+
+/** A Store that builds the real one on first use (once) and delegates every call to it. */
+function lazyStore(location: string, load: () => Promise<Store>): Store {
+  let loaded: Promise<Store> | undefined;
+  const store = () => (loaded ??= load());
+  return {
+    location,
+    put: async (key, file, meta, signal) => (await store()).put(key, file, meta, signal),
+    newest: async (limit) => (await store()).newest(limit),
+    open: async (key) => (await store()).open(key),
+    marker: async () => (await store()).marker(),
+    putMarker: async (marker) => (await store()).putMarker(marker),
+    supersede: async (key) => (await store()).supersede(key),
+  };
 }
