@@ -56,6 +56,11 @@ Deno.test("a new key's order time never sorts before the store's newest, whateve
   assert.equal(orderTime(now, now), now + 1, "same millisecond: one later");
   const yearAhead = now + 365 * 86_400_000;
   assert.equal(orderTime(now, yearAhead), yearAhead + 1, "a clock a year ahead elsewhere");
+  // A key dated at the end of the scheme cannot be outdone: one clear error, not a bad key.
+  assert.throws(
+    () => backupKey(orderTime(now, 9_999_999_999_999), "m"),
+    /cannot order a new backup after the store's newest one/,
+  );
   const newer = backupKey(orderTime(now - 3_600_000, now), "behind");
   assert.ok(newer < backupKey(now, "ahead"), "a clock 1 h behind still writes the newest key");
 });

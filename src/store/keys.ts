@@ -10,6 +10,8 @@
  * not the writer's clock: `orderTime` makes every new key sort newer than the store's newest.
  */
 
+import { operationError } from "../errors.ts";
+
 const MAX_MS = 9_999_999_999_999;
 const ISO = String.raw`\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z`;
 const MACHINE = "[A-Za-z0-9_.-]{1,64}";
@@ -35,7 +37,14 @@ export interface ParsedKey {
  */
 export function backupKey(ms: number, machine: string): string {
   const order = Math.floor(ms);
-  if (!(order >= 0 && order <= MAX_MS)) throw new RangeError(`order time ${ms} is out of range`);
+  if (!(order >= 0 && order <= MAX_MS)) {
+    // Only a store whose newest key claims a date near the year 2286 gets here (see orderTime).
+    throw operationError(
+      `cannot order a new backup after the store's newest one (order time ${ms} ms is past ` +
+        `the key scheme's end, ${new Date(MAX_MS).toISOString()})`,
+      "A backup with an absurd date sorts first: move it out of the store's backups/ prefix",
+    );
+  }
   const inverted = String(MAX_MS - order).padStart(13, "0");
   const readable = new Date(order).toISOString().replaceAll(":", "-");
   const unique = crypto.getRandomValues(new Uint8Array(3));
