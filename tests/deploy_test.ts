@@ -168,7 +168,15 @@ Deno.test("fly.toml: SIGTERM, and a kill_timeout that fits the final backup with
 });
 
 Deno.test("fly.toml: [env] configures lifeboat validly; [metrics] scrapes its metrics port", () => {
-  for (const name of ["AWS_ROLE_ARN", "AWS_REGION", "LIFEBOAT_URL", "LIFEBOAT_DB"]) {
+  for (
+    const name of [
+      "AWS_ROLE_ARN",
+      "LIFEBOAT_S3_ENDPOINT",
+      "LIFEBOAT_S3_REGION",
+      "LIFEBOAT_URL",
+      "LIFEBOAT_DB",
+    ]
+  ) {
     assert.ok(fly.env[name], `[env] ${name}`);
   }
   const cfg = loadConfig({}, fly.env); // throws on a malformed ARN, URL, duration or address

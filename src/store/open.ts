@@ -7,5 +7,11 @@ import type { Store } from "./store.ts";
 /** Returns the store for `url`; makes no request (errors surface on first use). */
 export function openStore(url: StoreUrl, s3: S3Options): Store {
   if (url.kind === "file") return new FileStore(url.dir);
-  return new S3Store({ ...s3, bucket: url.bucket, prefix: url.prefix });
+  const { keys, ...settings } = s3;
+  return new S3Store({
+    ...settings,
+    bucket: url.bucket,
+    prefix: url.prefix,
+    ...(keys ? { credentials: keys } : {}),
+  });
 }
