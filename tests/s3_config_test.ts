@@ -43,10 +43,14 @@ async function sent(
     AWS_EC2_METADATA_DISABLED: "true",
     ...env,
   });
-  const store = openStore(cfg.store, cfg.s3) as S3Store;
-  // The SDK's default chain reads the process environment: give it the shared keys of `env`.
-  const saved = SHARED.map((k) => [k, Deno.env.get(k)] as const);
-  for (const k of SHARED) env[k] ? Deno.env.set(k, env[k]) : Deno.env.delete(k);
+  // Keys without touching the process environment (other test modules share it): lifeboat's
+  // own when `env` has them, else stand-ins for what the SDK's chain would find.
+  const store = openStore(cfg.store, { ...cfg.s3, keys: cfg.s3.keys ?? STAND_IN }) as S3Store;
+  // The SDK would read an endpoint from the process environment unless told not to: put the
+  // shared one of `env` there, as lifeboat's process would have it (other tests pass theirs
+  // explicitly, so this does not disturb them).
+  const saved = Deno.env.get("AWS_ENDPOINT_URL_S3");
+  if (env.AWS_ENDPOINT_URL_S3) Deno.env.set("AWS_ENDPOINT_URL_S3", env.AWS_ENDPOINT_URL_S3);
   let seen: Sent | undefined;
   store.client.middlewareStack.add((_next) => (args) => {
     const req = args.request as {
@@ -72,13 +76,16 @@ async function sent(
     // deno-lint-ignore no-explicit-any
     await assert.rejects(store.client.send(cmd as any), /stop before the network/);
   } finally {
-    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+    if (env.AWS_ENDPOINT_URL_S3) {
+      if (saved === undefined) Deno.env.delete("AWS_ENDPOINT_URL_S3");
+      else Deno.env.set("AWS_ENDPOINT_URL_S3", saved);
+    }
   }
   assert.ok(seen, "the request reached the capture middleware");
   return seen;
 }
 
-const SHARED = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] as const;
+const STAND_IN = { accessKeyId: "AKIDSTANDIN", secretAccessKey: "stand-in-secret" };
 const KEYS = { AWS_ACCESS_KEY_ID: "AKIDSHARED", AWS_SECRET_ACCESS_KEY: "shared-secret" };
 
 Deno.test("addressing: virtual-hosted for AWS and named hosts, path style for loopback and IPs", () => {
@@ -196,6 +203,15 @@ Deno.test("lifeboat's own endpoint, region and keys win over the shared AWS_* on
   assert.equal(own.region, "auto");
   assert.equal(own.role, undefined, "lifeboat's keys, not the app's role");
   assert.deepEqual(own.keys, { accessKeyId: "tid_lifeboat", secretAccessKey: "tsec_lifeboat" });
+  // The app's endpoint in the process environment does not redirect lifeboat's AWS requests.
+  const awsDespiteEnv = await sent({
+    ...KEYS,
+    AWS_ENDPOINT_URL_S3: "https://fly.storage.tigris.dev",
+    AWS_REGION: "auto",
+    LIFEBOAT_S3_ENDPOINT: "aws",
+    LIFEBOAT_S3_REGION: "eu-west-1",
+  }, "list");
+  assert.equal(awsDespiteEnv.host, "my-backups.s3.eu-west-1.amazonaws.com");
   // The keys are what the request is signed with.
   const req = await sent({
     ...KEYS,
@@ -205,11 +221,6 @@ Deno.test("lifeboat's own endpoint, region and keys win over the shared AWS_* on
   }, "list");
   assert.match(req.authorization, /Credential=tid_lifeboat\//);
   assert.equal(req.host, "my-backups.fly.storage.tigris.dev");
-  const shared = await sent(
-    { ...KEYS, AWS_ENDPOINT_URL_S3: "https://fly.storage.tigris.dev" },
-    "list",
-  );
-  assert.match(shared.authorization, /Credential=AKIDSHARED\//, "without them, the shared keys");
   // Half a pair is a config error that names the missing half, never the key itself.
   assert.throws(
     () => s3Options({ LIFEBOAT_ACCESS_KEY_ID: "tid_half" }),
