@@ -11,8 +11,9 @@ import { parseStoreUrl, s3Options } from "../../src/config.ts";
 import { backupKey } from "../../src/store/keys.ts";
 import { openStore } from "../../src/store/open.ts";
 import type { S3Store } from "../../src/store/s3.ts";
-import type { BackupMeta, Store } from "../../src/store/store.ts";
+import type { Store } from "../../src/store/store.ts";
 import { baseEnv, LIFEBOAT_CMD, runLifeboat, spawnLifeboat } from "../helpers/cli.ts";
+import { metaFor, randomFile } from "../helpers/backup_files.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../helpers/sqlite.ts";
 import { type CompatServer, compatServer } from "./server.ts";
 
@@ -62,26 +63,6 @@ function oneLineFailure(r: { code: number; lines: string[]; stderr: string }, re
   assert.match(r.lines[0], re);
   assert.doesNotMatch(r.stderr, /^\s+at /m, "stack trace printed");
   assert.ok(!r.stderr.includes(server.secretKey), "the secret key was printed");
-}
-
-function metaFor(bytes: Uint8Array): BackupMeta {
-  return {
-    sha256: "ab".repeat(32),
-    size: bytes.length,
-    pageSize: 4096,
-    pageCount: Math.ceil(bytes.length / 4096),
-    createdAt: new Date().toISOString(),
-    version: "compat",
-    machine: "m1",
-  };
-}
-
-async function randomFile(dir: string, size: number) {
-  const bytes = new Uint8Array(size);
-  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
-  const path = `${dir}/src-${crypto.randomUUID()}.bin`;
-  await Deno.writeFile(path, bytes);
-  return { path, bytes };
 }
 
 /** The S3 store lifeboat would open for `s3://bucket/prefix` with lifeboat's own variables. */
