@@ -442,7 +442,7 @@ Deno.test("infra: OpenTofu/Terraform >= 1.10 (for use_lockfile) and hashicorp/aw
   assert.equal(settings.required_version, ">= 1.10.0");
   const aws = only(settings.required_providers, "required_providers").aws as Body;
   assert.equal(aws.source, "hashicorp/aws");
-  assert.match(String(aws.version), /^>= 5\.81\.0, < 7\.0\.0$/);
+  assert.match(String(aws.version), /^>= 5\.81\.0, < 6\.0\.0$/, "one major version");
 });
 
 Deno.test("infra: outputs role_arn, bucket_name, region and the exact fly.toml [env] lines, KMS ones with a key", () => {
