@@ -18,10 +18,10 @@ RUN deno install --frozen
 COPY main.ts ./
 COPY src ./src
 COPY examples ./examples
-# Exactly `deno task compile`'s flags: the permission set "lifeboat" in deno.json, nothing restated.
-RUN deno compile -q -P=lifeboat --include src/snapshot/worker.ts -o /lifeboat main.ts
-# The example app with its own, smaller permission set "example".
-RUN deno compile -q -P=example -o /example-app examples/app.ts
+# Exactly `deno task compile`'s flags (explicit --allow-* flags; tests/deploy_test.ts keeps them equal).
+RUN deno compile -q --allow-read --allow-write --allow-net --allow-env --allow-run --allow-sys=hostname,osRelease --include src/snapshot/worker.ts -o /lifeboat main.ts
+# The example app with its own, smaller permissions (those of `deno task example`).
+RUN deno compile -q --allow-read --allow-write --allow-net=0.0.0.0,127.0.0.1 --allow-env=PORT,HOST,LIFEBOAT_DB,DB_PATH -o /example-app examples/app.ts
 
 # ---- only the binary: `COPY --from=lifeboat /lifeboat /usr/local/bin/lifeboat` elsewhere ----
 FROM scratch AS lifeboat

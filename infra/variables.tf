@@ -1,5 +1,5 @@
 variable "region" {
-  description = "AWS region of the backup bucket; also printed as AWS_REGION in the fly.toml output."
+  description = "AWS region of the backup bucket; also printed as LIFEBOAT_S3_REGION in the fly.toml output."
   type        = string
 
   validation {

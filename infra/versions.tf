@@ -6,7 +6,9 @@ terraform {
     aws = {
       source = "hashicorp/aws"
       # 5.81 is the first release where aws_iam_openid_connect_provider no longer needs thumbprint_list.
-      version = ">= 5.81.0, < 7.0.0"
+      # One major version: without a committed lock file (.terraform.lock.hcl, see README.md) a new
+      # major release must be an explicit change here, never a silent jump in CI.
+      version = ">= 5.81.0, < 6.0.0"
     }
   }
 }

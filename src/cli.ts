@@ -20,7 +20,8 @@ Environment (flags win):
   LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
   LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
   LIFEBOAT_ALLOW_EMPTY=1 (restore: start empty although the store once held backups)
-  AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ROLE_ARN, LIFEBOAT_S3_* (see README)
+  LIFEBOAT_S3_ENDPOINT, LIFEBOAT_S3_REGION, LIFEBOAT_ACCESS_KEY_ID (else AWS_ENDPOINT_URL_S3,
+  AWS_REGION, AWS_ACCESS_KEY_ID), AWS_ROLE_ARN, BUCKET_NAME, LIFEBOAT_S3_* (see README)
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
 

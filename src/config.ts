@@ -14,8 +14,20 @@ export type StoreUrl =
   | { kind: "file"; dir: string }
   | { kind: "s3"; bucket: string; prefix: string };
 
-/** S3 settings that come from configuration (bucket, prefix and credentials come elsewhere). */
-export type S3Options = Omit<S3Settings, "bucket" | "prefix" | "credentials">;
+/** Access keys given to lifeboat alone (LIFEBOAT_ACCESS_KEY_ID…); never logged. */
+export interface StaticKeys {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+/**
+ * S3 settings that come from configuration (bucket and prefix come from the URL); `keys` are
+ * lifeboat's own keys, which win over a role and over the SDK's default chain.
+ */
+export type S3Options = Omit<S3Settings, "bucket" | "prefix" | "credentials"> & {
+  keys?: StaticKeys;
+};
 
 /** Everything a command needs, validated. */
 export interface Config {
@@ -73,19 +85,37 @@ const LEVELS: Record<string, LogLevel> = {
   fatal: "fatal",
 };
 
-/** Returns the store location for `url`; throws a config error naming the accepted forms. */
-export function parseStoreUrl(url: string, cwd: string = Deno.cwd()): StoreUrl {
-  const forms = "Use s3://BUCKET/PREFIX, file:///ABS/DIR or a directory path";
+/**
+ * Returns the store location for `url`; `s3:///PREFIX` (no bucket) takes `bucketName` (the
+ * BUCKET_NAME that `fly storage create` sets). Throws a config error naming the accepted forms.
+ */
+export function parseStoreUrl(
+  url: string,
+  cwd: string = Deno.cwd(),
+  bucketName?: string,
+): StoreUrl {
+  const forms =
+    "Use s3://BUCKET/PREFIX, s3:///PREFIX with BUCKET_NAME, file:///ABS/DIR or a directory";
   const text = url.trim();
   if (text === "") throw configError("the store URL is empty", forms);
   if (text.startsWith("s3://")) {
     const rest = text.slice(5);
     const slash = rest.indexOf("/");
-    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    let bucket = slash < 0 ? rest : rest.slice(0, slash);
     const prefix = (slash < 0 ? "" : rest.slice(slash + 1)).replace(/\/+$/, "");
+    if (bucket === "") {
+      bucket = bucketName?.trim() ?? "";
+      if (bucket === "") {
+        throw configError(
+          `${text} names no bucket and BUCKET_NAME is not set`,
+          "Use s3://BUCKET/PREFIX, or set BUCKET_NAME (fly storage create does)",
+        );
+      }
+    }
     if (!BUCKET.test(bucket) || bucket.includes("..")) {
       throw configError(
-        `invalid S3 bucket name ${JSON.stringify(bucket)} in ${text}`,
+        `invalid S3 bucket name ${JSON.stringify(bucket)} in ${text}` +
+          (slash === 0 || rest === "" ? " (from BUCKET_NAME)" : ""),
         "Bucket names are 3–63 lowercase letters, digits, dots or hyphens",
       );
     }
@@ -190,9 +220,56 @@ function httpUrl(env: Env, name: string, example: string): string | undefined {
   return raw.replace(/\/+$/, "");
 }
 
+/**
+ * Returns the S3 endpoint: LIFEBOAT_S3_ENDPOINT (a URL, or `aws` for AWS's own endpoint whatever
+ * the shared variables say) wins over AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL; undefined means
+ * AWS. Throws a config error for a value that is not an http(s) URL.
+ */
 function endpointOf(env: Env): string | undefined {
-  const name = env.AWS_ENDPOINT_URL_S3 ? "AWS_ENDPOINT_URL_S3" : "AWS_ENDPOINT_URL";
+  const own = env.LIFEBOAT_S3_ENDPOINT?.trim();
+  if (own?.toLowerCase() === "aws") return undefined;
+  const name = own
+    ? "LIFEBOAT_S3_ENDPOINT"
+    : env.AWS_ENDPOINT_URL_S3
+    ? "AWS_ENDPOINT_URL_S3"
+    : "AWS_ENDPOINT_URL";
   return httpUrl(env, name, "https://fly.storage.tigris.dev");
+}
+
+/**
+ * Whether requests to `endpoint` default to path-style addressing: only for loopback and IP
+ * literal hosts, where `BUCKET.HOST` cannot resolve (127.0.0.1, [::1], localhost). AWS, Tigris,
+ * R2 and any other named host get virtual-hosted addressing. Never throws.
+ */
+export function pathStyleByDefault(endpoint: string | undefined): boolean {
+  if (!endpoint) return false;
+  let host: string;
+  try {
+    host = new URL(endpoint).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  return host === "localhost" || host.endsWith(".localhost") || host.startsWith("[") ||
+    /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * Reads lifeboat's own keys (LIFEBOAT_ACCESS_KEY_ID, LIFEBOAT_SECRET_ACCESS_KEY, optional
+ * LIFEBOAT_SESSION_TOKEN); undefined when neither is set. Throws a config error when only one of
+ * the pair is set; never puts a key into the message.
+ */
+function keysOf(env: Env): StaticKeys | undefined {
+  const accessKeyId = env.LIFEBOAT_ACCESS_KEY_ID?.trim();
+  const secretAccessKey = env.LIFEBOAT_SECRET_ACCESS_KEY?.trim();
+  if (!accessKeyId && !secretAccessKey) return undefined;
+  if (!accessKeyId || !secretAccessKey) {
+    throw configError(
+      `${accessKeyId ? "LIFEBOAT_SECRET_ACCESS_KEY" : "LIFEBOAT_ACCESS_KEY_ID"} is not set`,
+      "Set LIFEBOAT_ACCESS_KEY_ID and LIFEBOAT_SECRET_ACCESS_KEY together, or neither",
+    );
+  }
+  const sessionToken = env.LIFEBOAT_SESSION_TOKEN?.trim();
+  return { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
 }
 
 function hostName(): string {
@@ -205,8 +282,9 @@ function hostName(): string {
 
 /**
  * Reads the role to assume with a web identity token (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE,
- * AWS_ROLE_SESSION_NAME, AWS_ENDPOINT_URL_STS, LIFEBOAT_FLY_API_SOCKET); undefined without
- * AWS_ROLE_ARN. Throws a config error (exit 2) for a malformed ARN, session name or endpoint.
+ * LIFEBOAT_ROLE_SESSION_NAME or else AWS_ROLE_SESSION_NAME, AWS_ENDPOINT_URL_STS,
+ * LIFEBOAT_FLY_API_SOCKET); undefined without AWS_ROLE_ARN. Throws a config error (exit 2) for a
+ * malformed ARN, session name or endpoint.
  */
 export function roleOptions(env: Env, region: string): RoleSettings | undefined {
   const arn = env.AWS_ROLE_ARN?.trim();
@@ -220,10 +298,13 @@ export function roleOptions(env: Env, region: string): RoleSettings | undefined 
       "Use arn:aws:iam::<12-digit account id>:role/<name>, e.g. arn:aws:iam::123456789012:role/lifeboat",
     );
   }
-  const given = env.AWS_ROLE_SESSION_NAME?.trim();
+  const sessionVar = env.LIFEBOAT_ROLE_SESSION_NAME?.trim()
+    ? "LIFEBOAT_ROLE_SESSION_NAME"
+    : "AWS_ROLE_SESSION_NAME";
+  const given = env[sessionVar]?.trim();
   if (given && !SESSION_NAME.test(given)) {
     throw configError(
-      `AWS_ROLE_SESSION_NAME ${JSON.stringify(given)} is not valid`,
+      `${sessionVar} ${JSON.stringify(given)} is not valid`,
       "Use 2–64 letters, digits or +=,.@_- characters, or unset it",
     );
   }
@@ -238,10 +319,15 @@ export function roleOptions(env: Env, region: string): RoleSettings | undefined 
   };
 }
 
-/** Reads S3 settings from the standard AWS variables and lifeboat's own; throws on bad values. */
+/**
+ * Reads S3 settings: lifeboat's own variables (LIFEBOAT_S3_ENDPOINT, LIFEBOAT_S3_REGION,
+ * LIFEBOAT_ACCESS_KEY_ID…) win over the shared AWS ones the app may also use. Defaults follow the
+ * store: virtual-hosted addressing except on loopback/IP endpoints, no SSE header (the bucket's
+ * default encryption applies). Throws a config error (exit 2) naming the variable to fix.
+ */
 export function s3Options(env: Env): S3Options {
   const endpoint = endpointOf(env);
-  const sse = choice(env, "LIFEBOAT_S3_SSE", ["AES256", "aws:kms", "none"] as const, "AES256");
+  const sse = choice(env, "LIFEBOAT_S3_SSE", ["AES256", "aws:kms", "none"] as const, "none");
   const kmsKeyId = env.LIFEBOAT_S3_KMS_KEY_ID || undefined;
   if (kmsKeyId && sse !== "aws:kms") {
     throw configError(
@@ -249,12 +335,21 @@ export function s3Options(env: Env): S3Options {
       "Set LIFEBOAT_S3_SSE=aws:kms, or unset the key id",
     );
   }
-  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1";
-  const role = roleOptions(env, region);
+  const regionVar = ["LIFEBOAT_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]
+    .find((name) => env[name]?.trim());
+  const region = regionVar ? env[regionVar]!.trim() : "us-east-1";
+  if (!endpoint && region === "auto") {
+    throw configError(
+      `${regionVar}=auto is a Tigris/R2 region, but the endpoint is AWS`,
+      "Set LIFEBOAT_S3_REGION to the bucket's AWS region, or LIFEBOAT_S3_ENDPOINT to the store",
+    );
+  }
+  const keys = keysOf(env);
+  const role = keys ? undefined : roleOptions(env, region);
   return {
     region,
     endpoint,
-    forcePathStyle: bool(env, "LIFEBOAT_S3_FORCE_PATH_STYLE", endpoint !== undefined),
+    forcePathStyle: bool(env, "LIFEBOAT_S3_FORCE_PATH_STYLE", pathStyleByDefault(endpoint)),
     checksum: choice(
       env,
       "LIFEBOAT_S3_CHECKSUM",
@@ -268,6 +363,7 @@ export function s3Options(env: Env): S3Options {
     maxAttempts: int(env, "LIFEBOAT_S3_MAX_ATTEMPTS", 3, 1, 10),
     timeoutMs: duration("LIFEBOAT_S3_TIMEOUT", env.LIFEBOAT_S3_TIMEOUT || "30s", 100),
     ...(role ? { role } : {}),
+    ...(keys ? { keys } : {}),
   };
 }
 
@@ -349,7 +445,7 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
   const shutdownRaw = env.LIFEBOAT_SHUTDOWN_TIMEOUT || "30s";
   return {
     db: resolve(dbRaw),
-    store: parseStoreUrl(urlRaw),
+    store: parseStoreUrl(urlRaw, Deno.cwd(), env.BUCKET_NAME),
     interval: duration(
       flags.interval ? "--interval" : "LIFEBOAT_INTERVAL",
       intervalRaw,

@@ -27,7 +27,13 @@ const CASES: Case[] = [
     /invalid S3 bucket name "Bad_Bucket".*3–63 lowercase/,
   ],
   ["bucket too short", ["backup", "--url", "s3://ab/x"], {}, 2, /invalid S3 bucket name "ab"/],
-  ["empty bucket", ["backup", "--url", "s3:///prefix"], {}, 2, /invalid S3 bucket name ""/],
+  [
+    "no bucket and no BUCKET_NAME",
+    ["backup", "--url", "s3:///prefix"],
+    {},
+    2,
+    /s3:\/\/\/prefix names no bucket and BUCKET_NAME is not set/,
+  ],
   [
     "prefix with ..",
     ["backup", "--url", "s3://my-bucket/../etc"],

@@ -61,7 +61,7 @@ Deno.test({
         const obj = await client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
         const body = await obj.Body!.transformToByteArray();
         assert.deepEqual(body, await Deno.readFile(`${dir}/new/app.db`));
-        assert.equal(obj.ServerSideEncryption, "AES256");
+        assert.equal(obj.ServerSideEncryption, undefined, "no SSE header sent by default");
         const m = obj.Metadata!;
         for (
           const f of [

@@ -9,7 +9,13 @@ import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { parseDuration } from "../src/duration.ts";
-import { compileEntry, compileFlags, compileOutput } from "./helpers/compile.ts";
+import {
+  assertExplicitPermissions,
+  compileEntry,
+  compileFlags,
+  compileOutput,
+  LIFEBOAT_ALLOW,
+} from "./helpers/compile.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const read = (file: string) => Deno.readTextFileSync(new URL(file, ROOT));
@@ -111,8 +117,7 @@ Deno.test("Dockerfile: lifeboat is compiled with exactly deno task compile's fla
   const compile = lines.filter((l) => compileOutput(l) === "/lifeboat");
   assert.equal(compile.length, 1, "one deno compile -o /lifeboat");
   assert.deepEqual(compileFlags(compile[0]), compileFlags(tasks.compile));
-  assert.ok(compileFlags(compile[0]).includes("-P=lifeboat"), "the lifeboat permission set");
-  assert.ok(!compileFlags(compile[0]).some((f) => /^(-A|--allow-)/.test(f)), "not restated");
+  assertExplicitPermissions(compileFlags(compile[0]), LIFEBOAT_ALLOW, "Dockerfile lifeboat");
   assert.equal(compileEntry(compile[0]), compileEntry(tasks.compile));
   const install = lines.indexOf("deno install --frozen");
   assert.ok(install >= 0 && install < lines.indexOf(compile[0]), "deno install --frozen first");
@@ -123,16 +128,22 @@ Deno.test("Dockerfile: lifeboat is compiled with exactly deno task compile's fla
   for (const needed of ["main.ts", "src", "examples"]) assert.ok(sources.includes(needed), needed);
 });
 
-Deno.test("Dockerfile: the example app is compiled with its own permission set", () => {
+Deno.test("Dockerfile: the example app is compiled with its own, smaller permissions", () => {
   const [app] = runs(build).filter((l) =>
     /^deno compile /.test(l) && compileOutput(l) !== "/lifeboat"
   );
   assert.ok(app, "a second deno compile");
   assert.equal(compileEntry(app), "examples/app.ts");
-  assert.deepEqual(compileFlags(app), ["-q", "-P=example"]);
-  const perms = JSON.parse(read("deno.json")).permissions;
-  assert.ok(perms.example, "deno.json defines the permission set example");
-  assert.match(tasks.example, /-P=example examples\/app\.ts$/, "deno task example uses it too");
+  const example = [
+    "--allow-read",
+    "--allow-write",
+    "--allow-net=0.0.0.0,127.0.0.1",
+    "--allow-env=PORT,HOST,LIFEBOAT_DB,DB_PATH",
+  ];
+  assertExplicitPermissions(compileFlags(app), example, "Dockerfile example-app");
+  assert.deepEqual(compileFlags(app), ["-q", ...example]);
+  const task = compileFlags(tasks.example.replace(/^deno run/, "deno compile"));
+  assert.deepEqual(task, ["-q", ...example], "deno task example uses the same flags");
 });
 
 Deno.test("Dockerfile: the image starts `lifeboat watch -- example-app`; a `lifeboat` stage holds the binary alone", () => {
@@ -168,7 +179,15 @@ Deno.test("fly.toml: SIGTERM, and a kill_timeout that fits the final backup with
 });
 
 Deno.test("fly.toml: [env] configures lifeboat validly; [metrics] scrapes its metrics port", () => {
-  for (const name of ["AWS_ROLE_ARN", "AWS_REGION", "LIFEBOAT_URL", "LIFEBOAT_DB"]) {
+  for (
+    const name of [
+      "AWS_ROLE_ARN",
+      "LIFEBOAT_S3_ENDPOINT",
+      "LIFEBOAT_S3_REGION",
+      "LIFEBOAT_URL",
+      "LIFEBOAT_DB",
+    ]
+  ) {
     assert.ok(fly.env[name], `[env] ${name}`);
   }
   const cfg = loadConfig({}, fly.env); // throws on a malformed ARN, URL, duration or address

@@ -454,10 +454,10 @@ Deno.test("infra: OpenTofu/Terraform >= 1.10 (for use_lockfile) and hashicorp/aw
   assert.equal(settings.required_version, ">= 1.10.0");
   const aws = only(settings.required_providers, "required_providers").aws as Body;
   assert.equal(aws.source, "hashicorp/aws");
-  assert.match(String(aws.version), /^>= 5\.81\.0, < 7\.0\.0$/);
+  assert.match(String(aws.version), /^>= 5\.81\.0, < 6\.0\.0$/, "one major version");
 });
 
-Deno.test("infra: outputs role_arn, bucket_name, region and the exact fly.toml [env] lines", () => {
+Deno.test("infra: outputs role_arn, bucket_name, region and the exact fly.toml [env] lines, KMS ones with a key", () => {
   const value = (name: string) => {
     const output = config.output.get(name);
     assert.ok(output, `output ${name} is missing`);
@@ -469,22 +469,39 @@ Deno.test("infra: outputs role_arn, bucket_name, region and the exact fly.toml [
   assert.equal(value("region"), "${var.region}");
   const url = "s3://${aws_s3_bucket.backups.bucket}/${local.prefix}";
   assert.equal(value("lifeboat_url"), url);
-  const [header, ...lines] = String(value("fly_toml_env")).trimEnd().split("\n");
-  assert.equal(header, "[env]");
-  const env = new Map(lines.map((line) => {
-    const match = /^ {2}([A-Z_]+) = "([^"]*)"$/.exec(line);
-    assert.ok(match, `not a TOML key = "string" line: ${line}`);
-    return [match[1], match[2]];
-  }));
+  // The one template directive, evaluated both ways as OpenTofu does (checked with tofu console).
+  const template = String(value("fly_toml_env"));
+  const branch = /%\{if local\.use_kms\}([\s\S]*?)%\{endif~?\}\n?/; // the parser drops ~
+  assert.match(template, branch, "the SSE lines depend on local.use_kms");
+  const envOf = (useKms: boolean) => {
+    const text = template.replace(branch, (_, lines: string) => (useKms ? lines : ""));
+    const [header, ...lines] = text.trimEnd().split("\n");
+    assert.equal(header, "[env]");
+    return new Map(lines.map((line) => {
+      const match = /^ {2}([A-Z0-9_]+) = "([^"]*)"$/.exec(line);
+      assert.ok(match, `not a TOML key = "string" line: ${line}`);
+      return [match[1], match[2]];
+    }));
+  };
+  const common: [string, string][] = [
+    ["AWS_ROLE_ARN", "${aws_iam_role.lifeboat.arn}"],
+    ["LIFEBOAT_S3_ENDPOINT", "aws"],
+    ["LIFEBOAT_S3_REGION", "${var.region}"],
+    ["LIFEBOAT_URL", url],
+    ["LIFEBOAT_DB", "${var.db_path}"],
+  ];
+  assert.deepEqual(envOf(false), new Map(common), "SSE-S3: the bucket's default encryption");
   assert.deepEqual(
-    env,
+    envOf(true),
     new Map([
-      ["AWS_ROLE_ARN", "${aws_iam_role.lifeboat.arn}"],
-      ["AWS_REGION", "${var.region}"],
-      ["LIFEBOAT_URL", url],
-      ["LIFEBOAT_DB", "${var.db_path}"],
+      ...common,
+      ["LIFEBOAT_S3_SSE", "aws:kms"],
+      ["LIFEBOAT_S3_KMS_KEY_ID", "${data.aws_kms_key.backups[0].arn}"],
     ]),
   );
+  // Every name it prints is one lifeboat reads.
+  const source = Deno.readTextFileSync(new URL("../src/config.ts", import.meta.url));
+  for (const [name] of envOf(true)) assert.ok(source.includes(name), `lifeboat reads ${name}`);
 });
 
 Deno.test("infra: every variable is typed, described, in README.md and example.tfvars sets only real ones", () => {

@@ -230,7 +230,11 @@ Deno.test("role config: fly.io defaults, overrides, and exit 2 for malformed val
   assert.equal(roleOptions({}, "us-east-1"), undefined);
   assert.equal("role" in s3Options({}), false);
   assert.equal(s3Options(base).role?.roleArn, ROLE);
-  const tigris = s3Options({ ...base, AWS_REGION: "auto" }).role!;
+  const tigris = s3Options({
+    ...base,
+    AWS_REGION: "auto",
+    AWS_ENDPOINT_URL_S3: "https://fly.storage.tigris.dev",
+  }).role!;
   assert.equal(tigris.stsRegion, "us-east-1");
   const custom = roleOptions({
     ...base,

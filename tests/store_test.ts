@@ -5,30 +5,11 @@ import { FileStore } from "../src/store/file.ts";
 import { S3Store } from "../src/store/s3.ts";
 import { s3Options } from "../src/config.ts";
 import { backupKey } from "../src/store/keys.ts";
-import type { BackupMeta, Store } from "../src/store/store.ts";
+import type { Store } from "../src/store/store.ts";
+import { metaFor, randomFile } from "./helpers/backup_files.ts";
 import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
 
 const MiB = 1024 * 1024;
-
-function metaFor(bytes: Uint8Array, sha256 = "0".repeat(64)): BackupMeta {
-  return {
-    sha256,
-    size: bytes.length,
-    pageSize: 4096,
-    pageCount: Math.ceil(bytes.length / 4096),
-    createdAt: new Date().toISOString(),
-    version: "test",
-    machine: "m1",
-  };
-}
-
-async function randomFile(dir: string, size: number): Promise<{ path: string; bytes: Uint8Array }> {
-  const bytes = new Uint8Array(size);
-  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
-  const path = `${dir}/src-${crypto.randomUUID()}.bin`;
-  await Deno.writeFile(path, bytes);
-  return { path, bytes };
-}
 
 async function readAll(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(body).arrayBuffer());

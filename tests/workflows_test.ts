@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { compileFlags } from "./helpers/compile.ts";
+import { assertExplicitPermissions, compileFlags, LIFEBOAT_ALLOW } from "./helpers/compile.ts";
 
 const WORKFLOWS = new URL("../.github/workflows/", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
@@ -227,7 +227,7 @@ Deno.test("ci.yml: runs on every push and every pull request", () => {
 });
 
 Deno.test("ci.yml: installs moto_server and Deno 2.9.6, then fmt, lint, check, deno task test and actionlint", () => {
-  const [job] = Object.values(ci.jobs);
+  const job = ci.jobs.test;
   assert.equal(job.env?.AWS_EC2_METADATA_DISABLED, "true");
   const order = (command: RegExp) => job.steps.indexOf(theStep(ci, command)[2]);
   const moto = order(/pip install "moto\[server\]==5\.2\.\*"/);
@@ -249,34 +249,130 @@ Deno.test("ci.yml: installs moto_server and Deno 2.9.6, then fmt, lint, check, d
   assert.equal(using(ci, "actions/setup-python").length, 1);
 });
 
-Deno.test("release.yml: on a tag, compiles x86_64 and aarch64 Linux with exactly deno task compile's flags", () => {
-  assert.ok(release.on.push?.tags, "runs on tags");
-  assert.deepEqual(Object.keys(release.on), ["push"]);
-  const [, , step] = theStep(release, /deno compile/);
-  const loop = /for target in ([\w\s-]+); do\n\s*(deno compile [^\n]+)\n\s*done/.exec(step.run!);
-  assert.ok(loop, "one deno compile per target");
-  assert.deepEqual(loop[1].trim().split(/\s+/), [
-    "x86_64-unknown-linux-gnu",
-    "aarch64-unknown-linux-gnu",
-  ]);
-  assert.match(loop[2], / --target "\$target" -o "dist\/lifeboat-\$target" main\.ts$/);
-  const tasks = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks;
-  assert.deepEqual(compileFlags(loop[2]), compileFlags(tasks.compile));
-  assert.ok(compileFlags(loop[2]).includes("-P=lifeboat"), "the lifeboat permission set");
-  assert.ok(!compileFlags(loop[2]).some((f) => /^(-A|--allow-)/.test(f)), "flags are not restated");
+Deno.test("ci.yml: tests that need root run again with sudo after the suite (hosted runners are not root)", () => {
+  const [job, , test] = theStep(ci, /^deno task test$/);
+  const [sudoJob, , sudo] = theStep(ci, /^sudo -E\b.* deno test -q -A tests\/safety_test\.ts$/);
+  assert.equal(sudoJob, job);
+  const order = ci.jobs[job].steps;
+  assert.ok(order.indexOf(test) < order.indexOf(sudo));
+  assert.match(sudo.run!, /"PATH=\$PATH"/, "sudo finds deno and the cache");
+  assert.match(sudo.run!, /DENO_DIR=/);
+  const safety = Deno.readTextFileSync(new URL("tests/safety_test.ts", ROOT));
+  assert.match(safety, /ignore: !ROOT_USER/, "the root test skips as another user");
+  assert.match(safety, /skipped: needs root/, "and says so");
 });
 
-Deno.test("release.yml: attaches both binaries and their SHA-256 sums to the release", () => {
-  const [sumsJob, , sums] = theStep(release, /sha256sum/);
-  assert.equal(sums["working-directory"], "dist");
-  assert.match(
-    sums.run!,
-    /for f in lifeboat-\*-unknown-linux-gnu; do\n\s*sha256sum "\$f" > "\$f\.sha256"/,
+Deno.test("ci.yml: builds the binary with deno task compile and runs the round trips with it", () => {
+  const [job, , trips] = theStep(ci, /LIFEBOAT_BIN=\.\/lifeboat deno task test:compat/);
+  assert.equal(job, "test");
+  const compile = ci.jobs[job].steps.find((s) => s.run === "deno task compile");
+  assert.ok(compile, "deno task compile in the same job");
+  const order = ci.jobs[job].steps;
+  assert.ok(order.indexOf(compile) < order.indexOf(trips));
+  assert.ok(using(ci, "actions/setup-python").length === 1, "moto_server for the round trips");
+});
+
+Deno.test("ci.yml: a compat job runs scripts/compat.sh against radosgw, from source and compiled, and may not skip", () => {
+  const runs = running(ci, /\bbash scripts\/compat\.sh$/);
+  assert.equal(runs.length, 2);
+  const [[job, jobDef, source], [, , binary]] = runs;
+  assert.ok(runs.every(([id]) => id === job), "one job");
+  assert.ok(runs.every(([, , s]) => s.env?.LIFEBOAT_COMPAT_REQUIRED === "1"), "a skip fails");
+  assert.doesNotMatch(source.run!, /LIFEBOAT_BIN/);
+  assert.match(binary.run!, /^LIFEBOAT_BIN=\.\/lifeboat bash scripts\/compat\.sh$/);
+  const compile = jobDef.steps.findIndex((s) => s.run === "deno task compile");
+  assert.ok(compile > jobDef.steps.indexOf(source) && compile < jobDef.steps.indexOf(binary));
+  assert.equal((jobDef as Job & { container?: string }).container, "debian:bookworm");
+  const ciRun = Deno.readTextFileSync(new URL(".ci/run", ROOT));
+  assert.match(ciRun, /bash scripts\/compat\.sh/, ".ci/run runs it too");
+});
+
+/** deno.json's tasks. */
+const TASKS = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks;
+
+Deno.test("deno.json: explicit permission flags, the same for deno task lifeboat and the binary", () => {
+  assertExplicitPermissions(compileFlags(TASKS.compile), LIFEBOAT_ALLOW, "deno task compile");
+  assert.ok(compileFlags(TASKS.compile).includes("--include"), "the snapshot worker is bundled");
+  assert.match(TASKS.compile, /--include src\/snapshot\/worker\.ts /);
+  const run = compileFlags(TASKS.lifeboat.replace(/^deno run/, "deno compile"));
+  assertExplicitPermissions(run, LIFEBOAT_ALLOW, "deno task lifeboat");
+  assert.ok(!("permissions" in JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT)))));
+  assert.match(TASKS.test, /--ignore=tests\/compat\b/, "the compat run is its own task");
+  assert.match(TASKS["test:compat"], /tests\/compat\/$/);
+});
+
+Deno.test("release.yml: on a tag, each target is compiled on its own arch with exactly deno task compile's flags", () => {
+  assert.ok(release.on.push?.tags, "runs on tags");
+  assert.deepEqual(Object.keys(release.on), ["push"]);
+  const [job, , step] = theStep(release, /deno compile/);
+  const matrix = release.jobs[job] as Job & {
+    strategy: { matrix: { include: { target: string; runner: string }[] } };
+    "runs-on": string;
+  };
+  assert.equal(matrix["runs-on"], "${{ matrix.runner }}");
+  assert.deepEqual(matrix.strategy.matrix.include, [
+    { target: "x86_64-unknown-linux-gnu", runner: "ubuntu-24.04" },
+    { target: "aarch64-unknown-linux-gnu", runner: "ubuntu-24.04-arm" },
+  ]);
+  assert.equal(release.jobs[job].env?.TARGET, "${{ matrix.target }}");
+  assert.match(step.run!, / --target "\$TARGET" -o "dist\/lifeboat-\$TARGET" main\.ts$/);
+  assert.deepEqual(compileFlags(step.run!), compileFlags(TASKS.compile));
+});
+
+Deno.test("release.yml: each binary passes the round trips before it is attached; the release is published last", () => {
+  const [job, , compile] = theStep(release, /deno compile/);
+  const [tripJob, , trips] = theStep(
+    release,
+    /LIFEBOAT_BIN="dist\/lifeboat-\$TARGET" deno task test:compat/,
   );
-  const [uploadJob, job, upload] = theStep(release, /gh release upload/);
-  assert.equal(uploadJob, sumsJob);
-  assert.match(upload.run!, /gh release upload "\$TAG" --clobber dist\/lifeboat-\*$/m);
+  const [sumJob, , sums] = theStep(release, /sha256sum/);
+  const [uploadJob, jobDef, upload] = theStep(release, /gh release upload/);
+  assert.ok([tripJob, sumJob, uploadJob].every((j) => j === job), "one job per target");
+  const order = jobDef.steps;
+  const at = (s: Step) => order.indexOf(s);
+  assert.ok(at(compile) < at(trips) && at(trips) < at(sums) && at(sums) < at(upload));
+  assert.equal(sums["working-directory"], "dist");
+  assert.match(sums.run!, /sha256sum "lifeboat-\$TARGET" > "lifeboat-\$TARGET\.sha256"/);
+  assert.match(
+    upload.run!,
+    /gh release upload "\$TAG" --clobber "dist\/lifeboat-\$TARGET" "dist\/lifeboat-\$TARGET\.sha256"/,
+  );
   assert.equal(upload.env?.GH_TOKEN, "${{ github.token }}");
-  assert.deepEqual(permissionsOf(release, job), { contents: "write" });
+  assert.equal(using(release, "actions/setup-python").length, 1, "moto_server for the round trips");
+  const [draftJob, , draft] = theStep(release, /gh release create/);
+  assert.match(draft.run!, /--draft/);
+  const [publishJob, , publish] = theStep(release, /gh release edit "\$TAG" --draft=false/);
+  const needs = (id: string) => (release.jobs[id] as Job & { needs?: string }).needs;
+  assert.equal(needs(job), draftJob);
+  assert.equal(needs(publishJob), job);
+  assert.ok(publish);
+  for (const id of [draftJob, job, publishJob]) {
+    assert.deepEqual(permissionsOf(release, release.jobs[id]), { contents: "write" });
+  }
   assert.deepEqual(release.permissions, { contents: "read" });
+});
+
+Deno.test("dependabot.yml: weekly updates of the pinned actions; npm only once a package.json exists", () => {
+  const text = Deno.readTextFileSync(new URL(".github/dependabot.yml", ROOT));
+  const config = parse(text) as {
+    version: number;
+    updates: { "package-ecosystem": string; directory: string; schedule: { interval: string } }[];
+  };
+  assert.equal(config.version, 2);
+  const byEcosystem = new Map(config.updates.map((u) => [u["package-ecosystem"], u]));
+  const actions = byEcosystem.get("github-actions");
+  assert.ok(actions, "github-actions is covered");
+  assert.equal(actions.directory, "/");
+  assert.ok(["daily", "weekly"].includes(actions.schedule.interval));
+  const hasPackageJson = (() => {
+    try {
+      return Deno.statSync(new URL("package.json", ROOT)).isFile;
+    } catch {
+      return false;
+    }
+  })();
+  assert.equal(byEcosystem.has("npm"), hasPackageJson, "npm needs a package.json to read");
+  assert.match(text, /no Deno ecosystem/, "says why deno.json is bumped by hand");
+  const readme = Deno.readTextFileSync(new URL("README.md", ROOT));
+  assert.match(readme, /## Updating dependencies/, "the manual bump is documented");
 });

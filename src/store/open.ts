@@ -10,7 +10,13 @@ import type { Store } from "./store.ts";
  */
 export function openStore(url: StoreUrl, s3: S3Options): Store {
   if (url.kind === "file") return new FileStore(url.dir);
-  const settings = { ...s3, bucket: url.bucket, prefix: url.prefix };
+  const { keys, ...rest } = s3;
+  const settings = {
+    ...rest,
+    bucket: url.bucket,
+    prefix: url.prefix,
+    ...(keys ? { credentials: keys } : {}),
+  };
   return lazyStore(
     `s3://${url.bucket}/${url.prefix}`,
     async () => new (await import("./s3.ts")).S3Store(settings),

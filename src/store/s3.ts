@@ -90,6 +90,9 @@ export class S3Store implements Store {
       requestChecksumCalculation: checksum,
       responseChecksumValidation: checksum,
       maxAttempts: s.maxAttempts,
+      // config.ts chose the endpoint (lifeboat's own variables win): the SDK must not replace
+      // "AWS" with an AWS_ENDPOINT_URL_S3 it finds in the environment or a profile.
+      ignoreConfiguredEndpointUrls: true,
     } as const;
     // Downloads through Deno's own fetch: its response bodies are byte streams with
     // backpressure, read into one reused buffer (writeStreamHashed); node:http hands over a new

@@ -91,7 +91,7 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
   if (is(code, "NoSuchBucket")) {
     return operationError(
       `S3 bucket "${ctx.bucket}" does not exist ${what}`,
-      "Create it, or fix the bucket in --url/LIFEBOAT_URL (and AWS_ENDPOINT_URL_S3, AWS_REGION)",
+      "Create it, or fix the bucket in --url/LIFEBOAT_URL (and LIFEBOAT_S3_ENDPOINT or AWS_ENDPOINT_URL_S3, LIFEBOAT_S3_REGION or AWS_REGION)",
       err,
     );
   }
@@ -123,7 +123,7 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
   if (is(code, "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken")) {
     return operationError(
       `S3 rejected the credentials ${what}`,
-      `Check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN for ${where}`,
+      `Check LIFEBOAT_ACCESS_KEY_ID/LIFEBOAT_SECRET_ACCESS_KEY, or else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, for ${where}`,
       err,
     );
   }

@@ -1,26 +1,43 @@
 /** Runs lifeboat as a separate process exactly as the compiled binary would run (same permissions). */
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
 
-/** The command that runs lifeboat: `deno run` with the permission set `deno compile` uses. */
-export const LIFEBOAT_CMD = [
-  Deno.execPath(),
-  "run",
-  "-q",
-  `--config=${ROOT}/deno.json`,
-  "-P=lifeboat",
-  `${ROOT}/main.ts`,
-];
+/** The `--allow-*` flags of deno.json's task `name` (fails loudly when the task is missing). */
+export function taskPermissions(name: string): string[] {
+  const task = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)).tasks[name];
+  if (typeof task !== "string") throw new Error(`deno.json has no task ${name}`);
+  return task.split(/\s+/).filter((w) => /^--allow-/.test(w));
+}
 
-/** The command that runs the example app (examples/app.ts) with its "example" permission set. */
+/** The permission flags of the compiled binary (`deno task compile`). */
+export const LIFEBOAT_PERMISSIONS: string[] = taskPermissions("compile");
+
+/**
+ * The command that runs lifeboat: the executable in LIFEBOAT_BIN when set (the compiled binary,
+ * e.g. `LIFEBOAT_BIN=./lifeboat deno task test:compat`), else `deno run` with exactly the
+ * permission flags `deno compile` bakes into the binary.
+ */
+export const LIFEBOAT_CMD = Deno.env.get("LIFEBOAT_BIN")
+  ? [resolve(Deno.env.get("LIFEBOAT_BIN")!)]
+  : [
+    Deno.execPath(),
+    "run",
+    "-q",
+    `--config=${ROOT}/deno.json`,
+    ...LIFEBOAT_PERMISSIONS,
+    `${ROOT}/main.ts`,
+  ];
+
+/** The command that runs the example app (examples/app.ts) with `deno task example`'s flags. */
 export const EXAMPLE_APP_CMD = [
   Deno.execPath(),
   "run",
   "-q",
   `--config=${ROOT}/deno.json`,
-  "-P=example",
+  ...taskPermissions("example"),
   `${ROOT}/examples/app.ts`,
 ];
 

@@ -27,3 +27,26 @@ export function compileOutput(command: string): string | undefined {
   const i = words.findIndex((w) => w === "-o" || w === "--output");
   return i < 0 ? undefined : words[i + 1];
 }
+
+/** The permissions lifeboat's binary gets: explicit, stable flags (no experimental `-P` set). */
+export const LIFEBOAT_ALLOW = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-run",
+  "--allow-sys=hostname,osRelease",
+];
+
+/**
+ * Fails the calling test unless `flags` grant exactly `allow` with explicit `--allow-*` flags:
+ * no permission set from the config file (experimental in Deno 2), no -A.
+ */
+export function assertExplicitPermissions(flags: string[], allow: string[], what: string): void {
+  assert.ok(
+    !flags.some((f) => /^(-P|--permission-set)\b/.test(f)),
+    `${what}: no experimental permission set`,
+  );
+  assert.ok(!flags.some((f) => /^(-A|--allow-all)$/.test(f)), `${what}: not -A`);
+  assert.deepEqual(flags.filter((f) => f.startsWith("--allow-")), allow, what);
+}
