@@ -14,8 +14,8 @@ import {
 } from "@aws-sdk/client-s3";
 import { loadConfig, parseStoreUrl, pathStyleByDefault, s3Options } from "../src/config.ts";
 import { exitCodeOf, oneLine } from "../src/errors.ts";
-import { openStore } from "../src/store/open.ts";
-import type { S3Store } from "../src/store/s3.ts";
+import { s3Settings } from "../src/store/open.ts";
+import { S3Store } from "../src/store/s3.ts";
 import { baseEnv, runLifeboat } from "./helpers/cli.ts";
 import { startLocalS3 } from "./helpers/moto.ts";
 import { addRow, makeDb } from "./helpers/sqlite.ts";
@@ -45,7 +45,9 @@ async function sent(
   });
   // Keys without touching the process environment (other test modules share it): lifeboat's
   // own when `env` has them, else stand-ins for what the SDK's chain would find.
-  const store = openStore(cfg.store, { ...cfg.s3, keys: cfg.s3.keys ?? STAND_IN }) as S3Store;
+  // The settings openStore builds, on an S3Store made at once (openStore loads it lazily).
+  if (cfg.store.kind !== "s3") throw new Error(`not an S3 URL: ${url}`);
+  const store = new S3Store(s3Settings(cfg.store, { ...cfg.s3, keys: cfg.s3.keys ?? STAND_IN }));
   // The SDK would read an endpoint from the process environment unless told not to: put the
   // shared one of `env` there, as lifeboat's process would have it (other tests pass theirs
   // explicitly, so this does not disturb them).

@@ -1,6 +1,7 @@
 /** Builds the Store that a store URL names. */
 import type { S3Options, StoreUrl } from "../config.ts";
 import { FileStore } from "./file.ts";
+import type { S3Settings } from "./s3.ts";
 import type { Store } from "./store.ts";
 
 /**
@@ -10,17 +11,22 @@ import type { Store } from "./store.ts";
  */
 export function openStore(url: StoreUrl, s3: S3Options): Store {
   if (url.kind === "file") return new FileStore(url.dir);
+  const settings = s3Settings(url, s3);
+  return lazyStore(
+    `s3://${url.bucket}/${url.prefix}`,
+    async () => new (await import("./s3.ts")).S3Store(settings),
+  );
+}
+
+/** The S3 store's settings for an `s3://` URL: config's options, the bucket and lifeboat's keys. */
+export function s3Settings(url: Extract<StoreUrl, { kind: "s3" }>, s3: S3Options): S3Settings {
   const { keys, ...rest } = s3;
-  const settings = {
+  return {
     ...rest,
     bucket: url.bucket,
     prefix: url.prefix,
     ...(keys ? { credentials: keys } : {}),
   };
-  return lazyStore(
-    `s3://${url.bucket}/${url.prefix}`,
-    async () => new (await import("./s3.ts")).S3Store(settings),
-  );
 }
 
 /** A Store that builds the real one on first use (once) and delegates every call to it. */
