@@ -9,9 +9,8 @@ import assert from "node:assert/strict";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { parseStoreUrl, s3Options } from "../../src/config.ts";
 import { backupKey } from "../../src/store/keys.ts";
-import { openStore } from "../../src/store/open.ts";
-import type { S3Store } from "../../src/store/s3.ts";
-import type { Store } from "../../src/store/store.ts";
+import { s3Settings } from "../../src/store/open.ts";
+import { S3Store } from "../../src/store/s3.ts";
 import { baseEnv, LIFEBOAT_CMD, runLifeboat, spawnLifeboat } from "../helpers/cli.ts";
 import { metaFor, randomFile } from "../helpers/backup_files.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../helpers/sqlite.ts";
@@ -66,8 +65,10 @@ function oneLineFailure(r: { code: number; lines: string[]; stderr: string }, re
 }
 
 /** The S3 store lifeboat would open for `s3://bucket/prefix` with lifeboat's own variables. */
-function storeFor(bucket: string, prefix = "app/db", extra: Record<string, string> = {}): Store {
-  return openStore(parseStoreUrl(`s3://${bucket}/${prefix}`), s3Options({ ...s3Env(), ...extra }));
+function storeFor(bucket: string, prefix = "app/db", extra: Record<string, string> = {}): S3Store {
+  const url = parseStoreUrl(`s3://${bucket}/${prefix}`);
+  if (url.kind !== "s3") throw new Error("not an S3 URL");
+  return new S3Store(s3Settings(url, s3Options({ ...s3Env(), ...extra })));
 }
 
 Deno.test({
@@ -112,7 +113,7 @@ Deno.test({
       await t.step("multipart with 13 parts of 5 MiB: bytes round-trip", async () => {
         const s = storeFor(await server.bucket(), "app/db", { LIFEBOAT_S3_PART_SIZE_MB: "5" });
         const parts: number[] = [];
-        (s as S3Store).client.middlewareStack.add((next, ctx) => (args) => {
+        s.client.middlewareStack.add((next, ctx) => (args) => {
           if (ctx.commandName === "UploadPartCommand") {
             parts.push((args.input as { PartNumber: number }).PartNumber);
           }
@@ -131,7 +132,7 @@ Deno.test({
         const bucket = await server.bucket();
         const s = storeFor(bucket, "app/db", { LIFEBOAT_S3_PART_SIZE_MB: "5" });
         const ac = new AbortController();
-        (s as S3Store).client.middlewareStack.add((next, ctx) => (args) => {
+        s.client.middlewareStack.add((next, ctx) => (args) => {
           if (ctx.commandName === "UploadPartCommand") ac.abort(new Error("stop"));
           return next(args);
         }, { step: "initialize", name: "abortOnPart" });
