@@ -13,6 +13,7 @@ import { s3Settings } from "../../src/store/open.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import { baseEnv, LIFEBOAT_CMD, runLifeboat, spawnLifeboat } from "../helpers/cli.ts";
 import { metaFor, randomFile } from "../helpers/backup_files.ts";
+import { is, startFaultProxy } from "../helpers/fault_proxy.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../helpers/sqlite.ts";
 import { type CompatServer, compatServer } from "./server.ts";
 
@@ -185,6 +186,38 @@ Deno.test({
       assert.equal(integrity(`${dir}/new/app.db`), "ok");
       assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
       await Deno.remove(dir, { recursive: true });
+    });
+
+    await t.step({
+      name:
+        "a body damaged in transit is refused by the server (Content-MD5), retried, and lands intact" +
+        (server.checksSignatures ? "" : " (skipped: moto does not check Content-MD5)"),
+      // The same server property: moto checks neither signatures nor Content-MD5.
+      ignore: !server.checksSignatures,
+      fn: async () => {
+        const { dir, url } = await scene();
+        makeDb(`${dir}/app.db`, 200);
+        addRow(`${dir}/app.db`, "last");
+        const proxy = startFaultProxy(server.endpoint, { signedUpstream: true });
+        try {
+          proxy.faults.push({
+            match: is.put,
+            action: { kind: "corruptRequest", serverChecks: true },
+            times: 1,
+          });
+          const env = cliEnv(url, { LIFEBOAT_S3_ENDPOINT: proxy.endpoint });
+          const b = await lifeboat(["backup", "--db", `${dir}/app.db`], env);
+          assert.equal(proxy.injected, 1);
+          // Content-MD5 (BadDigest), or over plain HTTP the SigV4 payload hash, refuses it first.
+          assert.match(b.stderr, /BadDigest|XAmzContentSHA256Mismatch/, b.stderr);
+          const r = await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
+          assert.doesNotMatch(r.stderr, /failed verification/);
+          assert.equal(readRows(`${dir}/new/app.db`).at(-1), "last");
+        } finally {
+          await proxy.stop();
+          await Deno.remove(dir, { recursive: true });
+        }
+      },
     });
 
     await t.step("a corrupt newest backup is refused and the older one restored", async () => {

@@ -2,7 +2,9 @@
  * A fault-injecting HTTP proxy for tests: sits between lifeboat and the local S3 on 127.0.0.1,
  * records every request, and on chosen requests returns errors, stalls, resets or truncates.
  */
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import { freePort } from "./moto.ts";
 
 /** A request as the proxy saw it. */
@@ -23,8 +25,11 @@ export type FaultAction =
   | { kind: "hang"; afterBytes: number }
   /** Answers by itself, never reaching the store: a 200 from something that is not S3. */
   | { kind: "reply"; status: number; body: string; contentType?: string }
-  /** Flips one byte of the request body on the way, then checks Content-MD5 as S3 does. */
-  | { kind: "corruptRequest" }
+  /**
+   * Flips one byte of the request body on the way, then checks Content-MD5 as S3 does (moto does
+   * not), unless `serverChecks`: then the upstream server's own check is what is tested.
+   */
+  | { kind: "corruptRequest"; serverChecks?: boolean }
   /** Flips the response body's byte at `atByte` (a transient bit error on the way back). */
   | { kind: "flip"; atByte: number };
 
@@ -117,6 +122,40 @@ function flipAt(body: ReadableStream<Uint8Array>, at: number): ReadableStream<Ui
   );
 }
 
+/**
+ * Sends `req` with `body` on to `upstream` keeping every header, Host included, so that a
+ * server checking SigV4 signatures accepts it (node:http, since fetch sets Host itself).
+ */
+function forwardSigned(req: Request, upstream: string, body: Uint8Array): Promise<Response> {
+  const to = new URL(upstream);
+  const url = new URL(req.url);
+  return new Promise((resolve, reject) => {
+    const out = httpRequest({
+      host: to.hostname,
+      port: to.port,
+      method: req.method,
+      path: url.pathname + url.search,
+      headers: Object.fromEntries(req.headers),
+    }, (res) => {
+      const chunks: Uint8Array[] = [];
+      res.on("data", (c: Uint8Array) => chunks.push(c));
+      res.on("end", () => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (v) headers.set(k, String(v));
+        resolve(
+          new Response(chunks.length ? Buffer.concat(chunks) : null, {
+            status: res.statusCode ?? 502,
+            headers,
+          }),
+        );
+      });
+      res.on("error", reject);
+    });
+    out.on("error", reject);
+    out.end(body);
+  });
+}
+
 /** Sends `req` on to `upstream` (same path, query, method, headers and streamed body). */
 export function forward(
   req: Request,
@@ -136,8 +175,18 @@ export function forward(
   });
 }
 
-/** Starts a proxy to `upstream` on a free 127.0.0.1 port. */
-export function startFaultProxy(upstream: string): FaultProxy {
+/**
+ * Starts a proxy to `upstream` on a free 127.0.0.1 port. With `signedUpstream` (a server that
+ * checks SigV4 signatures, unlike moto) requests keep the Host the client signed, bodies buffered.
+ */
+export function startFaultProxy(
+  upstream: string,
+  o: { signedUpstream?: boolean } = {},
+): FaultProxy {
+  const send = async (req: Request, body?: Uint8Array<ArrayBuffer>) =>
+    o.signedUpstream
+      ? await forwardSigned(req, upstream, body ?? new Uint8Array(await req.arrayBuffer()))
+      : await forward(req, upstream, body ?? req.body);
   const port = freePort();
   const ac = new AbortController();
   const proxy: FaultProxy = {
@@ -193,12 +242,13 @@ export function startFaultProxy(upstream: string): FaultProxy {
         bytes[bytes.length >> 1] ^= 0x01;
         // moto does not check Content-MD5; S3 (and radosgw) do: answer as they would.
         const md5 = req.headers.get("content-md5");
-        if (md5 && md5 !== createHash("md5").update(bytes).digest("base64")) {
+        const refused = md5 && md5 !== createHash("md5").update(bytes).digest("base64");
+        if (refused && !action.serverChecks) {
           return s3Error(400, "BadDigest");
         }
-        return await forward(req, upstream, bytes);
+        return await send(req, bytes);
       }
-      const res = await forward(req, upstream);
+      const res = await send(req);
       if (!res.body || !action || action.kind === "stall") return res;
       if (action.kind === "flip") {
         return new Response(flipAt(res.body, action.atByte), {
