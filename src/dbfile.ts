@@ -1,10 +1,10 @@
 /**
  * The database file as lifeboat finds it on disk: its real path (symlinks resolved once), a name
  * short enough for the files lifeboat puts beside it, what sits at the path (nothing, an empty
- * file, a SQLite database, or something lifeboat must not touch), which processes have it open
- * for writing.
+ * file, a SQLite database, or something lifeboat must not touch), and whether an app has it open.
  */
 import { basename, dirname, join, resolve } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { configError, operationError } from "./errors.ts";
 import { statIfExists } from "./fsutil.ts";
 import { assertSqliteFile } from "./snapshot/snapshot.ts";
@@ -73,46 +73,32 @@ export async function databaseState(db: string): Promise<DatabaseState> {
 }
 
 /**
- * Returns the pids of other processes holding `db` (or its -wal or -journal) open for writing,
- * read from /proc. Processes lifeboat may not inspect (other users, no /proc) are not seen;
- * never throws.
+ * True when another connection has the database open: an app in WAL mode holds a shared lock
+ * for as long as it has the file open, so an exclusive lock taken without waiting fails. (An app
+ * in rollback-journal mode holds locks only inside its transactions: between them it cannot be
+ * seen.) Never throws; a file SQLite cannot open counts as not in use.
  */
-export async function writersOf(db: string): Promise<number[]> {
-  const targets = new Set([db, `${db}-wal`, `${db}-journal`]);
-  const pids: number[] = [];
+export function inUseByOthers(db: string): boolean {
+  let conn: DatabaseSync | undefined;
   try {
-    for await (const proc of Deno.readDir("/proc")) {
-      if (!/^\d+$/.test(proc.name) || Number(proc.name) === Deno.pid) continue;
-      if (await holdsForWriting(proc.name, targets)) pids.push(Number(proc.name));
-    }
-  } catch {
-    // No /proc: nothing can be said.
+    conn = new DatabaseSync(db, { timeout: 0 });
+    conn.exec("PRAGMA locking_mode=EXCLUSIVE");
+    conn.exec("BEGIN EXCLUSIVE");
+    conn.exec("COMMIT");
+    return false;
+  } catch (err) {
+    return err instanceof Error && /locked|busy/i.test(err.message);
+  } finally {
+    conn?.close();
   }
-  return pids;
 }
 
-async function holdsForWriting(pid: string, targets: Set<string>): Promise<boolean> {
-  try {
-    for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
-      const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "");
-      if (!targets.has(target)) continue;
-      const info = await Deno.readTextFile(`/proc/${pid}/fdinfo/${fd.name}`).catch(() => "");
-      const flags = parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8);
-      if ((flags & 0o3) !== 0) return true; // O_WRONLY or O_RDWR
-    }
-  } catch {
-    // Gone, or not ours to inspect.
-  }
-  return false;
-}
-
-/** Throws an operation error (exit 1) naming them when other processes have `db` open for writing. */
-export async function assertNoWriters(db: string): Promise<void> {
-  const pids = await writersOf(db);
-  if (pids.length === 0) return;
+/** Throws an operation error (exit 1) when another process has `db` open (see inUseByOthers). */
+export function assertNotInUse(db: string): void {
+  if (!inUseByOthers(db)) return;
   throw operationError(
-    `${db} is open for writing by another process (pid ${pids.join(", ")}): replacing it now ` +
-      "would drop that process's commits",
+    `${db} is open in another process (an app is using it): replacing it now would drop ` +
+      "that process's commits",
     "Stop the app first (lifeboat watch restores before it starts the app); nothing was changed",
   );
 }
@@ -120,12 +106,12 @@ export async function assertNoWriters(db: string): Promise<void> {
 /**
  * Decides what a restore does with `db`: "keep" an existing database (unless `force`), else
  * "replace" it. An empty file counts as absent (the store decides); a directory or a non-SQLite
- * file is a config error (exit 2); a file another process has open for writing is never
- * replaced under it (exit 1).
+ * file is a config error (exit 2); a database another process has open is never replaced
+ * under it (exit 1).
  */
 export async function restoreTarget(db: string, force: boolean): Promise<"keep" | "replace"> {
   const state = await databaseState(db);
   if (state === "database" && !force) return "keep";
-  if (state !== "absent") await assertNoWriters(db);
+  if (state === "database") assertNotInUse(db);
   return "replace";
 }
