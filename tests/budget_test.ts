@@ -204,10 +204,11 @@ Deno.test({
       );
       assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
 
-      // With a store that works, the same run never reports stale backups.
+      // With a store that works, the same run never reports stale backups (an interval well above
+      // a snapshot's time, even on a loaded machine).
       logs.clear();
       const ok = manualSignals();
-      const fine = watch(options(dir, { interval: 100 }), {
+      const fine = watch(options(dir, { interval: 500 }), {
         store: storeOf(dir, "slow", 0),
         clock: systemClock,
         signals: ok,
@@ -216,6 +217,41 @@ Deno.test({
       ok.send();
       assert.equal(await fine, 0);
       assert.deepEqual(logs.withEvent("backup_stale"), []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "#11.6 watch: the stale-backup alarm counts the time of a backup still in flight",
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      logs.clear();
+      makeDb(`${dir}/app.db`, 5);
+      addRow(`${dir}/app.db`, "never backed up");
+      const o = options(dir, { interval: 100, shutdownTimeoutMs: 300 });
+      const metrics = new Metrics(systemClock, o);
+      const signals = manualSignals();
+      const running = watch(o, {
+        store: storeOf(dir, "hang"),
+        clock: systemClock,
+        signals,
+        metrics,
+      });
+      await until(() => logs.withEvent("backup_stale").length >= 2, "stale-backup errors");
+      assert.deepEqual(logs.withEvent("backup_failed"), [], "the first backup is still running");
+      const [first] = logs.withEvent("backup_stale");
+      assert.equal(first.level, "error");
+      assert.match(
+        first.message.join(""),
+        /^no successful backup for \S+, more than 2 intervals of 100ms: .* \(a backup has been running for \S+ without finishing\)$/,
+      );
+      assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
+      signals.send();
+      assert.equal(await running, 1, "the final backup hangs too and is cut short");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
