@@ -71,6 +71,22 @@ function options(dir: string, o: Partial<WatchOptions> = {}): WatchOptions {
   };
 }
 
+/**
+ * Starts watch on a new 5-row database in a new directory, its store's uploads `put` (see
+ * storeOf); returns the directory, the run, its signals and its metrics. Clears the logs.
+ */
+async function watchScene(put: "slow" | "hang" | "fail", o: Partial<WatchOptions>) {
+  const dir = await Deno.makeTempDir();
+  logs.clear();
+  makeDb(`${dir}/app.db`, 5);
+  const opts = options(dir, o);
+  const metrics = new Metrics(systemClock, opts);
+  const signals = manualSignals();
+  const store = storeOf(dir, put);
+  const running = watch(opts, { store, clock: systemClock, signals, metrics });
+  return { dir, running, signals, metrics };
+}
+
 /** Polls until `cond` holds; fails after `ms`. */
 async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -171,19 +187,8 @@ Deno.test({
   name: "watch: no successful backup for more than 2 intervals is an error naming the cause",
   ...opts,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const { dir, running, signals, metrics } = await watchScene("fail", { interval: 100 });
     try {
-      logs.clear();
-      makeDb(`${dir}/app.db`, 5);
-      const o = options(dir, { interval: 100 });
-      const metrics = new Metrics(systemClock, o);
-      const signals = manualSignals();
-      const running = watch(o, {
-        store: storeOf(dir, "fail"),
-        clock: systemClock,
-        signals,
-        metrics,
-      });
       // The alarm also rings while a backup is still running (see container_test.ts); these are
       // the ones raised after a backup failed.
       const afterFailure = () =>
@@ -227,20 +232,11 @@ Deno.test({
   name: "#11.6 watch: the stale-backup alarm counts the time of a backup still in flight",
   ...opts,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const { dir, running, signals, metrics } = await watchScene("hang", {
+      interval: 100,
+      shutdownTimeoutMs: 300,
+    });
     try {
-      logs.clear();
-      makeDb(`${dir}/app.db`, 5);
-      addRow(`${dir}/app.db`, "never backed up");
-      const o = options(dir, { interval: 100, shutdownTimeoutMs: 300 });
-      const metrics = new Metrics(systemClock, o);
-      const signals = manualSignals();
-      const running = watch(o, {
-        store: storeOf(dir, "hang"),
-        clock: systemClock,
-        signals,
-        metrics,
-      });
       await until(() => logs.withEvent("backup_stale").length >= 2, "stale-backup errors");
       assert.deepEqual(logs.withEvent("backup_failed"), [], "the first backup is still running");
       const [first] = logs.withEvent("backup_stale");

@@ -20,6 +20,7 @@ import {
   runLifeboat,
   type RunResult,
   spawnLifeboat,
+  startUntil,
   tempsLeft,
 } from "./helpers/cli.ts";
 import { freePort } from "./helpers/moto.ts";
@@ -32,14 +33,19 @@ const loose = { sanitizeResources: false, sanitizeOps: false };
 const app = (mode: string, db = "") =>
   [Deno.execPath(), "run", "-q", "-A", `${ROOT}/tests/fixtures/app.ts`, mode, db].filter(Boolean);
 
-/** A scratch directory with a directory store holding one backup of a 20-row database. */
-async function scene() {
+/**
+ * A scratch directory with a directory store holding one backup of a 20-row database (`rows`),
+ * and `db`, the app's database path: a new database of `appRows` rows there, if given.
+ */
+async function scene(appRows?: number) {
   const dir = await Deno.makeTempDir();
   const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
   makeDb(`${dir}/first.db`, 20);
   const r = await runLifeboat(["backup", "--db", `${dir}/first.db`], env);
   assert.equal(r.code, 0, r.stderr);
-  return { dir, env, rows: readRows(`${dir}/first.db`) };
+  const db = `${dir}/app.db`;
+  if (appRows !== undefined) makeDb(db, appRows);
+  return { dir, env, db, rows: readRows(`${dir}/first.db`) };
 }
 
 /** Backups in a directory store. */
@@ -57,20 +63,8 @@ function oneError(r: RunResult, code: number, re: RegExp): void {
 
 /** Starts the stand-in app alone (not under lifeboat) and waits until it is ready. */
 async function startApp(mode: string, db: string): Promise<Deno.ChildProcess> {
-  const proc = new Deno.Command(app(mode, db)[0], {
-    args: app(mode, db).slice(1),
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!seen.includes("ready")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`app ${mode} exited before it was ready`);
-    seen += value;
-  }
-  reader.releaseLock();
-  proc.stdout.cancel().catch(() => {});
+  const { proc, reader } = await startUntil(app(mode, db), "ready");
+  reader.cancel().catch(() => {});
   return proc;
 }
 
@@ -125,9 +119,7 @@ Deno.test({
     "#11.2 an app that ignores SIGTERM gets SIGKILL after LIFEBOAT_APP_STOP_TIMEOUT, then the final backup runs",
   ...loose,
   fn: async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
-    makeDb(db, 5);
+    const { dir, env, db } = await scene(5);
     const w = spawnLifeboat(
       ["watch", "--db", db, "--interval", "1h", "--", ...app("stubborn")],
       { ...env, LIFEBOAT_APP_STOP_TIMEOUT: "1s" },
@@ -165,9 +157,7 @@ Deno.test({
   name: "#11.3 watch forwards HUP, QUIT, USR1, USR2, WINCH and ALRM to the app and keeps running",
   ...loose,
   fn: async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
-    makeDb(db, 5);
+    const { dir, env, db } = await scene(5);
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h", "--", ...app("echo")], env);
     await w.waitForLine(/^ready$/);
     for (const sig of ["SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM"] as const) {
@@ -251,8 +241,7 @@ Deno.test({
   name: "#11.4 a zero-byte database counts as absent: restore fetches the backup over it",
   ...loose,
   fn: async () => {
-    const { dir, env, rows } = await scene();
-    const db = `${dir}/app.db`;
+    const { dir, env, db, rows } = await scene();
     Deno.writeFileSync(db, new Uint8Array());
     const r = await runLifeboat(["restore", "--db", db], env);
     assert.equal(r.code, 0, r.stderr);
@@ -288,8 +277,7 @@ Deno.test({
     "#11.4 a hot rollback journal (the app died mid-transaction): the backup holds the committed rows",
   ...loose,
   fn: async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
+    const { dir, env, db } = await scene();
     makeDb(db, 200, false);
     const committed = readRows(db);
     await stop(await startApp("dirty", db));
@@ -354,9 +342,7 @@ Deno.test({
   name: "#11.5 restore --force refuses while an app has the database open",
   ...loose,
   fn: async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
-    makeDb(db, 5);
+    const { dir, env, db } = await scene(5);
     const writer = await startApp("writer", db);
     try {
       oneError(
@@ -379,9 +365,7 @@ Deno.test({
     "#11.6 1,100 idle connections to the metrics port under ulimit -n 1024 never take lifeboat or the app down",
   ...loose,
   fn: async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
-    makeDb(db, 5);
+    const { dir, env, db } = await scene(5);
     const port = freePort();
     const w = spawnLifeboat(
       ["watch", "--db", db, "--interval", "1h", "--", ...app("echo")],
@@ -420,9 +404,7 @@ Deno.test({
     "#11.6 an app holding locking_mode=EXCLUSIVE: backup fails with a clear error instead of hanging",
   ...loose,
   fn: async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
-    makeDb(db, 5);
+    const { dir, env, db } = await scene(5);
     const holder = await startApp("exclusive", db);
     try {
       oneError(

@@ -178,3 +178,24 @@ export function spawnLifeboat(
 function cleanEnv(env: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ""));
 }
+
+/**
+ * Starts `cmd` (stdout piped, stderr inherited) and waits until its stdout shows `marker`;
+ * returns the process, the reader of its stdout and what it printed so far. Throws if it exits
+ * first.
+ */
+export async function startUntil(cmd: string[], marker: string) {
+  const proc = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes(marker)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${cmd.join(" ")} exited before printing ${marker}`);
+    seen += value;
+  }
+  return { proc, reader, seen };
+}
