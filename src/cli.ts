@@ -20,7 +20,9 @@ const ENV_HELP = `
 Environment (flags win):
   LIFEBOAT_DB, LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
   LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
+  LIFEBOAT_APP_STOP_TIMEOUT (default 10s: then the app gets SIGKILL)
   LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
+  RELEASE_COMMAND (set by fly.io on release machines: watch runs the app alone, backup refuses)
   AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ROLE_ARN, LIFEBOAT_S3_* (see README)
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
