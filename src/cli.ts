@@ -86,8 +86,10 @@ const restoreCmd: Run = async (cfg) => {
 const watchCmd: Run = async (cfg) => {
   const store = openStore(cfg.store, cfg.s3);
   const metrics = new Metrics(systemClock, cfg);
-  const serve = cfg.metricsAddr && !cfg.releaseCommand;
-  const server = serve ? serveMetrics(cfg.metricsAddr!, metrics) : undefined;
+  // A release machine serves nothing: it runs the release command alone.
+  const server = cfg.metricsAddr && !cfg.releaseCommand
+    ? serveMetrics(cfg.metricsAddr, metrics)
+    : undefined;
   try {
     return await watch(
       { ...cfg, attempts: cfg.restoreAttempts },

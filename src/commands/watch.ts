@@ -73,13 +73,6 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     if (o.releaseCommand) return await runReleaseCommand(o, deps);
     const metrics = deps.metrics ?? new Metrics(deps.clock, o);
     const restored = await restoreFor(o, deps, metrics);
-    if (stopping.signal.aborted) {
-      log.info("{sig} arrived during the restore: not starting the app", {
-        event: "stopped_before_start",
-        sig: stopping.signal.reason,
-      });
-      return 0;
-    }
     const state: BackupState = { lastSha256: restored.sha256 };
     let walChecked = false;
     const warnIfNotWal = async () => {
@@ -94,6 +87,13 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       }
     };
     await warnIfNotWal();
+    if (stopping.signal.aborted) {
+      log.info("{sig} arrived during the restore: not starting the app", {
+        event: "stopped_before_start",
+        sig: stopping.signal.reason,
+      });
+      return 0;
+    }
 
     if (o.command.length > 0) {
       child = (deps.spawn ?? startChild)(o.command);
