@@ -215,7 +215,11 @@ async function stopApp(child: Child, o: WatchOptions, deps: WatchDeps): Promise<
   return await code;
 }
 
-/** While a periodic backup runs, repeats the stale-backup check every interval until `done`. */
+/**
+ * While a periodic backup runs, repeats the stale-backup check every interval until `done`,
+ * from two intervals after it started: a backup that is merely slow (it finishes within two
+ * intervals) raises nothing; one that hangs is counted, not waited for.
+ */
 async function alarmWhileRunning(
   o: WatchOptions,
   deps: WatchDeps,
@@ -223,6 +227,7 @@ async function alarmWhileRunning(
   done: AbortSignal,
 ): Promise<void> {
   const started = deps.clock.now();
+  await deps.clock.sleep(o.interval, done);
   for (;;) {
     await deps.clock.sleep(o.interval, done);
     if (done.aborted) return;
