@@ -350,7 +350,7 @@ export function scriptEnv(endpoint = ""): Record<string, string> {
 }
 
 /**
- * The command that runs lifeboat as the compiled binary would (`deno run -P=lifeboat`): this
+ * The command that runs lifeboat as the compiled binary would (`deno run` with the compile's permission flags): this
  * checkout's, BENCH_LIFEBOAT_ROOT's if set, or `root`'s (another checkout, to try a change).
  */
 export function lifeboatCmd(root = Deno.env.get("BENCH_LIFEBOAT_ROOT")): string[] {

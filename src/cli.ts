@@ -5,12 +5,14 @@ import { backupOnce } from "./commands/backup.ts";
 import { restoreDatabase } from "./commands/restore.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
-import { EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
+import { checkNameLength, realDatabasePath } from "./dbfile.ts";
+import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
-import { logger, setupLogging } from "./log.ts";
+import { logger, printLine, setupLogging } from "./log.ts";
 import { Metrics, serveMetrics } from "./metrics.ts";
+import { addSecretsFromEnv, redactLine } from "./redact.ts";
+import { holdSignals, processSignals } from "./signals.ts";
 import { openStore } from "./store/open.ts";
-import { processSignals } from "./supervisor.ts";
 import { cleanStaleTemps } from "./tempfiles.ts";
 import { VERSION } from "./version.ts";
 
@@ -18,8 +20,10 @@ const ENV_HELP = `
 Environment (flags win):
   LIFEBOAT_DB, LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
   LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
+  LIFEBOAT_APP_STOP_TIMEOUT (default 10s: then the app gets SIGKILL)
   LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
   LIFEBOAT_ALLOW_EMPTY=1 (restore: start empty although the store once held backups)
+  RELEASE_COMMAND (set by fly.io on release machines: watch runs the app alone, backup refuses)
   LIFEBOAT_S3_ENDPOINT, LIFEBOAT_S3_REGION, LIFEBOAT_ACCESS_KEY_ID (else AWS_ENDPOINT_URL_S3,
   AWS_REGION, AWS_ACCESS_KEY_ID), AWS_ROLE_ARN, BUCKET_NAME, LIFEBOAT_S3_* (see README)
 
@@ -36,8 +40,10 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
   let cfg: Config;
   try {
     cfg = loadConfig(flags, env, command);
+    // Symlinks resolved once, here: restore replaces the link's target, the lock is on it.
+    cfg = { ...cfg, db: checkNameLength(await realDatabasePath(cfg.db)) };
   } catch (err) {
-    console.error(`lifeboat: ${oneLine(err)}`);
+    printLine(`lifeboat: ${oneLine(err)}`);
     return exitCodeOf(err);
   }
   await setupLogging(cfg.log);
@@ -61,6 +67,14 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
 }
 
 const backupCmd: Run = async (cfg) => {
+  if (cfg.releaseCommand) {
+    throw configError(
+      "RELEASE_COMMAND is set: this is a fly.io release machine, whose database is a throwaway " +
+        "copy; a backup from it would become the newest and hide the live machine's writes",
+      "Back up from the app's machine; run migrations in the app's start command, under " +
+        "`lifeboat watch -- …`, after the restore",
+    );
+  }
   const store = openStore(cfg.store, cfg.s3);
   await backupOnce(cfg, { store, clock: systemClock }, {});
   return 0;
@@ -78,7 +92,10 @@ const restoreCmd: Run = async (cfg) => {
 const watchCmd: Run = async (cfg) => {
   const store = openStore(cfg.store, cfg.s3);
   const metrics = new Metrics(systemClock, cfg);
-  const server = cfg.metricsAddr ? serveMetrics(cfg.metricsAddr, metrics) : undefined;
+  // A release machine serves nothing: it runs the release command alone.
+  const server = cfg.metricsAddr && !cfg.releaseCommand
+    ? serveMetrics(cfg.metricsAddr, metrics)
+    : undefined;
   try {
     return await watch(
       { ...cfg, attempts: cfg.restoreAttempts },
@@ -92,7 +109,7 @@ const watchCmd: Run = async (cfg) => {
 /** Rewrites commander's error text as lifeboat's one-line usage error. */
 function usageLine(text: string, write: (s: string) => void): void {
   const msg = text.replace(/^error:\s*/i, "").replace(/\s+/g, " ").trim().replace(/\.+$/, "");
-  write(`lifeboat: ${msg}. Run \`lifeboat --help\` for usage\n`);
+  write(redactLine(`lifeboat: ${msg}. Run \`lifeboat --help\` for usage`) + "\n");
 }
 
 /** Builds the commander program; `done` receives the chosen command's exit code. */
@@ -134,12 +151,17 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     .option(allowEmpty, allowEmptyHelp)
     .argument("[cmd...]", "the app to run as a child, after --")
     .passThroughOptions()
-    .action((cmd: string[], f: Flags) => done(execute(f, cmd, watchCmd, env)));
+    .action((cmd: string[], f: Flags) => {
+      // From here on a signal waits for watch (which forwards it) instead of ending lifeboat.
+      holdSignals();
+      done(execute(f, cmd, watchCmd, env));
+    });
   return p;
 }
 
 /** Runs lifeboat with `args` (without the program name); resolves with the exit code. */
 export async function main(args: string[], env: Env = Deno.env.toObject()): Promise<number> {
+  addSecretsFromEnv(env);
   let result: Promise<number> | undefined;
   const p = program(env, (code) => (result = code));
   try {
@@ -149,7 +171,7 @@ export async function main(args: string[], env: Env = Deno.env.toObject()): Prom
       const ok = ["commander.helpDisplayed", "commander.version", "commander.help"];
       return ok.includes(err.code) ? 0 : EXIT_USAGE;
     }
-    console.error(`lifeboat: ${oneLine(err)}`);
+    printLine(`lifeboat: ${oneLine(err)}`);
     return exitCodeOf(err);
   }
   if (!result) {

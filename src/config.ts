@@ -1,7 +1,7 @@
 /** Turns flags and environment variables into one validated Config (flags win over env). */
 import { isAbsolute, resolve } from "node:path";
 import type { LogLevel } from "@logtape/logtape";
-import { parseDuration } from "./duration.ts";
+import { exactDuration, parseDuration } from "./duration.ts";
 import { configError } from "./errors.ts";
 import type { LogSettings } from "./log.ts";
 import type { ListenAddr } from "./metrics.ts";
@@ -50,6 +50,10 @@ export interface Config {
   retryBaseMs: number;
   /** Upper bound for the final backup on shutdown, in milliseconds. */
   shutdownTimeoutMs: number;
+  /** How long the app may take to exit after a forwarded SIGTERM/SIGINT before it gets SIGKILL. */
+  appStopTimeoutMs: number;
+  /** On a fly.io release machine (RELEASE_COMMAND set): no restore, no upload. */
+  releaseCommand: boolean;
   /** `watch` serves Prometheus metrics here (LIFEBOAT_METRICS_ADDR); undefined: no endpoint. */
   metricsAddr?: ListenAddr;
   log: LogSettings;
@@ -75,6 +79,14 @@ export const FLY_TOKEN_FILE = "/.fly/oidc_token";
 /** fly.io's machine API socket, which mints OIDC tokens on request. */
 export const FLY_API_SOCKET = "/.fly/api";
 const MIN_INTERVAL_MS = 1000;
+const HOUR = 3_600_000;
+/** Upper bounds: beyond them a value is a mistake (and a timer beyond 2^31 ms would overflow). */
+const MAX_INTERVAL_MS = 24 * HOUR;
+const MAX_STOP_MS = HOUR;
+const MAX_S3_TIMEOUT_MS = 10 * 60_000;
+/** Defaults: app stop + final backup + a margin fit fly.toml's kill_timeout (45s). */
+const DEFAULT_APP_STOP = "10s";
+const DEFAULT_SHUTDOWN = "30s";
 const LEVELS: Record<string, LogLevel> = {
   trace: "trace",
   debug: "debug",
@@ -193,13 +205,17 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
   return n;
 }
 
-function duration(name: string, raw: string, minMs: number): number {
+/** Parses a duration within [minMs, maxMs]; throws a config error naming the bounds. */
+function duration(name: string, raw: string, minMs: number, maxMs: number): number {
   const ms = parseDuration(raw);
   if (ms === undefined) {
     throw configError(`${name} ${JSON.stringify(raw)} is not a duration`, "Use e.g. 30s, 5m or 1h");
   }
   if (ms < minMs) {
-    throw configError(`${name} ${raw} is too short`, `Use at least ${minMs / 1000}s`);
+    throw configError(`${name} ${raw} is too short`, `Use at least ${exactDuration(minMs)}`);
+  }
+  if (ms > maxMs) {
+    throw configError(`${name} ${raw} is too long`, `Use at most ${exactDuration(maxMs)}`);
   }
   return ms;
 }
@@ -361,7 +377,12 @@ export function s3Options(env: Env): S3Options {
     partSize: int(env, "LIFEBOAT_S3_PART_SIZE_MB", 8, 5, 512) * 1024 * 1024,
     queueSize: int(env, "LIFEBOAT_S3_CONCURRENCY", 4, 1, 16),
     maxAttempts: int(env, "LIFEBOAT_S3_MAX_ATTEMPTS", 3, 1, 10),
-    timeoutMs: duration("LIFEBOAT_S3_TIMEOUT", env.LIFEBOAT_S3_TIMEOUT || "30s", 100),
+    timeoutMs: duration(
+      "LIFEBOAT_S3_TIMEOUT",
+      env.LIFEBOAT_S3_TIMEOUT || "30s",
+      100,
+      MAX_S3_TIMEOUT_MS,
+    ),
     ...(role ? { role } : {}),
     ...(keys ? { keys } : {}),
   };
@@ -442,7 +463,8 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
     throw configError("no store given", "Pass --url s3://BUCKET/PREFIX or set LIFEBOAT_URL");
   }
   const intervalRaw = flags.interval ?? env.LIFEBOAT_INTERVAL ?? "5m";
-  const shutdownRaw = env.LIFEBOAT_SHUTDOWN_TIMEOUT || "30s";
+  const shutdownRaw = env.LIFEBOAT_SHUTDOWN_TIMEOUT || DEFAULT_SHUTDOWN;
+  const appStopRaw = env.LIFEBOAT_APP_STOP_TIMEOUT || DEFAULT_APP_STOP;
   return {
     db: resolve(dbRaw),
     store: parseStoreUrl(urlRaw, Deno.cwd(), env.BUCKET_NAME),
@@ -450,6 +472,7 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
       flags.interval ? "--interval" : "LIFEBOAT_INTERVAL",
       intervalRaw,
       MIN_INTERVAL_MS,
+      MAX_INTERVAL_MS,
     ),
     force: flags.force ?? false,
     allowEmpty: flags.allowEmpty ?? bool(env, "LIFEBOAT_ALLOW_EMPTY", false),
@@ -458,7 +481,10 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
     s3: s3Options(env),
     restoreAttempts: int(env, "LIFEBOAT_RESTORE_ATTEMPTS", 5, 1, 100),
     retryBaseMs: 500,
-    shutdownTimeoutMs: duration("LIFEBOAT_SHUTDOWN_TIMEOUT", shutdownRaw, 1000),
+    shutdownTimeoutMs: duration("LIFEBOAT_SHUTDOWN_TIMEOUT", shutdownRaw, 1000, MAX_STOP_MS),
+    appStopTimeoutMs: duration("LIFEBOAT_APP_STOP_TIMEOUT", appStopRaw, 100, MAX_STOP_MS),
+    // fly.io sets RELEASE_COMMAND=1 on the temporary machine that runs fly.toml's release_command.
+    releaseCommand: (env.RELEASE_COMMAND ?? "") !== "",
     ...(env.LIFEBOAT_METRICS_ADDR
       ? { metricsAddr: parseListenAddr(env.LIFEBOAT_METRICS_ADDR) }
       : {}),

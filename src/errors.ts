@@ -19,6 +19,18 @@ export class LifeboatError extends Error {
   }
 }
 
+/**
+ * A failure worth retrying (a server error, a timeout) that still reads as one line with a hint.
+ * Not a LifeboatError: `retry()` keeps retrying it, and callers may wrap it in their context.
+ */
+export class TransientError extends Error {
+  /** Builds an error shown as `message. hint` by `oneLine`, keeping the cause for debugging. */
+  constructor(message: string, readonly hint: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = "TransientError";
+  }
+}
+
 /** Returns a configuration error (exit code 2) with its fix. */
 export function configError(message: string, hint: string): LifeboatError {
   return new LifeboatError(message, hint, EXIT_USAGE);
@@ -31,8 +43,9 @@ export function operationError(message: string, hint: string, cause?: unknown): 
 
 /** Renders any thrown value as one line: message, then the hint; never a stack trace. */
 export function oneLine(err: unknown): string {
-  if (err instanceof LifeboatError) {
-    const text = err.hint ? `${err.message}. ${err.hint}` : err.message;
+  if (err instanceof LifeboatError || err instanceof TransientError) {
+    // A message that ends in a full stop (as servers' do) gets no second one before the hint.
+    const text = err.hint ? `${err.message.replace(/[.\s]+$/, "")}. ${err.hint}` : err.message;
     return flatten(text);
   }
   if (err instanceof Error) return flatten(`${err.name}: ${err.message}`);

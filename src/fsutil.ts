@@ -1,5 +1,7 @@
 /** Small file-system helpers with the durability guarantees backups need. */
 import { createHash } from "node:crypto";
+import { statfs } from "node:fs/promises";
+import { operationError } from "./errors.ts";
 
 /** Flushes a file's data and metadata to disk; throws if the file cannot be opened. */
 export async function fsyncFile(path: string): Promise<void> {
@@ -111,7 +113,8 @@ function withinIdle<T>(read: Promise<T>, idleMs?: number): Promise<T> {
 
 /** True when `err` is the operating system's "no space left on device" (ENOSPC). */
 export function isDiskFull(err: unknown): boolean {
-  return err instanceof Error && /os error 28|No space left on device|ENOSPC/i.test(err.message);
+  return err instanceof Error &&
+    /os error 28|No space left on device|ENOSPC|database or disk is full/i.test(err.message);
 }
 
 /**
@@ -135,4 +138,33 @@ export async function hashAndSyncFile(
   }
   await f.sync();
   return { sha256: hash.digest("hex"), size };
+}
+
+const MiB = 1024 * 1024;
+/** Room left for the app's own writes after a copy: 64 MiB, or a tenth of a smaller disk. */
+function marginFor(capacity: number): number {
+  return Math.min(64 * MiB, Math.floor(capacity / 10));
+}
+
+/**
+ * Throws an operation error (exit 1) that says "disk" when writing `bytes` more into `dir` would
+ * leave less than the margin free there; call it before writing anything. `what` names the
+ * copy. Where free space cannot be read it returns and the write goes ahead.
+ */
+export async function ensureFreeSpace(dir: string, bytes: number, what: string): Promise<void> {
+  let fs;
+  try {
+    fs = await statfs(dir);
+  } catch {
+    return;
+  }
+  const free = fs.bavail * fs.bsize;
+  const margin = marginFor(fs.blocks * fs.bsize);
+  if (free - bytes >= margin) return;
+  const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
+  throw operationError(
+    `not enough disk space for ${what}: it needs about ${mib(bytes)} and ${dir} has ` +
+      `${mib(free)} free; lifeboat leaves ${mib(margin)} of the disk to the app's own writes`,
+    "Free disk space or give the machine a bigger disk; nothing was written",
+  );
 }

@@ -8,6 +8,7 @@ import {
   reset,
   type Sink,
 } from "@logtape/logtape";
+import { redactLine } from "./redact.ts";
 
 /** How log lines are written. */
 export interface LogSettings {
@@ -55,13 +56,16 @@ export function jsonLine(record: LogRecord): string {
 
 const encoder = new TextEncoder();
 
+/** Writes one line to stderr, whole, after removing every known secret (see redact.ts). */
+export function printLine(line: string): void {
+  const bytes = encoder.encode(redactLine(line) + "\n");
+  for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
+}
+
 /** Sets up logging for this process; safe to call again (the last call wins). */
 export async function setupLogging(settings: LogSettings): Promise<void> {
   const format = settings.format === "json" ? jsonLine : textLine;
-  const stderr: Sink = (record) => {
-    const bytes = encoder.encode(format(record) + "\n");
-    for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
-  };
+  const stderr: Sink = (record) => printLine(format(record));
   await reset();
   await configure({
     reset: true,

@@ -1,5 +1,6 @@
 /** Runs the app as a child process: inherited stdio, forwarded signals, its exit code back. */
 import { configError } from "./errors.ts";
+import { signalExitCode } from "./signals.ts";
 
 /** A running child. */
 export interface Child {
@@ -9,16 +10,6 @@ export interface Child {
   /** Sends a signal; ignored if the child already exited. */
   signal(sig: Deno.Signal): void;
 }
-
-const SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGUSR2: 12,
-  SIGTERM: 15,
-};
 
 /** Starts `cmd` with the parent's stdio; throws a config error if the program cannot be found. */
 export function startChild(cmd: string[]): Child {
@@ -42,7 +33,8 @@ export function startChild(cmd: string[]): Child {
   let exited = false;
   const exitCode = proc.status.then((s) => {
     exited = true;
-    return s.signal ? 128 + (SIGNAL_NUMBERS[s.signal] ?? 0) : s.code;
+    // 128 + N for every signal N, as a shell reports it.
+    return s.signal ? signalExitCode(s.signal) : s.code;
   });
   return {
     pid: proc.pid,
@@ -57,22 +49,3 @@ export function startChild(cmd: string[]): Child {
     },
   };
 }
-
-/** Where shutdown signals come from (the process, or a test). */
-export interface SignalSource {
-  /** Calls `fn` on every SIGTERM or SIGINT until the returned function is called. */
-  onShutdown(fn: (sig: Deno.Signal) => void): () => void;
-}
-
-/** The process's own SIGTERM and SIGINT. */
-export const processSignals: SignalSource = {
-  onShutdown(fn) {
-    const sigs: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-    const handlers = sigs.map((sig) => {
-      const h = () => fn(sig);
-      Deno.addSignalListener(sig, h);
-      return [sig, h] as const;
-    });
-    return () => handlers.forEach(([sig, h]) => Deno.removeSignalListener(sig, h));
-  },
-};

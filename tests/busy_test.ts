@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { systemClock } from "../src/clock.ts";
 import { backupOnce } from "../src/commands/backup.ts";
 import { FileStore } from "../src/store/file.ts";
-import { baseEnv, ROOT, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { baseEnv, ROOT, runLifeboat, spawnLifeboat, startUntil } from "./helpers/cli.ts";
 import { growDb, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
 
 const MB = Number(Deno.env.get("LIFEBOAT_BUSY_MB") ?? "200");
@@ -14,18 +14,12 @@ const BACKUPS = Number(Deno.env.get("LIFEBOAT_BUSY_BACKUPS") ?? "20");
 
 /** Starts the fixture writer on `db` and resolves once it is committing. */
 async function startWriter(db: string) {
-  const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/tests/fixtures/writer.ts`, db],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("writer ready")) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error("writer exited early");
-    out += value;
-  }
+  const started = await startUntil(
+    [Deno.execPath(), "run", "-A", `${ROOT}/tests/fixtures/writer.ts`, db],
+    "writer ready",
+  );
+  const { proc, reader: lines } = started;
+  let out = started.seen;
   return {
     async stop(): Promise<number> {
       proc.kill("SIGTERM");

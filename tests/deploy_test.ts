@@ -164,16 +164,18 @@ Deno.test("Dockerfile: the image starts `lifeboat watch -- example-app`; a `life
   assert.deepEqual(only.steps, [{ keyword: "COPY", args: "--from=build /lifeboat /lifeboat" }]);
 });
 
-Deno.test("fly.toml: SIGTERM, and a kill_timeout that fits the final backup with a margin", () => {
+Deno.test("fly.toml: SIGTERM, and a kill_timeout that fits the app's stop, then the final backup, with a margin", () => {
   assert.equal(fly.kill_signal, "SIGTERM");
   const raw = fly.kill_timeout;
   const killMs = typeof raw === "number" ? raw * 1000 : parseDuration(String(raw));
   assert.ok(killMs !== undefined, `kill_timeout ${raw} is a duration`);
   const cfg = loadConfig({}, fly.env);
-  const margin = 10_000; // the app's own shutdown, process exit, fly's own slack
+  const margin = 5_000; // process exit, fly's own slack
+  const needed = cfg.appStopTimeoutMs + cfg.shutdownTimeoutMs + margin;
   assert.ok(
-    killMs >= cfg.shutdownTimeoutMs + margin,
-    `kill_timeout ${raw} < LIFEBOAT_SHUTDOWN_TIMEOUT ${cfg.shutdownTimeoutMs} ms + ${margin} ms`,
+    killMs >= needed,
+    `kill_timeout ${raw} < LIFEBOAT_APP_STOP_TIMEOUT ${cfg.appStopTimeoutMs} ms + ` +
+      `LIFEBOAT_SHUTDOWN_TIMEOUT ${cfg.shutdownTimeoutMs} ms + ${margin} ms`,
   );
   assert.ok(killMs <= 300_000, "shared-CPU machines allow at most 300 s");
 });

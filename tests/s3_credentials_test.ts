@@ -184,17 +184,21 @@ Deno.test("tokenClaims reads sub, aud and iss, and nothing from a non-JWT", () =
   assert.deepEqual(tokenClaims("not a token"), {});
 });
 
-Deno.test("error mapping: permanent failures become LifeboatErrors, transient ones stay", () => {
+Deno.test("error mapping: permanent failures become LifeboatErrors, transient ones stay retryable", () => {
   const ctx = { op: "PutObject", bucket: "b-1", prefix: "p" } as const;
   const err = (name: string, status = 400) =>
     Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } });
   for (const code of ["NoSuchBucket", "AccessDenied", "ExpiredToken", "InvalidAccessKeyId"]) {
     assert.ok(mapS3Error(err(code), ctx) instanceof LifeboatError, code);
   }
-  for (const code of ["SlowDown", "InternalError", "RequestTimeout", "NoSuchKey"]) {
+  for (const code of ["SlowDown", "InternalError", "RequestTimeout", "AbortError"]) {
     const e = err(code, 503);
-    assert.equal(mapS3Error(e, ctx), e, code);
+    const mapped = mapS3Error(e, ctx);
+    assert.ok(!(mapped instanceof LifeboatError), `${code} must stay retryable`);
+    assert.equal((mapped as Error).cause, e, code);
   }
+  const unknown = err("NoSuchKey", 404);
+  assert.equal(mapS3Error(unknown, ctx), unknown);
   const kms = Object.assign(err("AccessDenied", 403), {
     message: "User: arn:aws:sts::123456789012:assumed-role/r/s is not authorized to perform: " +
       "kms:GenerateDataKey on resource: arn:aws:kms:eu-west-1:123456789012:key/k",

@@ -3,7 +3,8 @@ import { dirname } from "node:path";
 import type { Clock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
 import { LifeboatError, oneLine, operationError } from "../errors.ts";
-import { isDiskFull, statIfExists } from "../fsutil.ts";
+import { restoreTarget } from "../dbfile.ts";
+import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { downloadAndVerify, installDatabase, type Verified } from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
@@ -66,8 +67,7 @@ export async function restoreDatabase(
 ): Promise<RestoreResult> {
   const started = deps.clock.now();
   const elapsed = () => deps.clock.now() - started;
-  const existing = await statIfExists(o.db);
-  if (existing && !o.force) {
+  if ((await restoreTarget(o.db, o.force)) === "keep") {
     log.info("database {db} exists, restore skipped", { event: "restore_skipped", db: o.db });
     return { outcome: "exists", ms: elapsed() };
   }

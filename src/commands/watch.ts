@@ -8,7 +8,8 @@ import { statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
 import { isWalMode } from "../snapshot/snapshot.ts";
-import { type Child, type SignalSource, startChild } from "../supervisor.ts";
+import { FORWARDED_SIGNALS, SHUTDOWN_SIGNALS, type SignalSource } from "../signals.ts";
+import { type Child, startChild } from "../supervisor.ts";
 import { backupOnce, type BackupOptions, type BackupResult, type BackupState } from "./backup.ts";
 import {
   restoreDatabase,
@@ -27,6 +28,10 @@ export interface WatchOptions extends BackupOptions, RestoreOptions {
   command: string[];
   /** Upper bound for the final backup. */
   shutdownTimeoutMs: number;
+  /** How long the app may take to exit after a forwarded SIGTERM/SIGINT; then SIGKILL. */
+  appStopTimeoutMs: number;
+  /** On a fly.io release machine: run the app only, no restore, no backup. */
+  releaseCommand?: boolean;
 }
 
 /** What watch touches outside itself. */
@@ -44,47 +49,17 @@ export interface WatchDeps extends RestoreDeps {
  * Restores (throwing, before anything starts, if that fails), then supervises. Resolves with
  * the exit code: the child's, or 0 without a child; 1 when the final backup failed and the
  * child exited 0. Backups never overlap; a failed periodic backup is logged and retried at the
- * next tick.
+ * next tick. Signals are taken over before the restore: SIGTERM/SIGINT stop (and are forwarded),
+ * every other catchable signal is forwarded to the app. An app still running
+ * `appStopTimeoutMs` after a forwarded stop signal gets SIGKILL, and the final backup runs.
  */
 export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
-  const metrics = deps.metrics ?? new Metrics(deps.clock, o);
-  const restoreStarted = deps.clock.now();
-  let restored: RestoreResult;
-  try {
-    restored = await restoreDatabase(o, deps);
-  } catch (err) {
-    metrics.restored({ outcome: "failed", ms: deps.clock.now() - restoreStarted });
-    throw err;
-  }
-  metrics.restored(restored);
-  if (restored.outcome === "restored") {
-    warnIfOverBudget(o, restored.ms, "the restore (a backup moves the same bytes)");
-  }
-  // After a fallback (the newest backup failed verification) the restored data is not the
-  // store's newest: the first backup must upload it, even unchanged, so a sound one sorts first.
-  const state: BackupState = {
-    lastSha256: restored.key === restored.newestKey ? restored.sha256 : undefined,
-    knownNewest: restored.newestKey,
-  };
-  let walChecked = false;
-  const warnIfNotWal = async () => {
-    if (walChecked || !(await statIfExists(o.db))?.size) return;
-    walChecked = true;
-    if (!(await isWalMode(o.db))) {
-      log.warn(
-        "{db} is not in WAL mode: each backup holds a read lock that the app's writers wait on. " +
-          "Run PRAGMA journal_mode=WAL once (it persists) to back up without blocking writers",
-        { event: "not_wal", db: o.db },
-      );
-    }
-  };
-  await warnIfNotWal();
-
   const stopping = new AbortController();
   let inflight: AbortController | undefined;
   let child: Child | undefined;
   let childCode: number | undefined;
-  const removeSignals = deps.signals.onShutdown((sig) => {
+  const removeSignals = deps.signals.onSignal((sig) => {
+    if (!SHUTDOWN_SIGNALS.includes(sig)) return forward(sig, child);
     log.info("received {sig}, shutting down{forward}", {
       event: "signal",
       sig,
@@ -92,10 +67,39 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     });
     if (child) child.signal(sig);
     else inflight?.abort(new Error(`${sig} received`));
-    stopping.abort();
+    stopping.abort(sig);
   });
-
   try {
+    if (o.releaseCommand) return await runReleaseCommand(o, deps);
+    const metrics = deps.metrics ?? new Metrics(deps.clock, o);
+    const restored = await restoreFor(o, deps, metrics);
+    // After a fallback (the newest backup failed verification) the restored data is not the
+    // store's newest: the first backup must upload it, even unchanged, so a sound one sorts first.
+    const state: BackupState = {
+      lastSha256: restored.key === restored.newestKey ? restored.sha256 : undefined,
+      knownNewest: restored.newestKey,
+    };
+    let walChecked = false;
+    const warnIfNotWal = async () => {
+      if (walChecked || !(await statIfExists(o.db))?.size) return;
+      walChecked = true;
+      if (!(await isWalMode(o.db))) {
+        log.warn(
+          "{db} is not in WAL mode: each backup holds a read lock that the app's writers wait on. " +
+            "Run PRAGMA journal_mode=WAL once (it persists) to back up without blocking writers",
+          { event: "not_wal", db: o.db },
+        );
+      }
+    };
+    await warnIfNotWal();
+    if (stopping.signal.aborted) {
+      log.info("{sig} arrived during the restore: not starting the app", {
+        event: "stopped_before_start",
+        sig: stopping.signal.reason,
+      });
+      return 0;
+    }
+
     if (o.command.length > 0) {
       child = (deps.spawn ?? startChild)(o.command);
       log.info("started {cmd} (pid {pid}); backing up every {interval}", {
@@ -121,15 +125,21 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       await deps.clock.sleep(o.interval, stopping.signal);
       if (stopping.signal.aborted) break;
       inflight = new AbortController();
+      const finished = new AbortController();
+      const alarm = alarmWhileRunning(o, deps, metrics, finished.signal);
       await backupIfPresent(o, deps, metrics, state, inflight.signal, false);
+      finished.abort();
+      await alarm;
       await warnIfNotWal();
       inflight = undefined;
       if (!stopping.signal.aborted) errorIfStale(o, metrics);
     }
 
-    if (child) childCode = await child.exitCode;
+    if (child) {
+      childCode = await stopApp(child, o, deps);
+      log.info("the app exited with code {code}", { event: "child_exited", code: childCode });
+    }
     const code = childCode ?? 0;
-    if (child) log.info("the app exited with code {code}", { event: "child_exited", code });
 
     const finalOk = await backupIfPresent(
       o,
@@ -142,6 +152,91 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     return code === 0 && !finalOk ? 1 : code;
   } finally {
     removeSignals();
+  }
+}
+
+/** Passes a signal lifeboat does not act on to the app; without an app it is logged and ignored. */
+function forward(sig: Deno.Signal, child: Child | undefined): void {
+  if (!FORWARDED_SIGNALS.includes(sig)) return;
+  if (child) {
+    log.debug("forwarded {sig} to the app (pid {pid})", {
+      event: "forwarded",
+      sig,
+      pid: child.pid,
+    });
+    child.signal(sig);
+  } else {
+    log.info("received {sig}; no app to pass it to, ignored", { event: "signal_ignored", sig });
+  }
+}
+
+/** Runs the restore and records its outcome; rethrows its failure. */
+async function restoreFor(o: WatchOptions, deps: WatchDeps, metrics: Metrics) {
+  const started = deps.clock.now();
+  let restored: RestoreResult;
+  try {
+    restored = await restoreDatabase(o, deps);
+  } catch (err) {
+    metrics.restored({ outcome: "failed", ms: deps.clock.now() - started });
+    throw err;
+  }
+  metrics.restored(restored);
+  if (restored.outcome === "restored") {
+    warnIfOverBudget(o, restored.ms, "the restore (a backup moves the same bytes)");
+  }
+  return restored;
+}
+
+/**
+ * On a fly.io release machine (RELEASE_COMMAND set): runs the app alone. A restore there would
+ * run the migration on a copy, and an upload would fork the database the live machine writes.
+ */
+async function runReleaseCommand(o: WatchOptions, deps: WatchDeps): Promise<number> {
+  log.info(
+    "RELEASE_COMMAND is set (a fly.io release machine): running {cmd} without restore or backup; " +
+      "run migrations in the app's start command instead",
+    { event: "release_command", cmd: o.command.join(" ") || "nothing" },
+  );
+  if (o.command.length === 0) return 0;
+  return await (deps.spawn ?? startChild)(o.command).exitCode;
+}
+
+/**
+ * Waits for the app to exit; once it has been asked to stop, gives it `appStopTimeoutMs`, then
+ * sends SIGKILL. Resolves with its exit code.
+ */
+async function stopApp(child: Child, o: WatchOptions, deps: WatchDeps): Promise<number> {
+  const exited = new AbortController();
+  const code = child.exitCode.finally(() => exited.abort());
+  await deps.clock.sleep(o.appStopTimeoutMs, exited.signal);
+  if (!exited.signal.aborted) {
+    log.error(
+      "the app (pid {pid}) did not exit within {budget} of the stop signal " +
+        "(LIFEBOAT_APP_STOP_TIMEOUT): killing it (SIGKILL) to keep time for the final backup",
+      { event: "app_killed", pid: child.pid, budget: formatDuration(o.appStopTimeoutMs) },
+    );
+    child.signal("SIGKILL");
+  }
+  return await code;
+}
+
+/**
+ * While a periodic backup runs, repeats the stale-backup check every interval until `done`,
+ * from two intervals after it started: a backup that is merely slow (it finishes within two
+ * intervals) raises nothing; one that hangs is counted, not waited for.
+ */
+async function alarmWhileRunning(
+  o: WatchOptions,
+  deps: WatchDeps,
+  metrics: Metrics,
+  done: AbortSignal,
+): Promise<void> {
+  const started = deps.clock.now();
+  await deps.clock.sleep(o.interval, done);
+  for (;;) {
+    await deps.clock.sleep(o.interval, done);
+    if (done.aborted) return;
+    errorIfStale(o, metrics, deps.clock.now() - started);
   }
 }
 
@@ -217,8 +312,11 @@ function warnIfOverBudget(o: WatchOptions, ms: number, what: string): void {
   );
 }
 
-/** Logs an error when the database has not matched a backup for more than two intervals. */
-function errorIfStale(o: WatchOptions, metrics: Metrics): void {
+/**
+ * Logs an error when the database has not matched a backup for more than two intervals;
+ * `runningMs` is how long the backup still in flight has been running, if one is.
+ */
+function errorIfStale(o: WatchOptions, metrics: Metrics, runningMs?: number): void {
   const age = metrics.backupAgeMs();
   if (age <= 2 * o.interval) return;
   log.error(
@@ -229,7 +327,11 @@ function errorIfStale(o: WatchOptions, metrics: Metrics): void {
       ms: age,
       age: formatDuration(age),
       interval: formatDuration(o.interval),
-      why: metrics.lastProblem ? ` (last: ${metrics.lastProblem})` : "",
+      why: runningMs !== undefined
+        ? ` (a backup has been running for ${formatDuration(runningMs)} without finishing)`
+        : metrics.lastProblem
+        ? ` (last: ${metrics.lastProblem})`
+        : "",
     },
   );
 }

@@ -1,5 +1,6 @@
 /** Turning a downloaded backup into the live database file, only once it is proven sound. */
 import { basename, dirname } from "node:path";
+import { assertNotInUse } from "../dbfile.ts";
 import { fsyncDir, removeIfExists, statIfExists, writeStreamHashed } from "../fsutil.ts";
 import type { OpenedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
@@ -28,12 +29,14 @@ export async function downloadAndVerify(backup: OpenedBackup, tmp: string): Prom
 /**
  * Atomically replaces `db` with the verified file `tmp` (same directory), first removing any
  * stale `-wal`/`-shm` that would otherwise be replayed onto the restored database. The result
- * has mode 0600, or the replaced database's mode.
+ * has mode 0600, or the replaced database's mode. Throws (exit 1), changing nothing, when
+ * another process has `db` open.
  */
 export async function installDatabase(tmp: string, db: string): Promise<void> {
   if (dirname(tmp) !== dirname(db)) throw new Error(`${basename(tmp)} is not beside ${db}`);
   // Keep the mode of a database being replaced (--force); a new one stays private (0600).
   const old = await statIfExists(db);
+  if (old?.size) assertNotInUse(db); // an app that opened it during the download
   if (old?.mode != null) await Deno.chmod(tmp, old.mode & 0o777);
   await removeIfExists(`${db}-wal`);
   await removeIfExists(`${db}-shm`);

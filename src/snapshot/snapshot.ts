@@ -1,6 +1,8 @@
 /** Consistent copies of a live SQLite database, and checks that a file is a sound database. */
+import { dirname } from "node:path";
+import { exactDuration } from "../duration.ts";
 import { configError, operationError } from "../errors.ts";
-import { hashAndSyncFile } from "../fsutil.ts";
+import { ensureFreeSpace, hashAndSyncFile, isDiskFull, statIfExists } from "../fsutil.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
 /** What a finished snapshot file is: its checksum, size and page geometry. */
@@ -12,6 +14,8 @@ export interface SnapshotInfo {
 }
 
 const HEADER = new TextEncoder().encode("SQLite format 3\0");
+/** How long a snapshot waits for its read lock before it fails (the app holds the database). */
+export const SNAPSHOT_LOCK_TIMEOUT_MS = 10_000;
 
 /** Reads the first 100 bytes of a file, or fewer if it is shorter. */
 async function readHeader(path: string): Promise<Uint8Array> {
@@ -91,8 +95,9 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
 /**
  * Copies `db` into `out` with SQLite's online backup API (off the main thread), checks the copy
  * with `quick_check`, fsyncs it and hashes it. Throws (exit 1) if the copy fails or is damaged,
- * a config error if `db` is not a SQLite database; `out` may be left behind on failure and is
- * the caller's to remove.
+ * if the read lock is not granted within SNAPSHOT_LOCK_TIMEOUT_MS, or, before writing anything,
+ * if the copy would leave the disk nearly full; a config error if `db` is not a SQLite database.
+ * `out` may be left behind on failure and is the caller's to remove.
  */
 export async function takeSnapshot(
   db: string,
@@ -100,9 +105,31 @@ export async function takeSnapshot(
   signal?: AbortSignal,
 ): Promise<SnapshotInfo> {
   await assertSqliteFile(db);
+  // The copy is at most the database plus its WAL: never let it fill the app's disk.
+  const size = async (p: string) => (await statIfExists(p))?.size ?? 0;
+  await ensureFreeSpace(
+    dirname(out),
+    (await size(db)) + (await size(`${db}-wal`)),
+    `a snapshot of ${db}`,
+  );
   // Created private before SQLite writes a byte into it: backups can hold sensitive data.
   await Deno.writeFile(out, new Uint8Array(), { createNew: true, mode: 0o600 });
-  const copied = await runWorker({ op: "snapshot", db, out }, signal);
+  const lockTimeoutMs = SNAPSHOT_LOCK_TIMEOUT_MS;
+  const copied = await runWorker({ op: "snapshot", db, out, lockTimeoutMs }, signal);
+  if (!copied.ok && copied.locked) {
+    throw operationError(
+      `snapshot of ${db} could not get a read lock within ${exactDuration(lockTimeoutMs)}: ` +
+        "another connection keeps the database locked (PRAGMA locking_mode=EXCLUSIVE, or a " +
+        "write transaction that does not end)",
+      "Nothing was uploaded; let the app use locking_mode=NORMAL and short transactions",
+    );
+  }
+  if (!copied.ok && isDiskFull(new Error(copied.error))) {
+    throw operationError(
+      `no disk space for the snapshot of ${db} in ${dirname(out)} (${copied.error})`,
+      "Free disk space or give the machine a bigger disk; nothing was uploaded",
+    );
+  }
   if (!copied.ok) {
     throw operationError(
       `snapshot of ${db} failed: ${copied.error}`,

@@ -7,14 +7,14 @@ import { backup, DatabaseSync } from "node:sqlite";
 
 /** A request to the worker. */
 export type WorkerRequest =
-  | { op: "snapshot"; db: string; out: string }
+  | { op: "snapshot"; db: string; out: string; lockTimeoutMs: number }
   | { op: "verify"; path: string };
 
 /** The worker's answer: the file's page geometry and (for verify) quick_check's verdict, or an
  * error message. */
 export type WorkerResponse =
   | { ok: true; pageSize: number; pageCount: number; check: string }
-  | { ok: false; error: string };
+  | { ok: false; error: string; locked?: boolean };
 
 function pageInfo(db: DatabaseSync): { pageSize: number; pageCount: number } {
   const pageSize = Number(
@@ -41,12 +41,38 @@ function withReadOnly<T>(path: string, fn: (db: DatabaseSync) => T): T {
   }
 }
 
-async function snapshot(dbPath: string, out: string): Promise<WorkerResponse> {
-  const src = new DatabaseSync(dbPath, { readOnly: true, timeout: 10_000 });
+/** True when a rollback journal with content lies beside `db` (possibly hot: the app died). */
+function hasJournal(db: string): boolean {
   try {
-    // rate -1: copy every page in one step, inside one read transaction. A stepped backup
+    return Deno.statSync(`${db}-journal`).size > 0;
+  } catch {
+    return false;
+  }
+}
+
+async function snapshot(
+  dbPath: string,
+  out: string,
+  lockTimeoutMs: number,
+): Promise<WorkerResponse> {
+  // A hot rollback journal (the app died mid-transaction) must be rolled back before anyone
+  // reads: that takes a read-write connection (read-only fails with "readonly database").
+  const src = new DatabaseSync(dbPath, { readOnly: !hasJournal(dbPath), timeout: lockTimeoutMs });
+  try {
+    // Take the read lock first, within SQLite's busy timeout: the backup API itself retries a
+    // busy source forever (an app with locking_mode=EXCLUSIVE would hang it).
+    try {
+      src.exec("BEGIN");
+      src.prepare("SELECT count(*) FROM sqlite_master").get();
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      if (/locked|busy/i.test(error)) return { ok: false, error, locked: true };
+      throw err;
+    }
+    // rate -1: copy every page in one step, inside this one read transaction. A stepped backup
     // restarts whenever another connection writes and can starve on a busy database.
     await backup(src, out, { rate: -1 });
+    src.exec("COMMIT");
   } finally {
     src.close();
   }
@@ -66,7 +92,9 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   const req = e.data;
   let res: WorkerResponse;
   try {
-    res = req.op === "snapshot" ? await snapshot(req.db, req.out) : verify(req.path);
+    res = req.op === "snapshot"
+      ? await snapshot(req.db, req.out, req.lockTimeoutMs)
+      : verify(req.path);
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
     res = { ok: false, error };

@@ -8,6 +8,7 @@
 import { fromTokenFile, fromWebToken } from "@aws-sdk/credential-providers";
 import { LifeboatError, oneLine, operationError } from "../errors.ts";
 import { logger } from "../log.ts";
+import { addSecret } from "../redact.ts";
 import { mapStsError, redact, type TokenClaims } from "./s3_errors.ts";
 
 const log = logger("credentials");
@@ -114,6 +115,8 @@ export function roleCredentials(s: RoleSettings, deps: RoleDeps = {}): MemoizedP
   let renewals = 0;
   return renewing(async () => {
     const { credentials, source } = await assumeRole(s, deps.assume);
+    addSecret(credentials.secretAccessKey);
+    addSecret(credentials.sessionToken);
     const first = renewals++ === 0;
     const text = "{what} role {role} as session {session} with the token from {source}; " +
       "credentials valid until {expires}";
@@ -144,6 +147,7 @@ async function assumeRole(
   };
   const file = await tokenFileState(s.tokenFile);
   if (file === "ok") {
+    addSecret(await Deno.readTextFile(s.tokenFile).catch(() => ""));
     try {
       const credentials = await fromTokenFile({ ...init, webIdentityTokenFile: s.tokenFile })();
       return { credentials, source: s.tokenFile };
@@ -169,6 +173,7 @@ async function assumeRole(
   }
   const source = `the fly.io machine API at ${s.flyApiSocket}`;
   const token = await mintFlyToken(s.flyApiSocket);
+  addSecret(token);
   const claims = tokenClaims(token);
   try {
     const credentials = await fromWebToken({ ...init, webIdentityToken: token })();

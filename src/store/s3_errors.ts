@@ -1,11 +1,12 @@
 /**
  * Turns AWS SDK failures (S3 and STS) into one-line LifeboatErrors a person can act on.
  * Permanent failures (access denied, missing bucket, expired or rejected credentials) become
- * LifeboatErrors, which `retry()` never retries; anything else is returned unchanged so that
- * transient failures keep being retried. No message built here ever contains a credential: only
+ * LifeboatErrors, which `retry()` never retries; server errors and timeouts become
+ * TransientErrors that say what failed, where, and what to do, and keep being retried; anything
+ * else is returned unchanged. No message built here ever contains a credential: only
  * error codes, bucket/key names, ARNs, token claims (`sub`, `aud`) and redacted server text.
  */
-import { LifeboatError, operationError } from "../errors.ts";
+import { LifeboatError, operationError, TransientError } from "../errors.ts";
 
 /** The S3 requests lifeboat makes, each with the IAM action it needs. */
 export type S3Operation =
@@ -134,6 +135,8 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
       err,
     );
   }
+  const transient = transientS3Error(err, code, ctx, where);
+  if (transient) return transient;
   if (code === "CredentialsProviderError") {
     return operationError(
       `no usable AWS credentials for ${ctx.op}${serverMessage(err)}`,
@@ -142,6 +145,41 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
     );
   }
   return err;
+}
+
+/** Server trouble and timeouts: the request may well succeed again later. */
+function transientS3Error(
+  err: unknown,
+  code: string,
+  ctx: S3ErrorContext,
+  where: string,
+): TransientError | undefined {
+  const text = serverMessage(err);
+  if (is(code, "AbortError", "TimeoutError", "RequestTimeout")) {
+    return new TransientError(
+      `S3 ${ctx.op} on ${where} was aborted: no answer within LIFEBOAT_S3_TIMEOUT (${code}${text})`,
+      "lifeboat retries it; if it persists check the network and AWS_ENDPOINT_URL_S3, or raise " +
+        "LIFEBOAT_S3_TIMEOUT for a slow link",
+      err,
+    );
+  }
+  if (is(code, "SlowDown", "Throttling", "TooManyRequests")) {
+    return new TransientError(
+      `S3 asked lifeboat to slow down on ${ctx.op} to ${where} (${code}${text})`,
+      "lifeboat backs off and retries; if it persists, lengthen LIFEBOAT_INTERVAL or check what " +
+        "else writes to the bucket",
+      err,
+    );
+  }
+  if (is(code, "InternalError", "ServiceUnavailable", "InternalServerError", "BadGateway")) {
+    return new TransientError(
+      `the S3 server failed on ${ctx.op} to ${where} (${code}${text})`,
+      "It is the server's fault, not lifeboat's: lifeboat retries; if it persists check the " +
+        "store's status page and AWS_ENDPOINT_URL_S3",
+      err,
+    );
+  }
+  return undefined;
 }
 
 /**

@@ -62,10 +62,14 @@ export function baseEnv(extra: Record<string, string> = {}): Record<string, stri
   };
 }
 
-/** The lifeboat command for `args`, with exactly `env` (nothing inherited) and piped output. */
-function lifeboatCommand(args: string[], env: Record<string, string>): Deno.Command {
-  return new Deno.Command(LIFEBOAT_CMD[0], {
-    args: [...LIFEBOAT_CMD.slice(1), ...args],
+/**
+ * The lifeboat command for `args`, with exactly `env` (nothing inherited) and piped output;
+ * `wrap` runs it under another program (`bash -c 'ulimit …; exec "$@"' bash`, `unshare …`).
+ */
+function lifeboatCommand(args: string[], env: Record<string, string>, wrap: string[] = []) {
+  const cmd = [...wrap, ...LIFEBOAT_CMD, ...args];
+  return new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
     env: cleanEnv(env),
     clearEnv: true,
     stdin: "null",
@@ -93,9 +97,13 @@ export async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGener
   if (buf) yield buf;
 }
 
-/** Runs `lifeboat ARGS` to completion with exactly `env` (nothing inherited). */
-export async function runLifeboat(args: string[], env: Record<string, string>): Promise<RunResult> {
-  const out = await lifeboatCommand(args, env).output();
+/** Runs `lifeboat ARGS` to completion with exactly `env` (nothing inherited), under `wrap`. */
+export async function runLifeboat(
+  args: string[],
+  env: Record<string, string>,
+  wrap: string[] = [],
+): Promise<RunResult> {
+  const out = await lifeboatCommand(args, env, wrap).output();
   const stderr = new TextDecoder().decode(out.stderr);
   return {
     code: out.code,
@@ -118,9 +126,13 @@ export interface RunningLifeboat {
   done(): Promise<RunResult>;
 }
 
-/** Starts `lifeboat ARGS` in the background with exactly `env`. */
-export function spawnLifeboat(args: string[], env: Record<string, string>): RunningLifeboat {
-  const proc = lifeboatCommand(args, env).spawn();
+/** Starts `lifeboat ARGS` in the background with exactly `env`, under `wrap`. */
+export function spawnLifeboat(
+  args: string[],
+  env: Record<string, string>,
+  wrap: string[] = [],
+): RunningLifeboat {
+  const proc = lifeboatCommand(args, env, wrap).spawn();
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   const pump = async (stream: ReadableStream<Uint8Array>, sink: string[]) => {
@@ -182,4 +194,25 @@ export function spawnLifeboat(args: string[], env: Record<string, string>): Runn
 
 function cleanEnv(env: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ""));
+}
+
+/**
+ * Starts `cmd` (stdout piped, stderr inherited) and waits until its stdout shows `marker`;
+ * returns the process, the reader of its stdout and what it printed so far. Throws if it exits
+ * first.
+ */
+export async function startUntil(cmd: string[], marker: string) {
+  const proc = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes(marker)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${cmd.join(" ")} exited before printing ${marker}`);
+    seen += value;
+  }
+  return { proc, reader, seen };
 }

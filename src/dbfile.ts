@@ -1,0 +1,117 @@
+/**
+ * The database file as lifeboat finds it on disk: its real path (symlinks resolved once), a name
+ * short enough for the files lifeboat puts beside it, what sits at the path (nothing, an empty
+ * file, a SQLite database, or something lifeboat must not touch), and whether an app has it open.
+ */
+import { basename, dirname, join, resolve } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { configError, operationError } from "./errors.ts";
+import { statIfExists } from "./fsutil.ts";
+import { assertSqliteFile } from "./snapshot/snapshot.ts";
+
+/** The longest file name most Linux file systems allow, in bytes. */
+const NAME_MAX = 255;
+/** The most lifeboat adds to the database's name: `.NAME.lifeboat-PID-XXXXXXXX.tmp-journal`. */
+const LONGEST_ADDITION = ".".length + ".lifeboat-".length + 7 + 1 + 8 + ".tmp-journal".length;
+/** The longest database file name lifeboat accepts, in bytes. */
+export const MAX_DB_NAME_BYTES = NAME_MAX - LONGEST_ADDITION;
+
+/** Returns `db` if its file name leaves room for lifeboat's files beside it; else a config error. */
+export function checkNameLength(db: string): string {
+  const bytes = new TextEncoder().encode(basename(db)).length;
+  if (bytes > MAX_DB_NAME_BYTES) {
+    throw configError(
+      `the database file name ${JSON.stringify(basename(db).slice(0, 40) + "…")} is ${bytes} ` +
+        `bytes long: lifeboat's temporary and lock files beside it would exceed the ` +
+        `${NAME_MAX}-byte file name limit`,
+      `Use a database file name of at most ${MAX_DB_NAME_BYTES} bytes (--db / LIFEBOAT_DB)`,
+    );
+  }
+  return db;
+}
+
+/**
+ * Returns the real path of `db`: symlinks followed (even a dangling one, to where it points) and
+ * its directory resolved, so that a restore replaces the link's target and the lock is taken on
+ * the real file. Falls back to `db` itself when nothing can be resolved; never throws.
+ */
+export async function realDatabasePath(db: string): Promise<string> {
+  try {
+    return await Deno.realPath(db);
+  } catch {
+    // Missing (perhaps behind a dangling link): follow links by hand below.
+  }
+  let path = db;
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      path = resolve(dirname(path), await Deno.readLink(path));
+    } catch {
+      break; // not a link (or gone): this is the file
+    }
+  }
+  try {
+    return join(await Deno.realPath(dirname(path)), basename(path));
+  } catch {
+    return path;
+  }
+}
+
+/** What lies at the database path. */
+export type DatabaseState = "absent" | "empty" | "database";
+
+/**
+ * Says whether `db` is absent, an empty file (which counts as absent: SQLite creates it on open)
+ * or a SQLite database. Throws a config error (exit 2) for a directory or a file that is not a
+ * SQLite database: lifeboat neither skips nor replaces what it does not understand.
+ */
+export async function databaseState(db: string): Promise<DatabaseState> {
+  const st = await statIfExists(db);
+  if (!st) return "absent";
+  if (st.isFile && st.size === 0) return "empty";
+  await assertSqliteFile(db);
+  return "database";
+}
+
+/**
+ * True when another connection has the database open: an app in WAL mode holds a shared lock
+ * for as long as it has the file open, so an exclusive lock taken without waiting fails. (An app
+ * in rollback-journal mode holds locks only inside its transactions: between them it cannot be
+ * seen.) Never throws; a file SQLite cannot open counts as not in use.
+ */
+export function inUseByOthers(db: string): boolean {
+  let conn: DatabaseSync | undefined;
+  try {
+    conn = new DatabaseSync(db, { timeout: 0 });
+    conn.exec("PRAGMA locking_mode=EXCLUSIVE");
+    conn.exec("BEGIN EXCLUSIVE");
+    conn.exec("COMMIT");
+    return false;
+  } catch (err) {
+    return err instanceof Error && /locked|busy/i.test(err.message);
+  } finally {
+    conn?.close();
+  }
+}
+
+/** Throws an operation error (exit 1) when another process has `db` open (see inUseByOthers). */
+export function assertNotInUse(db: string): void {
+  if (!inUseByOthers(db)) return;
+  throw operationError(
+    `${db} is open in another process (an app is using it): replacing it now would drop ` +
+      "that process's commits",
+    "Stop the app first (lifeboat watch restores before it starts the app); nothing was changed",
+  );
+}
+
+/**
+ * Decides what a restore does with `db`: "keep" an existing database (unless `force`), else
+ * "replace" it. An empty file counts as absent (the store decides); a directory or a non-SQLite
+ * file is a config error (exit 2); a database another process has open is never replaced
+ * under it (exit 1).
+ */
+export async function restoreTarget(db: string, force: boolean): Promise<"keep" | "replace"> {
+  const state = await databaseState(db);
+  if (state === "database" && !force) return "keep";
+  if (state === "database") assertNotInUse(db);
+  return "replace";
+}

@@ -1,0 +1,590 @@
+/**
+ * lifeboat inside a real container, tried as a hostile user would (issue #11): fly.io release
+ * machines, the app's stop budget, signals and PID 1, odd database files, `restore --force` under
+ * a writer, resource limits, unbounded durations, secrets echoed by the server, and unclear
+ * one-liners. Tests that need root (mounts, PID namespaces) say so and are skipped without it.
+ */
+import assert from "node:assert/strict";
+import { statfsSync } from "node:fs";
+import { MAX_TIMER_MS, systemClock } from "../src/clock.ts";
+import { loadConfig } from "../src/config.ts";
+import { oneLine } from "../src/errors.ts";
+import { redactLine } from "../src/redact.ts";
+import { signalExitCode } from "../src/signals.ts";
+import { mapS3Error } from "../src/store/s3_errors.ts";
+import { startChild } from "../src/supervisor.ts";
+import { s3Error, serve } from "./helpers/aws_fakes.ts";
+import {
+  baseEnv,
+  ROOT,
+  runLifeboat,
+  type RunResult,
+  spawnLifeboat,
+  startUntil,
+  tempsLeft,
+} from "./helpers/cli.ts";
+import { freePort } from "./helpers/moto.ts";
+import { addRow, growDb, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
+
+const isRoot = Deno.uid() === 0;
+const loose = { sanitizeResources: false, sanitizeOps: false };
+
+/** The stand-in app (tests/fixtures/app.ts) in `mode`, as a `watch -- CMD`. */
+const app = (mode: string, db = "") =>
+  [Deno.execPath(), "run", "-q", "-A", `${ROOT}/tests/fixtures/app.ts`, mode, db].filter(Boolean);
+
+/**
+ * A scratch directory with a directory store holding one backup of a 20-row database (`rows`),
+ * and `db`, the app's database path: a new database of `appRows` rows there, if given.
+ */
+async function scene(appRows?: number) {
+  const dir = await Deno.makeTempDir();
+  const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+  makeDb(`${dir}/first.db`, 20);
+  const r = await runLifeboat(["backup", "--db", `${dir}/first.db`], env);
+  assert.equal(r.code, 0, r.stderr);
+  const db = `${dir}/app.db`;
+  if (appRows !== undefined) makeDb(db, appRows);
+  return { dir, env, db, rows: readRows(`${dir}/first.db`) };
+}
+
+/** Backups in a directory store. */
+function backupsIn(store: string): string[] {
+  return [...Deno.readDirSync(store)].map((e) => e.name).filter((n) => n.endsWith(".sqlite3"));
+}
+
+/** Asserts a failed run printed exactly one line matching `re`, with `code` and no stack trace. */
+function oneError(r: RunResult, code: number, re: RegExp): void {
+  assert.equal(r.code, code, r.stderr);
+  assert.equal(r.lines.length, 1, `expected one line, got:\n${r.stderr}`);
+  assert.match(r.lines[0], re);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, "stack trace printed");
+}
+
+/** Starts the stand-in app alone (not under lifeboat) and waits until it is ready. */
+async function startApp(mode: string, db: string): Promise<Deno.ChildProcess> {
+  const { proc, reader } = await startUntil(app(mode, db), "ready");
+  reader.cancel().catch(() => {});
+  return proc;
+}
+
+async function stop(proc: Deno.ChildProcess, sig: Deno.Signal = "SIGKILL"): Promise<void> {
+  try {
+    proc.kill(sig);
+  } catch { /* gone */ }
+  await proc.status;
+}
+
+/** Polls until `cond` holds; fails after `ms`. */
+async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// 1. fly.io release machines
+Deno.test({
+  name:
+    "#11.1 release machine (RELEASE_COMMAND): watch runs the app without restore or upload; backup refuses",
+  ...loose,
+  fn: async () => {
+    const { dir, env } = await scene();
+    const release = { ...env, RELEASE_COMMAND: "1" };
+    const db = `${dir}/app.db`;
+    const probe = ["sh", "-c", 'test ! -e "$0" && echo no-database-here', db];
+    const w = spawnLifeboat(["watch", "--db", db, "--", ...probe], release);
+    const r = await w.done();
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /no-database-here/, "the app ran without a restore before it");
+    assert.ok(r.lines.some((l) => /RELEASE_COMMAND is set.*without restore or backup/.test(l)));
+    assert.deepEqual(tempsLeft(dir), []);
+    assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
+
+    makeDb(db, 5);
+    oneError(
+      await runLifeboat(["backup", "--db", db], release),
+      2,
+      /RELEASE_COMMAND is set: this is a fly\.io release machine.*run migrations in the app's start command/,
+    );
+    assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+// 2. a bound on waiting for the app
+Deno.test({
+  name:
+    "#11.2 an app that ignores SIGTERM gets SIGKILL after LIFEBOAT_APP_STOP_TIMEOUT, then the final backup runs",
+  ...loose,
+  fn: async () => {
+    const { dir, env, db } = await scene(5);
+    const w = spawnLifeboat(
+      ["watch", "--db", db, "--interval", "1h", "--", ...app("stubborn")],
+      { ...env, LIFEBOAT_APP_STOP_TIMEOUT: "1s" },
+    );
+    await w.waitForLine(/^ready$/);
+    addRow(db, "written-before-the-stop");
+    w.proc.kill("SIGTERM");
+    await w.waitForLine(/ignoring SIGTERM/);
+    const r = await w.done();
+    assert.equal(r.code, 128 + 9, r.stderr);
+    const killed = r.lines.findIndex((l) => /did not exit within 1\.0s.*SIGKILL/.test(l));
+    const finished = r.lines.findIndex((l) => /backup finished/.test(l));
+    assert.ok(killed >= 0 && finished > killed, r.stderr);
+    const restored = `${dir}/restored.db`;
+    assert.equal((await runLifeboat(["restore", "--db", restored], env)).code, 0);
+    assert.ok(readRows(restored).includes("written-before-the-stop"));
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test("#11.2 config: LIFEBOAT_APP_STOP_TIMEOUT defaults to 10s; with the final backup it fits fly.toml", () => {
+  const env = { LIFEBOAT_DB: "/tmp/x.db", LIFEBOAT_URL: "/tmp/store" };
+  const cfg = loadConfig({}, env);
+  assert.equal(cfg.appStopTimeoutMs, 10_000);
+  assert.equal(
+    loadConfig({}, { ...env, LIFEBOAT_APP_STOP_TIMEOUT: "2m" }).appStopTimeoutMs,
+    120_000,
+  );
+  assert.equal(cfg.releaseCommand, false);
+  assert.equal(loadConfig({}, { ...env, RELEASE_COMMAND: "1" }).releaseCommand, true);
+});
+
+// 3. signals
+Deno.test({
+  name: "#11.3 watch forwards HUP, QUIT, USR1, USR2, WINCH and ALRM to the app and keeps running",
+  ...loose,
+  fn: async () => {
+    const { dir, env, db } = await scene(5);
+    const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h", "--", ...app("echo")], env);
+    await w.waitForLine(/^ready$/);
+    for (const sig of ["SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM"] as const) {
+      w.proc.kill(sig);
+      await w.waitForLine(new RegExp(`^got ${sig}$`), 10_000);
+    }
+    w.proc.kill("SIGTERM");
+    const r = await w.done();
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.lines.some((l) => /backup finished/.test(l)), "the final backup ran");
+
+    // Without an app, such a signal is logged and ignored: lifeboat keeps protecting the data.
+    const alone = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
+    await alone.waitForLine(/watching/);
+    alone.proc.kill("SIGHUP");
+    await alone.waitForLine(/received SIGHUP; no app to pass it to, ignored/);
+    alone.proc.kill("SIGTERM");
+    assert.equal((await alone.done()).code, 0);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "#11.3 an app killed by SEGV, ABRT, BUS, PIPE or ALRM exits 128+N, through watch too",
+  ...loose,
+  fn: async () => {
+    const expected = { SEGV: 139, ABRT: 134, BUS: 135, PIPE: 141, ALRM: 142, HUP: 129, USR2: 140 };
+    for (const [sig, code] of Object.entries(expected)) {
+      assert.equal(signalExitCode(`SIG${sig}`), code, sig);
+      const child = startChild(["sh", "-c", `kill -${sig} $$; sleep 5`]);
+      assert.equal(await child.exitCode, code, sig);
+    }
+    const { dir, env } = await scene();
+    const r = await runLifeboat(
+      ["watch", "--db", `${dir}/app.db`, "--", "sh", "-c", "kill -SEGV $$"],
+      env,
+    );
+    assert.equal(r.code, 139, r.stderr);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "#11.3 as PID 1 (root: unshare --pid), SIGTERM during the restore stops cleanly without starting the app",
+  ignore: !isRoot,
+  ...loose,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    makeDb(`${dir}/big.db`, 10);
+    growDb(`${dir}/big.db`, 48);
+    assert.equal((await runLifeboat(["backup", "--db", `${dir}/big.db`], env)).code, 0);
+    const db = `${dir}/app.db`;
+    const w = spawnLifeboat(
+      ["watch", "--db", db, "--", ...app("echo")],
+      env,
+      ["unshare", "--pid", "--fork", "--mount-proc"],
+    );
+    // The namespace's PID 1 is unshare's child; SIGTERM it once the download has begun.
+    let pid1 = 0;
+    await until(() => {
+      const kids = Deno.readTextFileSync(`/proc/${w.proc.pid}/task/${w.proc.pid}/children`);
+      pid1 = Number(kids.trim().split(/\s+/)[0] || 0);
+      return pid1 > 0 && tempsLeft(dir).length > 0;
+    }, "the restore to start");
+    Deno.kill(pid1, "SIGTERM");
+    const r = await w.done();
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(
+      r.lines.some((l) => /SIGTERM arrived during the restore: not starting the app/.test(l)),
+    );
+    assert.doesNotMatch(r.stdout, /ready/, "the app was not started");
+    assert.equal(integrity(db), "ok", "the restore itself completed");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+// 4. odd database files
+Deno.test({
+  name: "#11.4 a zero-byte database counts as absent: restore fetches the backup over it",
+  ...loose,
+  fn: async () => {
+    const { dir, env, db, rows } = await scene();
+    Deno.writeFileSync(db, new Uint8Array());
+    const r = await runLifeboat(["restore", "--db", db], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /restored \S+ from/);
+    assert.deepEqual(readRows(db), rows);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "#11.4 a directory or a non-SQLite file at the database path: restore exits 2, touching nothing",
+  ...loose,
+  fn: async () => {
+    const { dir, env } = await scene();
+    Deno.mkdirSync(`${dir}/adir`);
+    oneError(await runLifeboat(["restore", "--db", `${dir}/adir`], env), 2, /adir is not a file/);
+    Deno.writeTextFileSync(`${dir}/notes.txt`, "not a database, but precious\n");
+    for (const args of [[], ["--force"]]) {
+      oneError(
+        await runLifeboat(["restore", ...args, "--db", `${dir}/notes.txt`], env),
+        2,
+        /notes\.txt is not a SQLite database.*Point --db/,
+      );
+    }
+    assert.equal(Deno.readTextFileSync(`${dir}/notes.txt`), "not a database, but precious\n");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "#11.4 a hot rollback journal (the app died mid-transaction): the backup holds the committed rows",
+  ...loose,
+  fn: async () => {
+    const { dir, env, db } = await scene();
+    makeDb(db, 200, false);
+    const committed = readRows(db);
+    await stop(await startApp("dirty", db));
+    assert.ok(Deno.statSync(`${db}-journal`).size > 0, "a hot journal was left behind");
+    const r = await runLifeboat(["backup", "--db", db], env);
+    assert.equal(r.code, 0, r.stderr);
+    const restored = `${dir}/restored.db`;
+    const got = await runLifeboat(["restore", "--db", restored], env);
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(integrity(restored), "ok");
+    assert.deepEqual(readRows(restored), committed);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "#11.4 symlinks: restore --force replaces the link's target; the lock is on the real file",
+  ...loose,
+  fn: async () => {
+    const { dir, env, rows } = await scene();
+    Deno.mkdirSync(`${dir}/real`);
+    const real = `${dir}/real/app.db`;
+    makeDb(real, 3);
+    Deno.symlinkSync("real/app.db", `${dir}/link.db`);
+    const r = await runLifeboat(["restore", "--force", "--db", `${dir}/link.db`], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Deno.lstatSync(`${dir}/link.db`).isSymlink, "the link is still a link");
+    assert.deepEqual(readRows(real), rows, "its target was restored");
+
+    const w = spawnLifeboat(["watch", "--db", real, "--interval", "1h"], env);
+    await w.waitForLine(/watching/);
+    oneError(
+      await runLifeboat(["backup", "--db", `${dir}/link.db`], env),
+      1,
+      new RegExp(`another lifeboat process \\(pid ${w.proc.pid}\\) is already working on`),
+    );
+    w.proc.kill("SIGTERM");
+    assert.equal((await w.done()).code, 0);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "#11.4 a 230-character database file name fails at once with one clear line",
+  ...loose,
+  fn: async () => {
+    const { dir, env } = await scene();
+    const db = `${dir}/${"a".repeat(227)}.db`;
+    for (const cmd of ["restore", "backup", "watch"]) {
+      oneError(
+        await runLifeboat([cmd, "--db", db], env),
+        2,
+        /database file name "a{40}…" is 230 bytes long.*at most 216 bytes/,
+      );
+    }
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+// 5. restore --force under a writer
+Deno.test({
+  name: "#11.5 restore --force refuses while an app has the database open",
+  ...loose,
+  fn: async () => {
+    const { dir, env, db } = await scene(5);
+    const writer = await startApp("writer", db);
+    try {
+      oneError(
+        await runLifeboat(["restore", "--force", "--db", db], env),
+        1,
+        /app\.db is open in another process \(an app is using it\).*Stop the app first/,
+      );
+    } finally {
+      await stop(writer);
+    }
+    assert.ok(readRows(db).some((b) => b.startsWith("writer-")), "the app's commits are kept");
+    assert.equal((await runLifeboat(["restore", "--force", "--db", db], env)).code, 0);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+// 6. resource limits
+Deno.test({
+  name:
+    "#11.6 1,100 idle connections to the metrics port under ulimit -n 1024 never take lifeboat or the app down",
+  ...loose,
+  fn: async () => {
+    const { dir, env, db } = await scene(5);
+    const port = freePort();
+    const w = spawnLifeboat(
+      ["watch", "--db", db, "--interval", "1h", "--", ...app("echo")],
+      { ...env, LIFEBOAT_METRICS_ADDR: `127.0.0.1:${port}` },
+      ["bash", "-c", 'ulimit -n 1024; exec "$@"', "bash"],
+    );
+    await w.waitForLine(/^ready$/);
+    const conns: Deno.Conn[] = [];
+    for (let i = 0; i < 1100; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const c of conns) c.close();
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 200; i++) {
+      status = await fetch(`http://127.0.0.1:${port}/metrics`).then(async (res) => {
+        await res.body?.cancel();
+        return res.status;
+      }).catch(() => 0);
+      if (status !== 200) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(status, 200, "metrics served again after the flood");
+    w.proc.kill("SIGUSR1");
+    await w.waitForLine(/^got SIGUSR1$/); // the app is alive
+    w.proc.kill("SIGTERM");
+    const r = await w.done();
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /Too many open files|Uncaught/);
+    assert.equal(r.lines.filter((l) => /connections open: closing new ones/.test(l)).length, 1);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "#11.6 an app holding locking_mode=EXCLUSIVE: backup fails with a clear error instead of hanging",
+  ...loose,
+  fn: async () => {
+    const { dir, env, db } = await scene(5);
+    const holder = await startApp("exclusive", db);
+    try {
+      oneError(
+        await runLifeboat(["backup", "--db", db], env),
+        1,
+        /could not get a read lock within 10s: another connection keeps the database locked \(PRAGMA locking_mode=EXCLUSIVE/,
+      );
+    } finally {
+      await stop(holder);
+    }
+    assert.deepEqual(tempsLeft(dir), []);
+    assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "#11.6 a snapshot that would fill the disk (root: a 16 MiB tmpfs) is skipped with a 'disk' error; the app keeps committing",
+  ignore: !isRoot,
+  ...loose,
+  fn: async () => {
+    const { dir, env } = await scene();
+    const small = `${dir}/small`;
+    Deno.mkdirSync(small);
+    const mount = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=16m", "tmpfs", small],
+    }).output();
+    assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+    try {
+      const db = `${small}/app.db`;
+      makeDb(db, 10);
+      growDb(db, 5);
+      const fs = statfsSync(small);
+      const size = Deno.statSync(db).size;
+      // Leave room for the copy plus 1 MiB: less than the margin (a tenth of 16 MiB).
+      const fill = fs.bavail * fs.bsize - size - 1024 * 1024;
+      Deno.writeFileSync(`${small}/filler`, new Uint8Array(fill));
+      oneError(
+        await runLifeboat(["backup", "--db", db], env),
+        1,
+        /not enough disk space for a snapshot of .*app\.db.*Free disk space/,
+      );
+      assert.deepEqual(tempsLeft(small), []);
+      assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
+      addRow(db, "the app still commits");
+      assert.ok(readRows(db).includes("the app still commits"));
+    } finally {
+      await new Deno.Command("umount", { args: [small] }).output();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// 7. durations
+Deno.test("#11.7 durations beyond their bound are config errors; no timer overflows", async () => {
+  const env = { LIFEBOAT_DB: "/tmp/x.db", LIFEBOAT_URL: "/tmp/store" };
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ LIFEBOAT_INTERVAL: "1000h" }, /LIFEBOAT_INTERVAL 1000h is too long.*at most 24h/],
+    [{ LIFEBOAT_SHUTDOWN_TIMEOUT: "1000h" }, /LIFEBOAT_SHUTDOWN_TIMEOUT 1000h is too long.*1h/],
+    [{ LIFEBOAT_APP_STOP_TIMEOUT: "1000h" }, /LIFEBOAT_APP_STOP_TIMEOUT 1000h is too long.*1h/],
+    [{ LIFEBOAT_S3_TIMEOUT: "600h" }, /LIFEBOAT_S3_TIMEOUT 600h is too long.*at most 10m/],
+  ];
+  for (const [extra, re] of cases) {
+    assert.throws(() => loadConfig({}, { ...env, ...extra }), (e: unknown) => {
+      assert.match(oneLine(e), re);
+      return true;
+    });
+  }
+  // Beyond the timer's range a sleep must wait, not fire at once.
+  const stopAt = AbortSignal.timeout(150);
+  const started = Date.now();
+  await systemClock.sleep(MAX_TIMER_MS * 2, stopAt);
+  assert.ok(Date.now() - started >= 140, "the long sleep ended early");
+});
+
+Deno.test({
+  name: "#11.7 watch --interval 1000h is one line and exit 2",
+  ...loose,
+  fn: async () => {
+    const { dir, env } = await scene();
+    oneError(
+      await runLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1000h"], env),
+      2,
+      /--interval 1000h is too long.*at most 24h/,
+    );
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+// 8. secrets echoed by the server
+const SESSION = "FwoGZXIvYXdzEX-session_token-planted-by-the-test_0123456789";
+const SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY_secret";
+
+Deno.test({
+  name: "#11.8 a session token or JWT echoed in an unrecognised S3 error is never printed",
+  ...loose,
+  fn: async () => {
+    const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    const s3 = serve(async (req) => {
+      await req.body?.cancel();
+      return s3Error(400, "WeirdUnknownProblem", `token ${SESSION} and ${SECRET} and ${jwt}`);
+    });
+    const dir = await Deno.makeTempDir();
+    try {
+      makeDb(`${dir}/app.db`, 5);
+      const r = await runLifeboat(
+        ["backup", "--db", `${dir}/app.db`],
+        baseEnv({
+          LIFEBOAT_URL: "s3://some-bucket/app",
+          AWS_ENDPOINT_URL_S3: s3.url,
+          AWS_ACCESS_KEY_ID: "AKIDTESTLIFEBOAT",
+          AWS_SECRET_ACCESS_KEY: SECRET,
+          AWS_SESSION_TOKEN: SESSION,
+          LIFEBOAT_S3_MAX_ATTEMPTS: "1",
+        }),
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /WeirdUnknownProblem/);
+      for (const secret of [SESSION, SECRET, jwt]) {
+        assert.ok(!r.stderr.includes(secret) && !r.stdout.includes(secret), `leaked: ${r.stderr}`);
+      }
+      assert.match(r.stderr, /\[redacted\]/);
+    } finally {
+      await s3.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("#11.8 the redactor removes known secrets and JWTs from any line", async () => {
+  const { addSecret } = await import("../src/redact.ts");
+  addSecret("short"); // too short to be a secret: left alone
+  addSecret("s3cr3t-value-long-enough");
+  assert.equal(
+    redactLine("a s3cr3t-value-long-enough b eyJa.eyJb.c short"),
+    "a [redacted] b [redacted token] short",
+  );
+});
+
+// 9. one-liners that say what failed, where and what to do
+Deno.test("#11.9 AbortError, InternalError and SlowDown say what failed, where and what to do", () => {
+  const ctx = { op: "PutObject", bucket: "my-bucket", prefix: "app" } as const;
+  const err = (name: string, message: string) => Object.assign(new Error(message), { name });
+  assert.match(
+    oneLine(mapS3Error(err("AbortError", "Request aborted"), ctx)),
+    /^S3 PutObject on s3:\/\/my-bucket\/app was aborted: no answer within LIFEBOAT_S3_TIMEOUT \(AbortError: Request aborted\)\. lifeboat retries it; .*raise LIFEBOAT_S3_TIMEOUT/,
+  );
+  assert.match(
+    oneLine(mapS3Error(err("InternalError", "We encountered an internal error."), ctx)),
+    /^the S3 server failed on PutObject to s3:\/\/my-bucket\/app \(InternalError: We encountered an internal error\.\)\. It is the server's fault/,
+  );
+  const slow = oneLine(mapS3Error(err("SlowDown", "Please reduce your request rate."), ctx));
+  assert.match(slow, /^S3 asked lifeboat to slow down on PutObject to s3:\/\/my-bucket\/app/);
+  assert.doesNotMatch(slow, /\.\./, "no double period");
+});
+
+Deno.test({
+  name:
+    "#11.9 a database on a read-only file system (root: a read-only tmpfs) is one line naming the fix",
+  ignore: !isRoot,
+  ...loose,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const ro = `${dir}/ro`;
+    Deno.mkdirSync(ro);
+    const mount = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "ro", "tmpfs", ro],
+    })
+      .output();
+    assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+    try {
+      oneError(
+        await runLifeboat(["restore", "--db", `${ro}/app.db`], baseEnv({ LIFEBOAT_URL: dir })),
+        2,
+        /cannot create lifeboat's lock file .*\.app\.db\.lifeboat\.lock \(Read-only file system \(os error 30\)\)\. .*read-only file system: put LIFEBOAT_DB on a writable volume/,
+      );
+    } finally {
+      await new Deno.Command("umount", { args: [ro] }).output();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
