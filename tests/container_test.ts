@@ -39,6 +39,7 @@ const app = (mode: string, db = "") =>
  */
 async function scene(appRows?: number) {
   const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/store`); // a directory store must exist, like a bucket
   const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
   makeDb(`${dir}/first.db`, 20);
   const r = await runLifeboat(["backup", "--db", `${dir}/first.db`], env);
@@ -48,9 +49,10 @@ async function scene(appRows?: number) {
   return { dir, env, db, rows: readRows(`${dir}/first.db`) };
 }
 
-/** Backups in a directory store. */
+/** Backups in a directory store (under its backups/ directory). */
 function backupsIn(store: string): string[] {
-  return [...Deno.readDirSync(store)].map((e) => e.name).filter((n) => n.endsWith(".sqlite3"));
+  return [...Deno.readDirSync(`${store}/backups`)].map((e) => e.name)
+    .filter((n) => n.endsWith(".sqlite3"));
 }
 
 /** Asserts a failed run printed exactly one line matching `re`, with `code` and no stack trace. */
@@ -207,6 +209,7 @@ Deno.test({
   ...loose,
   fn: async () => {
     const dir = await Deno.makeTempDir();
+    await Deno.mkdir(`${dir}/store`);
     const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
     makeDb(`${dir}/big.db`, 10);
     growDb(`${dir}/big.db`, 48);
