@@ -1,9 +1,9 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
 import { runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
-import { proxiedScene } from "./helpers/scene.ts";
-import { type FaultProxy, is, startFaultProxy } from "./helpers/fault_proxy.ts";
-import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
+import { proxiedScene, proxiedTest } from "./helpers/scene.ts";
+import { type FaultProxy, is } from "./helpers/fault_proxy.ts";
+import type { LocalS3 } from "./helpers/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
 
 let s3: LocalS3;
@@ -18,204 +18,193 @@ async function scene() {
   return await proxiedScene(s3, proxy, "faults");
 }
 
-Deno.test({
-  name: "faults",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async (t) => {
-    s3 = await startLocalS3();
-    proxy = startFaultProxy(s3.endpoint);
-    try {
-      await t.step("503 SlowDown on PUT is retried with backoff and the backup lands", async () => {
-        const { dir, env, bucket } = await scene();
-        makeDb(`${dir}/app.db`, 100);
-        proxy.faults.push({
-          match: is.put,
-          action: { kind: "status", status: 503, code: "SlowDown" },
-          times: 2,
-        });
-        const r = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
-        assert.equal(proxy.injected, 2);
-        assert.equal((await s3.backupKeys(bucket)).length, 1);
+proxiedTest("faults", async (t, started) => {
+  ({ s3, proxy } = started);
+  await t.step("503 SlowDown on PUT is retried with backoff and the backup lands", async () => {
+    const { dir, env, bucket } = await scene();
+    makeDb(`${dir}/app.db`, 100);
+    proxy.faults.push({
+      match: is.put,
+      action: { kind: "status", status: 503, code: "SlowDown" },
+      times: 2,
+    });
+    const r = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.injected, 2);
+    assert.equal((await s3.backupKeys(bucket)).length, 1);
+  });
+
+  await t.step(
+    "a multipart upload that finally fails is aborted: nothing to restore",
+    async () => {
+      const { dir, env, bucket } = await scene();
+      const db = `${dir}/app.db`;
+      makeDb(db, 0);
+      growDb(db, 20); // multipart: parts are 8 MiB
+
+      proxy.faults.push({
+        match: is.complete,
+        action: { kind: "status", status: 500, code: "InternalError" },
       });
+      const r = await runLifeboat(["backup", "--db", db], env);
+      assert.equal(r.code, 1, r.stderr);
+      assert.ok(proxy.injected >= 1);
+      assert.ok(proxy.requests.some(is.part), "the upload was not multipart");
+      assert.deepEqual(await s3.keys(bucket), []);
+      assert.equal(await s3.pendingUploads(bucket), 0, "multipart upload left behind");
+      assert.deepEqual(tempsLeft(dir), []);
+      const fresh = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+      assert.match(fresh.stderr, /no backup found/);
+    },
+  );
 
-      await t.step(
-        "a multipart upload that finally fails is aborted: nothing to restore",
-        async () => {
-          const { dir, env, bucket } = await scene();
-          const db = `${dir}/app.db`;
-          makeDb(db, 0);
-          growDb(db, 20); // multipart: parts are 8 MiB
-
-          proxy.faults.push({
-            match: is.complete,
-            action: { kind: "status", status: 500, code: "InternalError" },
-          });
-          const r = await runLifeboat(["backup", "--db", db], env);
-          assert.equal(r.code, 1, r.stderr);
-          assert.ok(proxy.injected >= 1);
-          assert.ok(proxy.requests.some(is.part), "the upload was not multipart");
-          assert.deepEqual(await s3.keys(bucket), []);
-          assert.equal(await s3.pendingUploads(bucket), 0, "multipart upload left behind");
-          assert.deepEqual(tempsLeft(dir), []);
-          const fresh = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-          assert.match(fresh.stderr, /no backup found/);
-        },
-      );
-
-      await t.step(
-        "watch keeps going through failed backups and succeeds when the fault clears",
-        async () => {
-          const { dir, env, bucket } = await scene();
-          makeDb(`${dir}/app.db`, 10);
-          // 9 = 3 uploads (a backup's own attempts) × 3 SDK attempts each: the first backup fails.
-          proxy.faults.push({
-            match: is.put,
-            action: { kind: "status", status: 500, code: "InternalError" },
-            times: 9,
-          });
-          const w = spawnLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1s"], env);
-          await w.waitForLine(/backup failed: .*will retry at the next interval/);
-          await w.waitForLine(/backup finished/);
-          w.proc.kill("SIGTERM");
-          const res = await w.done();
-          assert.equal(res.code, 0, res.stderr);
-          assert.equal((await s3.backupKeys(bucket)).length, 1);
-        },
-      );
-
-      await t.step(
-        "a truncated download fails verification and is read again: the newest is restored",
-        async () => {
-          const { dir, env } = await scene();
-          const db = `${dir}/app.db`;
-          makeDb(db, 200);
-          addRow(db, "older");
-          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-          addRow(db, "newer");
-          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-          proxy.faults.push({
-            match: is.get,
-            action: { kind: "truncate", toBytes: 5000 },
-            times: 1,
-          });
-          const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-          assert.equal(r.code, 0, r.stderr);
-          assert.match(
-            r.stderr,
-            /failed verification \(size 5000 bytes, metadata says \d+\); downloading it again/,
-          );
-          assert.equal(readRows(`${dir}/r/app.db`).at(-1), "newer");
-          assert.deepEqual(tempsLeft(`${dir}/r`), []);
-        },
-      );
-
-      await t.step(
-        "when every download is truncated restore exits 1 and touches nothing",
-        async () => {
-          const { dir, env } = await scene();
-          const db = `${dir}/app.db`;
-          makeDb(db, 200);
-          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-          proxy.faults.push({ match: is.get, action: { kind: "truncate", toBytes: 4096 } });
-          const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-          assert.equal(r.code, 1, r.stderr);
-          assert.match(r.lines.at(-1)!, /none of the 1 newest backups passed verification/);
-          await assert.rejects(Deno.stat(`${dir}/r/app.db`), Deno.errors.NotFound);
-          assert.deepEqual(tempsLeft(`${dir}/r`), []);
-        },
-      );
-
-      await t.step("a connection reset mid-download is retried", async () => {
-        const { dir, env } = await scene();
-        const db = `${dir}/app.db`;
-        makeDb(db, 2000);
-        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-        proxy.faults.push({
-          match: is.get,
-          action: { kind: "reset", afterBytes: 10_000 },
-          times: 1,
-        });
-        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
-        assert.equal(proxy.injected, 1);
-        assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+  await t.step(
+    "watch keeps going through failed backups and succeeds when the fault clears",
+    async () => {
+      const { dir, env, bucket } = await scene();
+      makeDb(`${dir}/app.db`, 10);
+      // 9 = 3 uploads (a backup's own attempts) × 3 SDK attempts each: the first backup fails.
+      proxy.faults.push({
+        match: is.put,
+        action: { kind: "status", status: 500, code: "InternalError" },
+        times: 9,
       });
+      const w = spawnLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1s"], env);
+      await w.waitForLine(/backup failed: .*will retry at the next interval/);
+      await w.waitForLine(/backup finished/);
+      w.proc.kill("SIGTERM");
+      const res = await w.done();
+      assert.equal(res.code, 0, res.stderr);
+      assert.equal((await s3.backupKeys(bucket)).length, 1);
+    },
+  );
 
-      await t.step("a stalled request times out and is retried (LIFEBOAT_S3_TIMEOUT)", async () => {
-        const { dir, env, bucket } = await scene();
-        const db = `${dir}/app.db`;
-        makeDb(db, 20);
-        const quick = { ...env, LIFEBOAT_S3_TIMEOUT: "1s" };
-        proxy.faults.push({ match: is.put, action: { kind: "stall", ms: 120_000 }, times: 1 });
-        const b = await runLifeboat(["backup", "--db", db], quick);
-        assert.equal(b.code, 0, b.stderr);
-        proxy.faults.push({ match: is.list, action: { kind: "stall", ms: 120_000 }, times: 1 });
-        const listsBefore = proxy.requests.filter(is.list).length;
-        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], quick);
-        assert.equal(r.code, 0, r.stderr);
-        assert.equal(proxy.injected, 2);
-        // Each stalled request was abandoned by the client and sent again.
-        assert.equal(proxy.requests.filter(is.put).length, 2);
-        assert.equal(proxy.requests.filter(is.list).length - listsBefore, 2);
-        assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
-        assert.equal((await s3.backupKeys(bucket)).length, 1);
+  await t.step(
+    "a truncated download fails verification and is read again: the newest is restored",
+    async () => {
+      const { dir, env } = await scene();
+      const db = `${dir}/app.db`;
+      makeDb(db, 200);
+      addRow(db, "older");
+      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      addRow(db, "newer");
+      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      proxy.faults.push({
+        match: is.get,
+        action: { kind: "truncate", toBytes: 5000 },
+        times: 1,
       });
+      const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(
+        r.stderr,
+        /failed verification \(size 5000 bytes, metadata says \d+\); downloading it again/,
+      );
+      assert.equal(readRows(`${dir}/r/app.db`).at(-1), "newer");
+      assert.deepEqual(tempsLeft(`${dir}/r`), []);
+    },
+  );
 
-      await t.step("a download whose body stalls midway times out and is retried", async () => {
-        const { dir, env } = await scene();
-        const db = `${dir}/app.db`;
-        makeDb(db, 2000);
-        assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-        proxy.faults.push({
-          match: is.get,
-          action: { kind: "hang", afterBytes: 10_000 },
-          times: 1,
-        });
-        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], {
-          ...env,
-          LIFEBOAT_S3_TIMEOUT: "1s",
-        });
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stderr, /the download stalled: no data for 1000 ms/);
-        assert.equal(proxy.requests.filter(is.get).length, 2);
-        assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+  await t.step(
+    "when every download is truncated restore exits 1 and touches nothing",
+    async () => {
+      const { dir, env } = await scene();
+      const db = `${dir}/app.db`;
+      makeDb(db, 200);
+      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      proxy.faults.push({ match: is.get, action: { kind: "truncate", toBytes: 4096 } });
+      const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.lines.at(-1)!, /none of the 1 newest backups passed verification/);
+      await assert.rejects(Deno.stat(`${dir}/r/app.db`), Deno.errors.NotFound);
+      assert.deepEqual(tempsLeft(`${dir}/r`), []);
+    },
+  );
+
+  await t.step("a connection reset mid-download is retried", async () => {
+    const { dir, env } = await scene();
+    const db = `${dir}/app.db`;
+    makeDb(db, 2000);
+    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+    proxy.faults.push({
+      match: is.get,
+      action: { kind: "reset", afterBytes: 10_000 },
+      times: 1,
+    });
+    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.injected, 1);
+    assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+  });
+
+  await t.step("a stalled request times out and is retried (LIFEBOAT_S3_TIMEOUT)", async () => {
+    const { dir, env, bucket } = await scene();
+    const db = `${dir}/app.db`;
+    makeDb(db, 20);
+    const quick = { ...env, LIFEBOAT_S3_TIMEOUT: "1s" };
+    proxy.faults.push({ match: is.put, action: { kind: "stall", ms: 120_000 }, times: 1 });
+    const b = await runLifeboat(["backup", "--db", db], quick);
+    assert.equal(b.code, 0, b.stderr);
+    proxy.faults.push({ match: is.list, action: { kind: "stall", ms: 120_000 }, times: 1 });
+    const listsBefore = proxy.requests.filter(is.list).length;
+    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], quick);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.injected, 2);
+    // Each stalled request was abandoned by the client and sent again.
+    assert.equal(proxy.requests.filter(is.put).length, 2);
+    assert.equal(proxy.requests.filter(is.list).length - listsBefore, 2);
+    assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+    assert.equal((await s3.backupKeys(bucket)).length, 1);
+  });
+
+  await t.step("a download whose body stalls midway times out and is retried", async () => {
+    const { dir, env } = await scene();
+    const db = `${dir}/app.db`;
+    makeDb(db, 2000);
+    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+    proxy.faults.push({
+      match: is.get,
+      action: { kind: "hang", afterBytes: 10_000 },
+      times: 1,
+    });
+    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], {
+      ...env,
+      LIFEBOAT_S3_TIMEOUT: "1s",
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /the download stalled: no data for 1000 ms/);
+    assert.equal(proxy.requests.filter(is.get).length, 2);
+    assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+  });
+
+  await t.step(
+    "503 on LIST during restore is retried; a store that stays down is exit 1",
+    async () => {
+      const { dir, env } = await scene();
+      const db = `${dir}/app.db`;
+      makeDb(db, 20);
+      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      proxy.faults.push({
+        match: is.list,
+        action: { kind: "status", status: 503, code: "SlowDown" },
+        times: 4,
       });
-
-      await t.step(
-        "503 on LIST during restore is retried; a store that stays down is exit 1",
-        async () => {
-          const { dir, env } = await scene();
-          const db = `${dir}/app.db`;
-          makeDb(db, 20);
-          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-          proxy.faults.push({
-            match: is.list,
-            action: { kind: "status", status: 503, code: "SlowDown" },
-            times: 4,
-          });
-          const ok = await runLifeboat(["restore", "--db", `${dir}/a/app.db`], env);
-          assert.equal(ok.code, 0, ok.stderr);
-          proxy.faults.push({
-            match: is.list,
-            action: { kind: "status", status: 503, code: "SlowDown" },
-          });
-          const down = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], {
-            ...env,
-            LIFEBOAT_RESTORE_ATTEMPTS: "2",
-          });
-          assert.equal(down.code, 1, down.stderr);
-          await assert.rejects(Deno.stat(`${dir}/b/app.db`), Deno.errors.NotFound);
-        },
-      );
-      injectedTotal += proxy.injected;
-      console.log(
-        `faults: ${n} scenarios, ${injectedTotal} faults injected, all recovered or refused cleanly`,
-      );
-    } finally {
-      await proxy.stop();
-      await s3.stop();
-    }
-  },
+      const ok = await runLifeboat(["restore", "--db", `${dir}/a/app.db`], env);
+      assert.equal(ok.code, 0, ok.stderr);
+      proxy.faults.push({
+        match: is.list,
+        action: { kind: "status", status: 503, code: "SlowDown" },
+      });
+      const down = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], {
+        ...env,
+        LIFEBOAT_RESTORE_ATTEMPTS: "2",
+      });
+      assert.equal(down.code, 1, down.stderr);
+      await assert.rejects(Deno.stat(`${dir}/b/app.db`), Deno.errors.NotFound);
+    },
+  );
+  injectedTotal += proxy.injected;
+  console.log(
+    `faults: ${n} scenarios, ${injectedTotal} faults injected, all recovered or refused cleanly`,
+  );
 });

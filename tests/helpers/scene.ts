@@ -1,7 +1,7 @@
 /** One setup for tests that run lifeboat through the fault proxy: a fresh bucket and directory. */
 import { baseEnv } from "./cli.ts";
-import type { FaultProxy } from "./fault_proxy.ts";
-import type { LocalS3 } from "./moto.ts";
+import { type FaultProxy, startFaultProxy } from "./fault_proxy.ts";
+import { type LocalS3, startLocalS3 } from "./moto.ts";
 
 /** What a proxied scene gives a test. */
 export interface ProxiedScene {
@@ -38,4 +38,35 @@ export async function proxiedScene(
     LIFEBOAT_RESTORE_ATTEMPTS: String(restoreAttempts),
   });
   return { bucket, dir, env, db: `${dir}/app.db` };
+}
+
+/** The local S3 and the fault proxy in front of it, for one test. */
+export interface ProxiedS3 {
+  s3: LocalS3;
+  proxy: FaultProxy;
+}
+
+/**
+ * Registers test `name`, run with a fresh moto_server and a fault proxy in front of it; both are
+ * stopped afterwards, whether the test passes or not.
+ */
+export function proxiedTest(
+  name: string,
+  fn: (t: Deno.TestContext, env: ProxiedS3) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async (t) => {
+      const s3 = await startLocalS3();
+      const proxy = startFaultProxy(s3.endpoint);
+      try {
+        await fn(t, { s3, proxy });
+      } finally {
+        await proxy.stop();
+        await s3.stop();
+      }
+    },
+  });
 }
