@@ -71,8 +71,15 @@ export async function backupOnce(
   const tmp = tempPathBeside(opts.db);
   log.debug("backup started: {db}", { db: opts.db });
   try {
+    // The store's newest key and its marker are read while the snapshot is taken: the requests
+    // hide behind the copy. (A writer between the LIST and the upload is the same race as one
+    // just after it: the next backup sees it.) Catch now, rethrow below: never unhandled.
+    const listing = settle(deps.store.newest(1));
+    // A marker that cannot be read now is looked for again when it is written (putMarker).
+    const marker = state.marked ? undefined : deps.store.marker().catch(() => undefined);
     const snap = await takeSnapshot(opts.db, tmp, signal);
-    let [newest] = await deps.store.newest(1);
+    let [newest] = await unwrap(listing);
+    if (await marker) state.marked = true;
     const seen = compareWithKnown(state.knownNewest, newest);
     const foreign = seen === "foreign" ? newest : undefined;
     if (foreign) reportForeign(opts, state.knownNewest, foreign);
@@ -131,6 +138,23 @@ export async function backupOnce(
   }
 }
 
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** Turns a promise into one that never rejects, so it can be awaited later without a leak. */
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error) => ({ ok: false as const, error }),
+  );
+}
+
+/** Returns a settled promise's value or throws its error. */
+async function unwrap<T>(p: Promise<Settled<T>>): Promise<T> {
+  const r = await p;
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
 /**
  * How the store's newest backup compares with the one this process last saw: the same (or
  * nothing known), newer and by another writer, or gone (deleted or expired: upload again).
@@ -171,15 +195,20 @@ async function afterUpload(
   state: BackupState,
   previous: BackupInfo | undefined,
 ): Promise<void> {
-  if (previous) {
-    await deps.store.supersede(previous.key).catch((err) =>
+  const supersede = previous
+    ? deps.store.supersede(previous.key).catch((err) =>
       log.warn("could not mark {key} as superseded (it will not expire): {error}", {
         event: "supersede_failed",
         key: previous.key,
         error: oneLine(err),
       })
-    );
-  }
+    )
+    : undefined;
+  await Promise.all([supersede, ensureMarker(o, deps, state)]);
+}
+
+/** Writes the store's marker unless this process knows it is there; never throws. */
+async function ensureMarker(o: BackupOptions, deps: BackupDeps, state: BackupState) {
   if (state.marked) return;
   try {
     await deps.store.putMarker({
