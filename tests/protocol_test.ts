@@ -128,6 +128,37 @@ Deno.test("other writers: a newer backup by another machine is reported, both hi
   });
 });
 
+Deno.test("other writers: this process's own upload that landed although it failed is not one", async () => {
+  await withScene(async ({ db, store }) => {
+    const clock = testClock();
+    const state: BackupState = {};
+    await backupOnce({ db, machine: "m" }, { store, clock }, state);
+    // SIGTERM arrives after the PUT landed, before the backup was proven: the backup fails.
+    let landThenFail = true;
+    const flaky: Store = {
+      ...store,
+      location: store.location,
+      newest: (n) => store.newest(n),
+      marker: () => store.marker(),
+      putMarker: (m) => store.putMarker(m),
+      supersede: (k) => store.supersede(k),
+      open: (k) => store.open(k),
+      put: async (key, file, meta, signal) => {
+        await store.put(key, file, meta, signal);
+        if (landThenFail) throw new Error("stopped for shutdown after the object landed");
+      },
+    };
+    addRow(db, "changed");
+    await assert.rejects(backupOnce({ db, machine: "m" }, { store: flaky, clock }, state));
+    landThenFail = false;
+    const logs = await captureLogs();
+    const final = await backupOnce({ db, machine: "m" }, { store: flaky, clock }, state);
+    assert.deepEqual(logs.withEvent("foreign_writer"), [], "its own upload is not another writer");
+    assert.equal(final.foreign, undefined);
+    assert.equal(final.outcome, "uploaded", "the unproven upload is made again, and proven");
+  });
+});
+
 Deno.test("other writers: the first backup after a fresh start by someone else is reported", async () => {
   await withScene(async ({ dir, db, store }) => {
     const clock = testClock();

@@ -40,6 +40,11 @@ export interface BackupState {
   knownNewest?: string | null;
   /** True once this process made sure the store holds its marker. */
   marked?: boolean;
+  /**
+   * Keys this process tried to upload (the last few): one that landed although its backup was
+   * aborted or unproven is this process's own, never another writer's.
+   */
+  attempted?: string[];
 }
 
 /** How one backup ended. */
@@ -80,10 +85,13 @@ export async function backupOnce(
     const snap = await takeSnapshot(opts.db, tmp, signal);
     let [newest] = await unwrap(listing);
     if (await marker) state.marked = true;
-    const seen = compareWithKnown(state.knownNewest, newest);
+    const seen = state.attempted?.includes(newest?.key ?? "")
+      ? "own"
+      : compareWithKnown(state.knownNewest, newest);
     const foreign = seen === "foreign" ? newest : undefined;
     if (foreign) reportForeign(opts, state.knownNewest, foreign);
-    if (snap.sha256 === state.lastSha256 && seen !== "missing") {
+    // An upload of this process that landed although it was aborted or unproven: upload again.
+    if (snap.sha256 === state.lastSha256 && seen !== "missing" && seen !== "own") {
       state.knownNewest = newest?.key ?? null;
       const ms = deps.clock.now() - started;
       log.info("backup unchanged: {bytes} bytes identical to the last backup, no upload", {
@@ -105,6 +113,7 @@ export async function backupOnce(
         orderTime(deps.clock.now(), newest?.createdAt.getTime()),
         opts.machine,
       );
+      state.attempted = [...(state.attempted ?? []).slice(-15), next];
       await deps.store.put(next, tmp, meta, signal);
       return next;
     }, {
