@@ -41,8 +41,9 @@ export interface BackupState {
   /** True once this process made sure the store holds its marker. */
   marked?: boolean;
   /**
-   * Keys this process tried to upload (the last few): one that landed although its backup was
-   * aborted or unproven is this process's own, never another writer's.
+   * Keys this process tried to upload since its last successful backup (the last few): one that
+   * landed although its backup was aborted or unproven is this process's own, never another
+   * writer's.
    */
   attempted?: string[];
 }
@@ -131,6 +132,7 @@ export async function backupOnce(
     });
     state.lastSha256 = snap.sha256;
     state.knownNewest = key;
+    state.attempted = undefined; // earlier failed attempts all sort before `key`
     await afterUpload(opts, deps, state, newest);
     const ms = deps.clock.now() - started;
     log.info("backup finished: {key}, {bytes} bytes in {duration}", {
