@@ -251,7 +251,14 @@ Deno.test("ci.yml: installs moto_server and Deno 2.9.6, then fmt, lint, check, d
 
 Deno.test("ci.yml: tests that need root run again with sudo after the suite (hosted runners are not root)", () => {
   const [job, , test] = theStep(ci, /^deno task test$/);
-  const [sudoJob, , sudo] = theStep(ci, /^sudo -E\b.* deno test -q -A tests\/safety_test\.ts$/);
+  const [sudoJob, , sudo] = theStep(ci, /^sudo -E\b.* deno test -q -A (tests\/\S+_test\.ts ?)+$/);
+  // Every test file that checks for root (its root tests skip as any other user) runs with sudo.
+  const rootFiles = [...Deno.readDirSync(new URL("tests/", ROOT))]
+    .map((e) => e.name)
+    .filter((n) => n.endsWith("_test.ts"))
+    .filter((n) => /Deno\.uid\(\) [!=]==/.test(Deno.readTextFileSync(new URL(`tests/${n}`, ROOT))));
+  assert.deepEqual(rootFiles.sort(), ["container_test.ts", "safety_test.ts"]);
+  for (const f of rootFiles) assert.ok(sudo.run!.includes(`tests/${f}`), `${f} runs with sudo`);
   assert.equal(sudoJob, job);
   const order = ci.jobs[job].steps;
   assert.ok(order.indexOf(test) < order.indexOf(sudo));
