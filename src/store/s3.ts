@@ -5,6 +5,7 @@ import {
   type CompletedPart,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  type CreateMultipartUploadCommandInput,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -160,7 +161,7 @@ export class S3Store implements Store {
 
   /** The multipart half of `put`: parts in `queueSize` lanes; aborted on any failure. */
   private async multipart(
-    head: { Bucket: string; Key: string },
+    head: CreateMultipartUploadCommandInput & { Bucket: string; Key: string },
     file: string,
     size: number,
     partSize: number,
