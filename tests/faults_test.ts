@@ -1,6 +1,6 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
-import { runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
+import { backupOk, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
 import { proxiedScene, proxiedTest } from "./helpers/scene.ts";
 import { type FaultProxy, is } from "./helpers/fault_proxy.ts";
 import type { LocalS3 } from "./helpers/moto.ts";
@@ -86,9 +86,9 @@ proxiedTest("faults", async (t, started) => {
       const db = `${dir}/app.db`;
       makeDb(db, 200);
       addRow(db, "older");
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       addRow(db, "newer");
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       proxy.faults.push({
         match: is.get,
         action: { kind: "truncate", toBytes: 5000 },
@@ -111,7 +111,7 @@ proxiedTest("faults", async (t, started) => {
       const { dir, env } = await scene();
       const db = `${dir}/app.db`;
       makeDb(db, 200);
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       proxy.faults.push({ match: is.get, action: { kind: "truncate", toBytes: 4096 } });
       const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
       assert.equal(r.code, 1, r.stderr);
@@ -125,7 +125,7 @@ proxiedTest("faults", async (t, started) => {
     const { dir, env } = await scene();
     const db = `${dir}/app.db`;
     makeDb(db, 2000);
-    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+    await backupOk(db, env);
     proxy.faults.push({
       match: is.get,
       action: { kind: "reset", afterBytes: 10_000 },
@@ -161,7 +161,7 @@ proxiedTest("faults", async (t, started) => {
     const { dir, env } = await scene();
     const db = `${dir}/app.db`;
     makeDb(db, 2000);
-    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+    await backupOk(db, env);
     proxy.faults.push({
       match: is.get,
       action: { kind: "hang", afterBytes: 10_000 },
@@ -183,7 +183,7 @@ proxiedTest("faults", async (t, started) => {
       const { dir, env } = await scene();
       const db = `${dir}/app.db`;
       makeDb(db, 20);
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       proxy.faults.push({
         match: is.list,
         action: { kind: "status", status: 503, code: "SlowDown" },

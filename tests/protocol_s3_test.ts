@@ -11,7 +11,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
-import { runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
+import { backupOk, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
 import { proxiedScene, proxiedTest } from "./helpers/scene.ts";
 import { type FaultProxy, is } from "./helpers/fault_proxy.ts";
 import { freePort, type LocalS3 } from "./helpers/moto.ts";
@@ -59,7 +59,7 @@ proxiedTest("protocol against S3", async (t, started) => {
     async () => {
       const { dir, env, db, bucket } = await scene();
       makeDb(db, 10);
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       const answers: [string, string, string][] = [
         ["an HTML page", "<html><body>Welcome to the portal</body></html>", "text/html"],
         ["an empty body", "", "text/plain"],
@@ -100,7 +100,7 @@ proxiedTest("protocol against S3", async (t, started) => {
     async () => {
       const { dir, env, db, bucket } = await scene();
       makeDb(db, 10);
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       for (const Key of await s3.backupKeys(bucket)) {
         await client().send(new DeleteObjectCommand({ Bucket: bucket, Key }));
       }
@@ -142,7 +142,7 @@ proxiedTest("protocol against S3", async (t, started) => {
 
       const [v1] = await s3.backupKeys(bucket);
       addRow(db, "v2");
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       assert.deepEqual(await expireSuperseded(bucket), [v1], "exactly the superseded one");
       const left = await s3.keys(bucket);
       assert.equal(left.filter((k) => k.endsWith(".sqlite3")).length, 1);
@@ -211,9 +211,9 @@ proxiedTest("protocol against S3", async (t, started) => {
       const { dir, env, db } = await scene();
       makeDb(db, 100);
       addRow(db, "older");
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       addRow(db, "newest");
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       proxy.faults.push({ match: is.get, action: { kind: "flip", atByte: 5000 }, times: 1 });
       const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
       assert.equal(r.code, 0, r.stderr);
@@ -230,9 +230,9 @@ proxiedTest("protocol against S3", async (t, started) => {
       const { dir, env, db, bucket } = await scene();
       makeDb(db, 50);
       addRow(db, "good");
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       addRow(db, "damaged");
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       const [newest] = await s3.backupKeys(bucket);
       const c = client();
       const obj = await c.send(new GetObjectCommand({ Bucket: bucket, Key: newest }));
@@ -266,7 +266,7 @@ proxiedTest("protocol against S3", async (t, started) => {
     async () => {
       const { dir, env, db, bucket } = await scene();
       makeDb(db, 10);
-      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      await backupOk(db, env);
       const c = client();
       const names = Array.from({ length: 3000 }, (_, i) => `db/0-export-${i}.csv`);
       for (let i = 0; i < names.length; i += 100) {

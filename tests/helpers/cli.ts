@@ -113,6 +113,13 @@ export async function runLifeboat(
   };
 }
 
+/** Runs `lifeboat backup --db DB` and fails the test, showing stderr, unless it exits 0. */
+export async function backupOk(db: string, env: Record<string, string>): Promise<RunResult> {
+  const r = await runLifeboat(["backup", "--db", db], env);
+  if (r.code !== 0) throw new Error(`lifeboat backup exited ${r.code}:\n${r.stderr}`);
+  return r;
+}
+
 /** A lifeboat process left running (for `watch`), with its stderr collected as it comes. */
 export interface RunningLifeboat {
   proc: Deno.ChildProcess;
