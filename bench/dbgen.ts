@@ -5,7 +5,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { DATA, MiB } from "./lib.ts";
-import { seededRandom } from "../tests/helpers/random.ts";
+import { seededRandom } from "../testkit/random.ts";
 
 const SCHEMA = `
 CREATE TABLE users(

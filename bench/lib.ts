@@ -5,9 +5,9 @@
  */
 import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { LIFEBOAT_CMD, ROOT as TEST_ROOT, textLines } from "../tests/helpers/cli.ts";
-import { type LocalS3, SAFE_AWS_ENV, startLocalS3 } from "../tests/helpers/moto.ts";
-import { forward } from "../tests/helpers/fault_proxy.ts";
+import { LIFEBOAT_CMD, ROOT as TEST_ROOT, textLines } from "../testkit/cli.ts";
+import { type LocalS3, SAFE_AWS_ENV, startLocalS3 } from "../testkit/moto.ts";
+import { forward } from "../testkit/fault_proxy.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");

@@ -4,7 +4,7 @@
  * with SIGTERM, and a fresh "machine" restores the database and counts the rows.
  */
 import { DatabaseSync } from "node:sqlite";
-import { LIFEBOAT_CMD, ROOT } from "../tests/helpers/cli.ts";
+import { LIFEBOAT_CMD, ROOT } from "../testkit/cli.ts";
 
 const base = `${ROOT}/.demo`;
 await Deno.remove(base, { recursive: true }).catch(() => {});

@@ -4,16 +4,16 @@
  * STS and S3, seen through a recording proxy; and the default chain without a role.
  */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
-import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
-import { addRow, makeDb, readRows } from "./helpers/sqlite.ts";
+import { baseEnv, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
+import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { addRow, makeDb, readRows } from "../testkit/sqlite.ts";
 import {
   fakeJwt,
   type RecordingProxy,
   SecretScan,
   startFakeFlyApi,
   startRecordingProxy,
-} from "./helpers/aws_fakes.ts";
+} from "../testkit/aws_fakes.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat-test";
 const scan = new SecretScan();

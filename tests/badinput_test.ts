@@ -4,10 +4,10 @@
  * local database untouched.
  */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat } from "./helpers/cli.ts";
-import { startFaultProxy } from "./helpers/fault_proxy.ts";
-import { startLocalS3 } from "./helpers/moto.ts";
-import { growDb, makeDb } from "./helpers/sqlite.ts";
+import { baseEnv, runLifeboat } from "../testkit/cli.ts";
+import { startFaultProxy } from "../testkit/fault_proxy.ts";
+import { startLocalS3 } from "../testkit/moto.ts";
+import { growDb, makeDb } from "../testkit/sqlite.ts";
 
 /** One case: arguments (DB = the good database, DIR = a scratch dir), extra env, code, message. */
 type Case = [name: string, args: string[], env: Record<string, string>, code: 1 | 2, re: RegExp];

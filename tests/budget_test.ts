@@ -9,9 +9,9 @@ import { Metrics } from "../src/metrics.ts";
 import { FileStore } from "../src/store/file.ts";
 import type { BackupMeta, OpenedBackup, Store } from "../src/store/store.ts";
 import type { SignalSource } from "../src/signals.ts";
-import { captureLogs } from "./helpers/logs.ts";
-import { parseProm, promValue } from "./helpers/prometheus.ts";
-import { addRow, makeDb } from "./helpers/sqlite.ts";
+import { captureLogs } from "../testkit/logs.ts";
+import { parseProm, promValue } from "../testkit/prometheus.ts";
+import { addRow, makeDb } from "../testkit/sqlite.ts";
 
 const logs = await captureLogs();
 

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { systemClock } from "../src/clock.ts";
 import { backupOnce } from "../src/commands/backup.ts";
 import { FileStore } from "../src/store/file.ts";
-import { baseEnv, ROOT, runLifeboat, spawnLifeboat, startUntil } from "./helpers/cli.ts";
-import { growDb, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
+import { baseEnv, ROOT, runLifeboat, spawnLifeboat, startUntil } from "../testkit/cli.ts";
+import { growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 
 const MB = Number(Deno.env.get("LIFEBOAT_BUSY_MB") ?? "200");
 const BACKUPS = Number(Deno.env.get("LIFEBOAT_BUSY_BACKUPS") ?? "20");

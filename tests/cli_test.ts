@@ -8,9 +8,9 @@ import {
   type RunResult,
   spawnLifeboat,
   tempsLeft,
-} from "./helpers/cli.ts";
-import { freePort, type LocalS3, startLocalS3 } from "./helpers/moto.ts";
-import { addRow, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
+} from "../testkit/cli.ts";
+import { freePort, type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 import { parseKey } from "../src/store/keys.ts";
 
 let s3: LocalS3;

@@ -4,7 +4,7 @@
  * Runs the script with a PATH holding only the tools it needs and an apt-get that always fails.
  */
 import assert from "node:assert/strict";
-import { ROOT } from "./helpers/cli.ts";
+import { ROOT } from "../testkit/cli.ts";
 
 /** Runs scripts/compat.sh with `extra` env and no radosgw on PATH; returns code and output. */
 async function compatWithoutPackages(extra: Record<string, string> = {}) {

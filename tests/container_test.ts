@@ -13,7 +13,7 @@ import { redactLine } from "../src/redact.ts";
 import { signalExitCode } from "../src/signals.ts";
 import { mapS3Error } from "../src/store/s3_errors.ts";
 import { startChild } from "../src/supervisor.ts";
-import { s3Error, serve } from "./helpers/aws_fakes.ts";
+import { s3Error, serve } from "../testkit/aws_fakes.ts";
 import {
   baseEnv,
   ROOT,
@@ -22,9 +22,9 @@ import {
   spawnLifeboat,
   startUntil,
   tempsLeft,
-} from "./helpers/cli.ts";
-import { freePort } from "./helpers/moto.ts";
-import { addRow, growDb, integrity, makeDb, readRows } from "./helpers/sqlite.ts";
+} from "../testkit/cli.ts";
+import { freePort } from "../testkit/moto.ts";
+import { addRow, growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 
 const isRoot = Deno.uid() === 0;
 const loose = { sanitizeResources: false, sanitizeOps: false };

@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
-import { startLocalS3 } from "./helpers/moto.ts";
-import { addRow, growDb, integrity, makeDb } from "./helpers/sqlite.ts";
+import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { startLocalS3 } from "../testkit/moto.ts";
+import { addRow, growDb, integrity, makeDb } from "../testkit/sqlite.ts";
 
 const CRASHES = Number(Deno.env.get("LIFEBOAT_CRASHES") ?? "50");
 

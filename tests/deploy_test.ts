@@ -15,7 +15,7 @@ import {
   compileFlags,
   compileOutput,
   LIFEBOAT_ALLOW,
-} from "./helpers/compile.ts";
+} from "../testkit/compile.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const read = (file: string) => Deno.readTextFileSync(new URL(file, ROOT));

@@ -1,10 +1,10 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
-import { backupOk, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
-import { proxiedScene, proxiedTest } from "./helpers/scene.ts";
-import { type FaultProxy, is } from "./helpers/fault_proxy.ts";
-import type { LocalS3 } from "./helpers/moto.ts";
-import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
+import { backupOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { proxiedScene, proxiedTest } from "../testkit/scene.ts";
+import { type FaultProxy, is } from "../testkit/fault_proxy.ts";
+import type { LocalS3 } from "../testkit/moto.ts";
+import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
 let s3: LocalS3;
 let proxy: FaultProxy;

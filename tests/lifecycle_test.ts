@@ -7,10 +7,10 @@
  * the random SIGTERM moments of a failed run (its seed is in the failure message).
  */
 import assert from "node:assert/strict";
-import { baseEnv, EXAMPLE_APP_CMD, runLifeboat } from "./helpers/cli.ts";
-import { events, runLifecycle } from "./helpers/lifecycle.ts";
-import { freePort, type LocalS3, startLocalS3 } from "./helpers/moto.ts";
-import { parseProm, promValue } from "./helpers/prometheus.ts";
+import { baseEnv, EXAMPLE_APP_CMD, runLifeboat } from "../testkit/cli.ts";
+import { events, runLifecycle } from "../testkit/lifecycle.ts";
+import { freePort, type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { parseProm, promValue } from "../testkit/prometheus.ts";
 
 const MACHINES = Number(Deno.env.get("LIFEBOAT_LIFECYCLES") || "5");
 const SEED = Deno.env.get("LIFEBOAT_LIFECYCLE_SEED");

@@ -4,10 +4,10 @@ import type { Clock } from "../src/clock.ts";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { exitCodeOf, oneLine } from "../src/errors.ts";
 import { Metrics, METRICS_CONTENT_TYPE, serveMetrics } from "../src/metrics.ts";
-import { baseEnv, runLifeboat } from "./helpers/cli.ts";
-import { captureLogs } from "./helpers/logs.ts";
-import { freePort } from "./helpers/moto.ts";
-import { parseProm, promValue } from "./helpers/prometheus.ts";
+import { baseEnv, runLifeboat } from "../testkit/cli.ts";
+import { captureLogs } from "../testkit/logs.ts";
+import { freePort } from "../testkit/moto.ts";
+import { parseProm, promValue } from "../testkit/prometheus.ts";
 
 await captureLogs(); // serveMetrics logs where it listens: keep the test output clean
 

@@ -11,12 +11,12 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
-import { backupOk, runLifeboat, spawnLifeboat } from "./helpers/cli.ts";
-import { proxiedScene, proxiedTest } from "./helpers/scene.ts";
-import { type FaultProxy, is } from "./helpers/fault_proxy.ts";
-import { freePort, type LocalS3 } from "./helpers/moto.ts";
-import { parseProm, promValue } from "./helpers/prometheus.ts";
-import { addRow, growDb, makeDb, readRows } from "./helpers/sqlite.ts";
+import { backupOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
+import { proxiedScene, proxiedTest } from "../testkit/scene.ts";
+import { type FaultProxy, is } from "../testkit/fault_proxy.ts";
+import { freePort, type LocalS3 } from "../testkit/moto.ts";
+import { parseProm, promValue } from "../testkit/prometheus.ts";
+import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
 let s3: LocalS3;
 let proxy: FaultProxy;

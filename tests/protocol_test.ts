@@ -11,9 +11,9 @@ import { checkListing } from "../src/store/s3.ts";
 import { FileStore } from "../src/store/file.ts";
 import { parseKey } from "../src/store/keys.ts";
 import type { Store } from "../src/store/store.ts";
-import { testClock } from "./helpers/clock.ts";
-import { captureLogs } from "./helpers/logs.ts";
-import { addRow, makeDb, readRows } from "./helpers/sqlite.ts";
+import { testClock } from "../testkit/clock.ts";
+import { captureLogs } from "../testkit/logs.ts";
+import { addRow, makeDb, readRows } from "../testkit/sqlite.ts";
 
 const HOUR = 3_600_000;
 const YEAR = 365 * 24 * HOUR;

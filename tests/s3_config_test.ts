@@ -16,9 +16,9 @@ import { loadConfig, parseStoreUrl, pathStyleByDefault, s3Options } from "../src
 import { exitCodeOf, oneLine } from "../src/errors.ts";
 import { s3Settings } from "../src/store/open.ts";
 import { S3Store } from "../src/store/s3.ts";
-import { baseEnv, runLifeboat } from "./helpers/cli.ts";
-import { startLocalS3 } from "./helpers/moto.ts";
-import { addRow, makeDb } from "./helpers/sqlite.ts";
+import { baseEnv, runLifeboat } from "../testkit/cli.ts";
+import { startLocalS3 } from "../testkit/moto.ts";
+import { addRow, makeDb } from "../testkit/sqlite.ts";
 
 /** Asserts that `fn` throws a config error (exit 2) whose one line matches `re`. */
 function configFails(fn: () => unknown, re: RegExp): void {

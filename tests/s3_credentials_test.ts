@@ -12,7 +12,7 @@ import {
   tokenClaims,
 } from "../src/store/s3_credentials.ts";
 import { mapS3Error, mapStsError, redact } from "../src/store/s3_errors.ts";
-import { fakeJwt, startFakeFlyApi } from "./helpers/aws_fakes.ts";
+import { fakeJwt, startFakeFlyApi } from "../testkit/aws_fakes.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat";
 const HOUR = 3_600_000;

@@ -4,9 +4,9 @@
  * STS / S3 servers made here (moto cannot refuse access) and moto for a missing bucket.
  */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat, type RunResult } from "./helpers/cli.ts";
-import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
-import { makeDb } from "./helpers/sqlite.ts";
+import { baseEnv, runLifeboat, type RunResult } from "../testkit/cli.ts";
+import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { makeDb } from "../testkit/sqlite.ts";
 import {
   fakeJwt,
   listResponse,
@@ -14,7 +14,7 @@ import {
   SecretScan,
   serve,
   stsError,
-} from "./helpers/aws_fakes.ts";
+} from "../testkit/aws_fakes.ts";
 import { backupKey } from "../src/store/keys.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat-test";

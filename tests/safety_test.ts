@@ -1,7 +1,7 @@
 /** Local safety: a full disk, a second lifeboat on the same database, and private file modes. */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "./helpers/cli.ts";
-import { growDb, makeDb } from "./helpers/sqlite.ts";
+import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { growDb, makeDb } from "../testkit/sqlite.ts";
 
 /** Mounting a tmpfs needs root: as another user the test is skipped, and says so in its name. */
 const ROOT_USER = Deno.uid() === 0;

@@ -4,9 +4,9 @@
  * more); LIFEBOAT_LIFECYCLE_SEED replays a failed run.
  */
 import assert from "node:assert/strict";
-import { baseEnv } from "./helpers/cli.ts";
-import { runLifecycle } from "./helpers/lifecycle.ts";
-import { startLocalS3 } from "./helpers/moto.ts";
+import { baseEnv } from "../testkit/cli.ts";
+import { runLifecycle } from "../testkit/lifecycle.ts";
+import { startLocalS3 } from "../testkit/moto.ts";
 
 const MACHINES = Number(Deno.env.get("LIFEBOAT_SOAK_MACHINES") || "50");
 const SEED = Deno.env.get("LIFEBOAT_LIFECYCLE_SEED");

@@ -6,8 +6,8 @@ import { S3Store } from "../src/store/s3.ts";
 import { s3Options } from "../src/config.ts";
 import { backupKey } from "../src/store/keys.ts";
 import type { Store } from "../src/store/store.ts";
-import { metaFor, randomFile } from "./helpers/backup_files.ts";
-import { type LocalS3, startLocalS3 } from "./helpers/moto.ts";
+import { metaFor, randomFile } from "../testkit/backup_files.ts";
+import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
 
 const MiB = 1024 * 1024;
 

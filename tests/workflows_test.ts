@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { assertExplicitPermissions, compileFlags, LIFEBOAT_ALLOW } from "./helpers/compile.ts";
+import { assertExplicitPermissions, compileFlags, LIFEBOAT_ALLOW } from "../testkit/compile.ts";
 
 const WORKFLOWS = new URL("../.github/workflows/", import.meta.url);
 const ROOT = new URL("../", import.meta.url);

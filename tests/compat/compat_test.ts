@@ -11,10 +11,10 @@ import { parseStoreUrl, s3Options } from "../../src/config.ts";
 import { backupKey } from "../../src/store/keys.ts";
 import { s3Settings } from "../../src/store/open.ts";
 import { S3Store } from "../../src/store/s3.ts";
-import { baseEnv, LIFEBOAT_CMD, runLifeboat, spawnLifeboat } from "../helpers/cli.ts";
-import { metaFor, randomFile } from "../helpers/backup_files.ts";
-import { is, startFaultProxy } from "../helpers/fault_proxy.ts";
-import { addRow, growDb, integrity, makeDb, readRows } from "../helpers/sqlite.ts";
+import { baseEnv, LIFEBOAT_CMD, runLifeboat, spawnLifeboat } from "../../testkit/cli.ts";
+import { metaFor, randomFile } from "../../testkit/backup_files.ts";
+import { is, startFaultProxy } from "../../testkit/fault_proxy.ts";
+import { addRow, growDb, integrity, makeDb, readRows } from "../../testkit/sqlite.ts";
 import { type CompatServer, compatServer } from "./server.ts";
 
 const MiB = 1024 * 1024;

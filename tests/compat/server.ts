@@ -9,7 +9,7 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
-import { startLocalS3 } from "../helpers/moto.ts";
+import { startLocalS3 } from "../../testkit/moto.ts";
 
 /** A reachable S3 server and a client for looking at it directly. */
 export interface CompatServer {

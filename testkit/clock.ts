@@ -1,5 +1,5 @@
 /** An injectable clock for tests: time moves only when the test (or a sleep) moves it. */
-import type { Clock } from "../../src/clock.ts";
+import type { Clock } from "../src/clock.ts";
 
 /** A clock that can be set, shifted and advanced; `sleep` advances it and returns at once. */
 export interface TestClock extends Clock {

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The repository root. */
-export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+export const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 
 /** The `--allow-*` flags of deno.json's task `name` (fails loudly when the task is missing). */
 export function taskPermissions(name: string): string[] {

@@ -1,5 +1,5 @@
 /** Files and metadata for Store tests: random bytes on disk and a plausible BackupMeta. */
-import type { BackupMeta } from "../../src/store/store.ts";
+import type { BackupMeta } from "../src/store/store.ts";
 
 /** Metadata for `bytes` as a backup of machine m1 (the hash is `sha256`, not computed). */
 export function metaFor(bytes: Uint8Array, sha256 = "0".repeat(64)): BackupMeta {
