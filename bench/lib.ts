@@ -1,13 +1,13 @@
 /**
  * Shared benchmark machinery: statistics, timed child processes with peak RSS, cleanup of
- * everything the bench starts, a request-counting S3 proxy, and the environments for lifeboat,
+ * everything the bench starts, the S3 proxy that counts requests, and the environments for lifeboat,
  * the AWS CLI and the SDK. Every scenario script uses this module; none repeats it.
  */
 import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { LIFEBOAT_CMD, ROOT as TEST_ROOT, textLines } from "../testkit/cli.ts";
 import { type LocalS3, SAFE_AWS_ENV, startLocalS3 } from "../testkit/moto.ts";
-import { forward } from "../testkit/fault_proxy.ts";
+import { type S3Proxy, startS3Proxy } from "../testkit/s3_proxy.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
@@ -371,7 +371,7 @@ export function scriptCmd(script: string): string[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// S3: a fresh server per scenario, an SDK client, and a request-counting proxy.
+// S3: a fresh server per scenario, an SDK client, and the counting proxy.
 
 /** Starts a fresh moto_server with the bench bucket; it is stopped at cleanup or by `stop()`. */
 export async function freshS3(): Promise<LocalS3> {
@@ -407,111 +407,16 @@ export async function deleteObject(client: S3Client, key: string): Promise<void>
   await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
 }
 
-/** Names the S3 operation of a path-style request (ListObjectsV2, UploadPart, …). */
-export function classify(method: string, url: URL): string {
-  const q = url.searchParams;
-  const hasKey = url.pathname.split("/").filter(Boolean).length > 1;
-  switch (method) {
-    case "GET":
-      if (q.get("list-type") === "2") return "ListObjectsV2";
-      if (q.has("uploads")) return "ListMultipartUploads";
-      if (q.has("uploadId")) return "ListParts";
-      return hasKey ? "GetObject" : "ListObjects";
-    case "HEAD":
-      return hasKey ? "HeadObject" : "HeadBucket";
-    case "PUT":
-      if (q.has("partNumber")) return "UploadPart";
-      if (q.has("tagging")) return "PutObjectTagging";
-      return hasKey ? "PutObject" : "CreateBucket";
-    case "POST":
-      if (q.has("uploads")) return "CreateMultipartUpload";
-      if (q.has("uploadId")) return "CompleteMultipartUpload";
-      if (q.has("delete")) return "DeleteObjects";
-      return "POST";
-    case "DELETE":
-      return q.has("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
-    default:
-      return method;
-  }
-}
-
-/** Operations that write to the store (what "PUT requests" counts). */
-export const WRITE_OPS = new Set([
-  "PutObject",
-  "PutObjectTagging",
-  "UploadPart",
-  "CreateMultipartUpload",
-  "CompleteMultipartUpload",
-]);
-
-/** A loopback HTTP proxy in front of the S3 server that counts requests by operation. */
-export interface CountingProxy {
-  endpoint: string;
-  /** Every request so far: its operation and arrival time (performance.now). */
-  log: { op: string; t: number }[];
-  /** Counts per operation since the last reset. */
-  counts(): Record<string, number>;
-  /** Forgets the requests seen so far. */
-  reset(): void;
-  /** Resolves at the first request (from now) whose operation is in `ops`. */
-  waitFor(ops: string[], ms: number): Promise<string>;
-  close(): Promise<void>;
-}
-
-/** Starts a counting proxy to `target` on a free loopback port; closed at cleanup. */
-export function startCountingProxy(target: string): CountingProxy {
-  const log: { op: string; t: number }[] = [];
-  const waiters: { ops: string[]; resolve: (op: string) => void }[] = [];
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    async (req) => {
-      const url = new URL(req.url);
-      const op = classify(req.method, url);
-      log.push({ op, t: performance.now() });
-      for (const w of [...waiters]) {
-        if (w.ops.includes(op)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(op);
-        }
-      }
-      const res = await forward(req, target);
-      return new Response(res.body, { status: res.status, headers: res.headers });
-    },
-  );
-  const close = async () => {
+/** Starts the S3 proxy (testkit/s3_proxy.ts) to `target`, to count requests; stopped at cleanup. */
+export function startCountingProxy(target: string): S3Proxy {
+  const proxy = startS3Proxy(target);
+  const stop = proxy.stop;
+  const unregister = onCleanup(stop);
+  proxy.stop = async () => {
     unregister();
-    await server.shutdown();
+    await stop();
   };
-  const unregister = onCleanup(() => server.shutdown());
-  return {
-    endpoint: `http://127.0.0.1:${server.addr.port}`,
-    log,
-    counts() {
-      const c: Record<string, number> = {};
-      for (const { op } of log) c[op] = (c[op] ?? 0) + 1;
-      return c;
-    },
-    reset() {
-      log.length = 0;
-    },
-    waitFor(ops, ms) {
-      return new Promise((resolve, reject) => {
-        const w = {
-          ops,
-          resolve: (op: string) => {
-            clearTimeout(t);
-            resolve(op);
-          },
-        };
-        const t = setTimeout(() => {
-          waiters.splice(waiters.indexOf(w), 1);
-          reject(new Error(`no ${ops.join("/")} request within ${ms} ms`));
-        }, ms);
-        waiters.push(w);
-      });
-    },
-    close,
-  };
+  return proxy;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import {
   startCountingProxy,
   timed,
   workDir,
-  WRITE_OPS,
 } from "./lib.ts";
+import { WRITE_OPS } from "../testkit/s3_proxy.ts";
 
 /** P5's outcome: requests by operation for lifeboat's restore and for `aws s3 ls`. */
 export interface ListResult {
@@ -102,7 +102,7 @@ export async function benchListNewest(
     );
     return { sizeMiB, backups, lifeboat, awsLs };
   } finally {
-    await proxy.close();
+    await proxy.stop();
     await s3.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
@@ -178,7 +178,7 @@ export async function benchIdleWrites(
     );
     return r;
   } finally {
-    await proxy.close();
+    await proxy.stop();
     await s3.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }

@@ -109,7 +109,7 @@ export async function benchSigterm(
           clearInterval(poll);
         }
       } finally {
-        await proxy.close();
+        await proxy.stop();
         await s3.stop();
       }
     }

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { RunResult } from "./cli.ts";
+import { type SeenRequest, startS3Proxy } from "./s3_proxy.ts";
 
 /** Returns a JWT-shaped token (unsigned; moto does not check) with a distinctive signature. */
 export function fakeJwt(sub = "test-org:test-app:machine1", aud = "sts.amazonaws.com"): string {
@@ -45,7 +46,7 @@ export interface FakeServer {
   stop(): Promise<void>;
 }
 
-/** A proxy in front of moto that records STS and S3 calls. */
+/** The S3 proxy in front of moto, with the STS calls it saw and the S3 requests' signers. */
 export interface RecordingProxy extends FakeServer {
   sts: StsCall[];
   s3: S3Call[];
@@ -69,63 +70,47 @@ const tag = (xml: string, name: string) =>
   new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml)?.[1] ?? "";
 
 /**
- * Starts a proxy to `target` that records every STS AssumeRoleWithWebIdentity (the token shown
- * and the credentials returned) and every S3 request's signing key. With `expiresInMs`, STS
- * answers are rewritten to expire that long from now, to force early renewals.
+ * Starts the S3 proxy (testkit/s3_proxy.ts) to `target`, recording every STS
+ * AssumeRoleWithWebIdentity (the token shown and the credentials returned) and every S3 request's
+ * signing key. With `expiresInMs`, STS answers are rewritten to expire that long from now, to
+ * force early renewals.
  */
 export function startRecordingProxy(target: string, expiresInMs?: number): RecordingProxy {
   const sts: StsCall[] = [];
-  const s3: S3Call[] = [];
-  const server = serve(async (req) => {
-    const url = new URL(req.url);
-    const body = req.method === "GET" || req.method === "HEAD"
-      ? undefined
-      : new Uint8Array(await req.arrayBuffer());
-    const headers = new Headers(req.headers);
-    headers.delete("host");
-    const res = await fetch(`${target}${url.pathname}${url.search}`, {
-      method: req.method,
-      headers,
-      body,
+  const recordSts = async (res: Response, seen: SeenRequest): Promise<Response> => {
+    if (seen.form?.get("Action") !== "AssumeRoleWithWebIdentity") return res;
+    let xml = await res.text();
+    if (expiresInMs !== undefined && res.ok) {
+      const at = new Date(Date.now() + expiresInMs).toISOString();
+      xml = xml.replace(/<Expiration>[^<]*<\/Expiration>/, `<Expiration>${at}</Expiration>`);
+    }
+    sts.push({
+      token: seen.form.get("WebIdentityToken") ?? "",
+      roleArn: seen.form.get("RoleArn") ?? "",
+      sessionName: seen.form.get("RoleSessionName") ?? "",
+      accessKeyId: tag(xml, "AccessKeyId"),
+      secretAccessKey: tag(xml, "SecretAccessKey"),
+      sessionToken: tag(xml, "SessionToken"),
     });
-    let out: ArrayBuffer | string = await res.arrayBuffer();
-    const form = body && req.headers.get("content-type")?.startsWith("application/x-www-form")
-      ? new URLSearchParams(new TextDecoder().decode(body))
-      : undefined;
-    if (form?.get("Action") === "AssumeRoleWithWebIdentity") {
-      let xml = new TextDecoder().decode(out);
-      if (expiresInMs !== undefined && res.ok) {
-        const at = new Date(Date.now() + expiresInMs).toISOString();
-        xml = xml.replace(/<Expiration>[^<]*<\/Expiration>/, `<Expiration>${at}</Expiration>`);
-      }
-      out = xml;
-      sts.push({
-        token: form.get("WebIdentityToken") ?? "",
-        roleArn: form.get("RoleArn") ?? "",
-        sessionName: form.get("RoleSessionName") ?? "",
-        accessKeyId: tag(xml, "AccessKeyId"),
-        secretAccessKey: tag(xml, "SecretAccessKey"),
-        sessionToken: tag(xml, "SessionToken"),
-      });
-    } else {
-      s3.push({
-        method: req.method,
-        path: url.pathname,
-        accessKeyId: /Credential=([^/]+)\//.exec(req.headers.get("authorization") ?? "")?.[1] ??
-          "",
-        sessionToken: req.headers.get("x-amz-security-token") ?? "",
-      });
-    }
-    const resHeaders = new Headers(res.headers);
-    resHeaders.delete("transfer-encoding");
-    // A HEAD answer's Content-Length is the object's size (lifeboat checks it after uploads).
-    if (req.method === "HEAD") {
-      return new Response(null, { status: res.status, headers: resHeaders });
-    }
-    resHeaders.delete("content-length");
-    return new Response(out, { status: res.status, headers: resHeaders });
-  });
-  return { ...server, sts, s3 };
+    const headers = new Headers(res.headers);
+    headers.delete("content-length");
+    headers.delete("transfer-encoding");
+    return new Response(xml, { status: res.status, headers });
+  };
+  const proxy = startS3Proxy(target, { transforms: [recordSts] });
+  return {
+    url: proxy.endpoint,
+    stop: () => proxy.stop(),
+    sts,
+    get s3(): S3Call[] {
+      return proxy.requests.filter((r) => !r.form).map((r) => ({
+        method: r.method,
+        path: r.path,
+        accessKeyId: r.accessKeyId ?? "",
+        sessionToken: r.sessionToken ?? "",
+      }));
+    },
+  };
 }
 
 /** Returns an S3 error response as S3 sends it. */

@@ -1,6 +1,6 @@
 /** One setup for tests that run lifeboat through the fault proxy: a fresh bucket and directory. */
 import { baseEnv } from "./cli.ts";
-import { type FaultProxy, startFaultProxy } from "./fault_proxy.ts";
+import { type S3Proxy, startS3Proxy } from "./s3_proxy.ts";
 import { type LocalS3, startLocalS3 } from "./moto.ts";
 
 /** What a proxied scene gives a test. */
@@ -21,16 +21,14 @@ let scenes = 0;
  */
 export async function proxiedScene(
   s3: LocalS3,
-  proxy: FaultProxy,
+  proxy: S3Proxy,
   name: string,
   restoreAttempts = 3,
 ): Promise<ProxiedScene> {
   const bucket = `${name}-${++scenes}`;
   await s3.createBucket(bucket);
   const dir = await Deno.makeTempDir();
-  proxy.faults.length = 0;
-  proxy.requests.length = 0;
-  proxy.injected = 0;
+  proxy.reset();
   const env = baseEnv({
     ...s3.env,
     AWS_ENDPOINT_URL_S3: proxy.endpoint,
@@ -43,7 +41,7 @@ export async function proxiedScene(
 /** The local S3 and the fault proxy in front of it, for one test. */
 export interface ProxiedS3 {
   s3: LocalS3;
-  proxy: FaultProxy;
+  proxy: S3Proxy;
 }
 
 /**
@@ -60,7 +58,7 @@ export function proxiedTest(
     sanitizeOps: false,
     fn: async (t) => {
       const s3 = await startLocalS3();
-      const proxy = startFaultProxy(s3.endpoint);
+      const proxy = startS3Proxy(s3.endpoint);
       try {
         await fn(t, { s3, proxy });
       } finally {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { baseEnv, runLifeboat } from "../testkit/cli.ts";
-import { startFaultProxy } from "../testkit/fault_proxy.ts";
+import { startS3Proxy } from "../testkit/s3_proxy.ts";
 import { startLocalS3 } from "../testkit/moto.ts";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
 
@@ -268,7 +268,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async (t) => {
     const s3 = await startLocalS3();
-    const denied = startFaultProxy(s3.endpoint);
+    const denied = startS3Proxy(s3.endpoint);
     denied.faults.push({
       match: () => true,
       action: { kind: "status", status: 403, code: "InvalidAccessKeyId" },

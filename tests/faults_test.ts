@@ -2,12 +2,12 @@
 import assert from "node:assert/strict";
 import { backupOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
 import { proxiedScene, proxiedTest } from "../testkit/scene.ts";
-import { type FaultProxy, is } from "../testkit/fault_proxy.ts";
+import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
 let s3: LocalS3;
-let proxy: FaultProxy;
+let proxy: S3Proxy;
 let injectedTotal = 0;
 
 let n = 0;

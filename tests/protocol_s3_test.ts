@@ -13,13 +13,13 @@ import {
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
 import { backupOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
 import { proxiedScene, proxiedTest } from "../testkit/scene.ts";
-import { type FaultProxy, is } from "../testkit/fault_proxy.ts";
+import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import { freePort, type LocalS3 } from "../testkit/moto.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
 let s3: LocalS3;
-let proxy: FaultProxy;
+let proxy: S3Proxy;
 
 /** A fresh bucket and directory; lifeboat talks to S3 through the proxy. */
 const scene = () => proxiedScene(s3, proxy, "protocol", 2);

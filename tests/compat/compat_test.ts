@@ -13,7 +13,7 @@ import { s3Settings } from "../../src/store/open.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import { baseEnv, LIFEBOAT_CMD, runLifeboat, spawnLifeboat } from "../../testkit/cli.ts";
 import { metaFor, randomFile } from "../../testkit/backup_files.ts";
-import { is, startFaultProxy } from "../../testkit/fault_proxy.ts";
+import { is, startS3Proxy } from "../../testkit/s3_proxy.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../../testkit/sqlite.ts";
 import { type CompatServer, compatServer } from "./server.ts";
 
@@ -198,7 +198,7 @@ Deno.test({
         const { dir, url } = await scene();
         makeDb(`${dir}/app.db`, 200);
         addRow(`${dir}/app.db`, "last");
-        const proxy = startFaultProxy(server.endpoint, { signedUpstream: true });
+        const proxy = startS3Proxy(server.endpoint, { signedUpstream: true });
         try {
           proxy.faults.push({
             match: is.put,
