@@ -1,4 +1,5 @@
 /** Runs lifeboat as a separate process exactly as the compiled binary would run (same permissions). */
+import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -111,6 +112,25 @@ export async function runLifeboat(
     stderr,
     lines: stderr.split("\n").filter((l) => l.trim() !== ""),
   };
+}
+
+/**
+ * Asserts a failed run exited `code` and printed exactly one line, matching `re`, and no stack
+ * trace; returns that line. With `among`, only the stderr lines it picks count (e.g. error lines
+ * among debug logs).
+ */
+export function assertOneLineError(
+  r: RunResult,
+  code: number,
+  re: RegExp,
+  among: (line: string) => boolean = () => true,
+): string {
+  assert.equal(r.code, code, r.stderr);
+  const lines = r.lines.filter(among);
+  assert.equal(lines.length, 1, `expected one line, got:\n${r.stderr}`);
+  assert.match(lines[0], re);
+  assert.doesNotMatch(r.stderr, /^\s+at |\.ts:\d+:\d+/m, "stack trace printed");
+  return lines[0];
 }
 
 /** Runs `lifeboat backup --db DB` and fails the test, showing stderr, unless it exits 0. */

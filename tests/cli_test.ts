@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import {
+  assertOneLineError,
   baseEnv,
   ROOT,
   runLifeboat,
-  type RunResult,
   spawnLifeboat,
   tempsLeft,
 } from "../testkit/cli.ts";
@@ -27,14 +27,6 @@ async function scene() {
 
 function client(): S3Client {
   return new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true });
-}
-
-/** Asserts a failed run printed exactly one line, no stack trace, and the expected exit code. */
-function assertOneLineError(r: RunResult, code: number, re: RegExp): void {
-  assert.equal(r.code, code, r.stderr);
-  assert.equal(r.lines.length, 1, `expected one line, got:\n${r.stderr}`);
-  assert.match(r.lines[0], re);
-  assert.doesNotMatch(r.stderr, /^\s+at /m, "stack trace printed");
 }
 
 Deno.test({

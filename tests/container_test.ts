@@ -15,10 +15,10 @@ import { mapS3Error } from "../src/store/s3_errors.ts";
 import { startChild } from "../src/supervisor.ts";
 import { s3Error, serve } from "../testkit/aws_fakes.ts";
 import {
+  assertOneLineError,
   baseEnv,
   ROOT,
   runLifeboat,
-  type RunResult,
   spawnLifeboat,
   startUntil,
   tempsLeft,
@@ -53,14 +53,6 @@ async function scene(appRows?: number) {
 function backupsIn(store: string): string[] {
   return [...Deno.readDirSync(`${store}/backups`)].map((e) => e.name)
     .filter((n) => n.endsWith(".sqlite3"));
-}
-
-/** Asserts a failed run printed exactly one line matching `re`, with `code` and no stack trace. */
-function oneError(r: RunResult, code: number, re: RegExp): void {
-  assert.equal(r.code, code, r.stderr);
-  assert.equal(r.lines.length, 1, `expected one line, got:\n${r.stderr}`);
-  assert.match(r.lines[0], re);
-  assert.doesNotMatch(r.stderr, /^\s+at /m, "stack trace printed");
 }
 
 /** Starts the stand-in app alone (not under lifeboat) and waits until it is ready. */
@@ -105,7 +97,7 @@ Deno.test({
     assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
 
     makeDb(db, 5);
-    oneError(
+    assertOneLineError(
       await runLifeboat(["backup", "--db", db], release),
       2,
       /RELEASE_COMMAND is set: this is a fly\.io release machine.*run migrations in the app's start command/,
@@ -261,10 +253,14 @@ Deno.test({
   fn: async () => {
     const { dir, env } = await scene();
     Deno.mkdirSync(`${dir}/adir`);
-    oneError(await runLifeboat(["restore", "--db", `${dir}/adir`], env), 2, /adir is not a file/);
+    assertOneLineError(
+      await runLifeboat(["restore", "--db", `${dir}/adir`], env),
+      2,
+      /adir is not a file/,
+    );
     Deno.writeTextFileSync(`${dir}/notes.txt`, "not a database, but precious\n");
     for (const args of [[], ["--force"]]) {
-      oneError(
+      assertOneLineError(
         await runLifeboat(["restore", ...args, "--db", `${dir}/notes.txt`], env),
         2,
         /notes\.txt is not a SQLite database.*Point --db/,
@@ -312,7 +308,7 @@ Deno.test({
 
     const w = spawnLifeboat(["watch", "--db", real, "--interval", "1h"], env);
     await w.waitForLine(/watching/);
-    oneError(
+    assertOneLineError(
       await runLifeboat(["backup", "--db", `${dir}/link.db`], env),
       1,
       new RegExp(`another lifeboat process \\(pid ${w.proc.pid}\\) is already working on`),
@@ -330,7 +326,7 @@ Deno.test({
     const { dir, env } = await scene();
     const db = `${dir}/${"a".repeat(227)}.db`;
     for (const cmd of ["restore", "backup", "watch"]) {
-      oneError(
+      assertOneLineError(
         await runLifeboat([cmd, "--db", db], env),
         2,
         /database file name "a{40}…" is 230 bytes long.*at most 216 bytes/,
@@ -348,7 +344,7 @@ Deno.test({
     const { dir, env, db } = await scene(5);
     const writer = await startApp("writer", db);
     try {
-      oneError(
+      assertOneLineError(
         await runLifeboat(["restore", "--force", "--db", db], env),
         1,
         /app\.db is open in another process \(an app is using it\).*Stop the app first/,
@@ -410,7 +406,7 @@ Deno.test({
     const { dir, env, db } = await scene(5);
     const holder = await startApp("exclusive", db);
     try {
-      oneError(
+      assertOneLineError(
         await runLifeboat(["backup", "--db", db], env),
         1,
         /could not get a read lock within 10s: another connection keeps the database locked \(PRAGMA locking_mode=EXCLUSIVE/,
@@ -446,7 +442,7 @@ Deno.test({
       // Leave room for the copy plus 1 MiB: less than the margin (a tenth of 16 MiB).
       const fill = fs.bavail * fs.bsize - size - 1024 * 1024;
       Deno.writeFileSync(`${small}/filler`, new Uint8Array(fill));
-      oneError(
+      assertOneLineError(
         await runLifeboat(["backup", "--db", db], env),
         1,
         /not enough disk space for a snapshot of .*app\.db.*Free disk space/,
@@ -489,7 +485,7 @@ Deno.test({
   ...loose,
   fn: async () => {
     const { dir, env } = await scene();
-    oneError(
+    assertOneLineError(
       await runLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1000h"], env),
       2,
       /--interval 1000h is too long.*at most 24h/,
@@ -580,7 +576,7 @@ Deno.test({
       .output();
     assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
     try {
-      oneError(
+      assertOneLineError(
         await runLifeboat(["restore", "--db", `${ro}/app.db`], baseEnv({ LIFEBOAT_URL: dir })),
         2,
         /cannot create lifeboat's lock file .*\.app\.db\.lifeboat\.lock \(Read-only file system \(os error 30\)\)\. .*read-only file system: put LIFEBOAT_DB on a writable volume/,

@@ -4,7 +4,7 @@ import type { Clock } from "../src/clock.ts";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { exitCodeOf, oneLine } from "../src/errors.ts";
 import { Metrics, METRICS_CONTENT_TYPE, serveMetrics } from "../src/metrics.ts";
-import { baseEnv, runLifeboat } from "../testkit/cli.ts";
+import { assertOneLineError, baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { freePort } from "../testkit/moto.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
@@ -200,9 +200,7 @@ Deno.test("cli: a bad LIFEBOAT_METRICS_ADDR stops watch with one line and exit 2
       ["watch", "--db", `${dir}/app.db`, "--url", `${dir}/store`],
       baseEnv({ LIFEBOAT_METRICS_ADDR: "9091" }),
     );
-    assert.equal(r.code, 2, r.stderr);
-    assert.equal(r.lines.length, 1, r.stderr);
-    assert.match(r.lines[0], /^lifeboat: LIFEBOAT_METRICS_ADDR "9091" is not a listen address/);
+    assertOneLineError(r, 2, /^lifeboat: LIFEBOAT_METRICS_ADDR "9091" is not a listen address/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

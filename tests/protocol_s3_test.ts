@@ -11,7 +11,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
-import { backupOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
+import { assertOneLineError, backupOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
 import { proxiedScene, proxiedTest } from "../testkit/scene.ts";
 import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import { freePort, type LocalS3 } from "../testkit/moto.ts";
@@ -105,9 +105,7 @@ proxiedTest("protocol against S3", async (t, started) => {
         await client().send(new DeleteObjectCommand({ Bucket: bucket, Key }));
       }
       const r = await runLifeboat(["restore", "--db", `${dir}/a/app.db`], env);
-      assert.equal(r.code, 1, r.stderr);
-      assert.equal(r.lines.length, 1, r.stderr);
-      assert.match(r.lines[0], /holds no backup, but its marker says .*--allow-empty/);
+      assertOneLineError(r, 1, /holds no backup, but its marker says .*--allow-empty/);
       await assert.rejects(Deno.stat(`${dir}/a/app.db`), Deno.errors.NotFound);
       const flag = await runLifeboat(
         ["restore", "--allow-empty", "--db", `${dir}/b/app.db`],

@@ -1,6 +1,12 @@
 /** Local safety: a full disk, a second lifeboat on the same database, and private file modes. */
 import assert from "node:assert/strict";
-import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import {
+  assertOneLineError,
+  baseEnv,
+  runLifeboat,
+  spawnLifeboat,
+  tempsLeft,
+} from "../testkit/cli.ts";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
 
 /** Mounting a tmpfs needs root: as another user the test is skipped, and says so in its name. */
@@ -33,10 +39,10 @@ Deno.test({
       makeDb(`${small}/app.db`, 3);
       const before = await Deno.readFile(`${small}/app.db`);
       const r = await runLifeboat(["restore", "--force", "--db", `${small}/app.db`], env);
-      assert.equal(r.code, 1, r.stderr);
-      assert.equal(r.lines.length, 1, r.stderr); // no retries for a full disk
-      assert.match(
-        r.lines[0],
+      // One line: no retries for a full disk.
+      assertOneLineError(
+        r,
+        1,
         /disk full while restoring \S+ \(\d+ bytes\) into .*small.*Free disk space/,
       );
       assert.deepEqual(await Deno.readFile(`${small}/app.db`), before);
@@ -62,10 +68,9 @@ Deno.test({
     await w.waitForLine(/watching/);
     for (const cmd of [["backup"], ["restore", "--force"], ["watch"]]) {
       const r = await runLifeboat([...cmd, "--db", db], env);
-      assert.equal(r.code, 1, r.stderr);
-      assert.equal(r.lines.length, 1, r.stderr);
-      assert.match(
-        r.lines[0],
+      assertOneLineError(
+        r,
+        1,
         new RegExp(`another lifeboat process \\(pid ${w.proc.pid}\\) is already working on`),
       );
     }

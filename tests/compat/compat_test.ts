@@ -11,7 +11,14 @@ import { parseStoreUrl, s3Options } from "../../src/config.ts";
 import { backupKey } from "../../src/store/keys.ts";
 import { s3Settings } from "../../src/store/open.ts";
 import { S3Store } from "../../src/store/s3.ts";
-import { baseEnv, LIFEBOAT_CMD, runLifeboat, spawnLifeboat } from "../../testkit/cli.ts";
+import {
+  assertOneLineError,
+  baseEnv,
+  LIFEBOAT_CMD,
+  runLifeboat,
+  type RunResult,
+  spawnLifeboat,
+} from "../../testkit/cli.ts";
 import { metaFor, randomFile } from "../../testkit/backup_files.ts";
 import { is, startS3Proxy } from "../../testkit/s3_proxy.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../../testkit/sqlite.ts";
@@ -57,11 +64,8 @@ async function lifeboat(args: string[], env: Record<string, string>, code = 0) {
 }
 
 /** Asserts a failed run said one line, no stack trace and no secret. */
-function oneLineFailure(r: { code: number; lines: string[]; stderr: string }, re: RegExp) {
-  assert.equal(r.code, 1, r.stderr);
-  assert.equal(r.lines.length, 1, `one line expected:\n${r.stderr}`);
-  assert.match(r.lines[0], re);
-  assert.doesNotMatch(r.stderr, /^\s+at /m, "stack trace printed");
+function oneLineFailure(r: RunResult, re: RegExp) {
+  assertOneLineError(r, 1, re);
   assert.ok(!r.stderr.includes(server.secretKey), "the secret key was printed");
 }
 
