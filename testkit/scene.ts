@@ -1,51 +1,100 @@
-/** One setup for tests that run lifeboat through the fault proxy: a fresh bucket and directory. */
+/**
+ * One setup for tests: a temporary directory that is removed when the test file ends (passed or
+ * failed), a store (a fresh bucket, reached directly or through the S3 proxy, or a directory), and
+ * lifeboat's environment for it.
+ */
 import { baseEnv } from "./cli.ts";
 import { type S3Proxy, startS3Proxy } from "./s3_proxy.ts";
 import { type LocalS3, startLocalS3 } from "./moto.ts";
 
-/** What a proxied scene gives a test. */
-export interface ProxiedScene {
-  bucket: string;
+const made = new Set<string>();
+// A test file's module unloads once its tests are done, whether they passed or not.
+globalThis.addEventListener("unload", () => {
+  for (const dir of made) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* removed already */ }
+  }
+});
+
+/**
+ * Creates a temporary directory that is removed, with everything in it, when the test file ends;
+ * `removeTempDir` removes it sooner.
+ */
+export async function tempDir(prefix = "lifeboat-test-"): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
+  made.add(dir);
+  return dir;
+}
+
+/** Removes a directory made by `tempDir` now (a test that makes many). */
+export async function removeTempDir(dir: string): Promise<void> {
+  made.delete(dir);
+  await Deno.remove(dir, { recursive: true });
+}
+
+/** What a scene gives a test. */
+export interface Scene {
+  /** A fresh temporary directory (removed when the test file ends). */
   dir: string;
-  /** lifeboat's environment: the local S3 reached through the proxy, store `s3://bucket/db`. */
-  env: Record<string, string>;
   /** `dir/app.db`, not created. */
   db: string;
+  /** The store: `s3://bucket/prefix`, or the directory `dir/store` (created, like a bucket). */
+  url: string;
+  /** The bucket (empty for a directory store). */
+  bucket: string;
+  /** lifeboat's environment: baseEnv, the S3 endpoint (the proxy's, if any) and LIFEBOAT_URL. */
+  env: Record<string, string>;
+}
+
+/** How to set a scene up. */
+export interface SceneOptions {
+  /** The local S3 holding the bucket; without it the store is a directory. */
+  s3?: LocalS3;
+  /** lifeboat reaches S3 through this proxy; its requests and faults are cleared first. */
+  proxy?: S3Proxy;
+  /** The bucket's name is `<name>-<n>`. */
+  name?: string;
+  /** The prefix in the bucket; default "db". */
+  prefix?: string;
+  /** LIFEBOAT_RESTORE_ATTEMPTS, to bound restore's retries. */
+  restoreAttempts?: number;
+  /** More environment. */
+  env?: Record<string, string>;
 }
 
 let scenes = 0;
 
-/**
- * Creates bucket `<name>-<n>` and a temporary directory, and clears the proxy's faults, requests
- * and injection count (so a test sees only its own). `restoreAttempts` bounds restore's retries.
- */
-export async function proxiedScene(
-  s3: LocalS3,
-  proxy: S3Proxy,
-  name: string,
-  restoreAttempts = 3,
-): Promise<ProxiedScene> {
-  const bucket = `${name}-${++scenes}`;
-  await s3.createBucket(bucket);
-  const dir = await Deno.makeTempDir();
-  proxy.reset();
+/** Sets up a fresh directory and store for one test (see SceneOptions). */
+export async function scene(o: SceneOptions = {}): Promise<Scene> {
+  const dir = await tempDir();
+  let bucket = "", url = `${dir}/store`, s3env: Record<string, string> = {};
+  if (o.s3) {
+    bucket = `${o.name ?? "scene"}-${++scenes}`;
+    await o.s3.createBucket(bucket);
+    url = `s3://${bucket}/${o.prefix ?? "db"}`;
+    s3env = { ...o.s3.env, ...(o.proxy ? { AWS_ENDPOINT_URL_S3: o.proxy.endpoint } : {}) };
+  } else {
+    await Deno.mkdir(url);
+  }
+  o.proxy?.reset();
   const env = baseEnv({
-    ...s3.env,
-    AWS_ENDPOINT_URL_S3: proxy.endpoint,
-    LIFEBOAT_URL: `s3://${bucket}/db`,
-    LIFEBOAT_RESTORE_ATTEMPTS: String(restoreAttempts),
+    ...s3env,
+    LIFEBOAT_URL: url,
+    ...(o.restoreAttempts ? { LIFEBOAT_RESTORE_ATTEMPTS: String(o.restoreAttempts) } : {}),
+    ...o.env,
   });
-  return { bucket, dir, env, db: `${dir}/app.db` };
+  return { dir, db: `${dir}/app.db`, url, bucket, env };
 }
 
-/** The local S3 and the fault proxy in front of it, for one test. */
+/** The local S3 and the S3 proxy in front of it, for one test. */
 export interface ProxiedS3 {
   s3: LocalS3;
   proxy: S3Proxy;
 }
 
 /**
- * Registers test `name`, run with a fresh moto_server and a fault proxy in front of it; both are
+ * Registers test `name`, run with a fresh moto_server and the S3 proxy in front of it; both are
  * stopped afterwards, whether the test passes or not.
  */
 export function proxiedTest(

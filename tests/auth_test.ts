@@ -14,17 +14,15 @@ import {
   startFakeFlyApi,
   startRecordingProxy,
 } from "../testkit/aws_fakes.ts";
+import { scene as kitScene } from "../testkit/scene.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat-test";
 const scan = new SecretScan();
 let s3: LocalS3;
-let n = 0;
 
 /** A bucket, a working directory and a recording proxy in front of moto for one test. */
 async function scene(expiresInMs?: number) {
-  const bucket = `auth-test-${++n}`;
-  await s3.createBucket(bucket);
-  const dir = await Deno.makeTempDir();
+  const { bucket, dir, url } = await kitScene({ s3, name: "auth-test", prefix: "apps/demo" });
   const proxy = startRecordingProxy(s3.endpoint, expiresInMs);
   // No AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: only the role can sign.
   const env = baseEnv({
@@ -33,7 +31,7 @@ async function scene(expiresInMs?: number) {
     AWS_ENDPOINT_URL_STS: proxy.url,
     AWS_ROLE_ARN: ROLE,
     FLY_MACHINE_ID: "e784079b449483",
-    LIFEBOAT_URL: `s3://${bucket}/apps/demo`,
+    LIFEBOAT_URL: url,
     LIFEBOAT_LOG_LEVEL: "debug",
   });
   return { bucket, dir, proxy, env };

@@ -8,6 +8,7 @@ import { assertOneLineError, baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { startS3Proxy } from "../testkit/s3_proxy.ts";
 import { startLocalS3 } from "../testkit/moto.ts";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 /** One case: arguments (DB = the good database, DIR = a scratch dir), extra env, code, message. */
 type Case = [name: string, args: string[], env: Record<string, string>, code: 1 | 2, re: RegExp];
@@ -273,7 +274,7 @@ Deno.test({
       match: () => true,
       action: { kind: "status", status: 403, code: "InvalidAccessKeyId" },
     });
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     try {
       await s3.createBucket("corpus");
       const db = `${dir}/app.db`;

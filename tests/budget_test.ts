@@ -12,6 +12,7 @@ import type { SignalSource } from "../src/signals.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 const logs = await captureLogs();
 
@@ -80,7 +81,7 @@ function options(dir: string, o: Partial<WatchOptions> = {}): WatchOptions {
  * storeOf); returns the directory, the run, its signals and its metrics. Clears the logs.
  */
 async function watchScene(put: "slow" | "hang" | "fail", o: Partial<WatchOptions>) {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   logs.clear();
   makeDb(`${dir}/app.db`, 5);
   const opts = options(dir, o);
@@ -106,7 +107,7 @@ Deno.test({
   name: "watch: a backup or restore slower than half of LIFEBOAT_SHUTDOWN_TIMEOUT warns",
   ...opts,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     try {
       logs.clear();
       makeDb(`${dir}/app.db`, 20);
@@ -129,7 +130,7 @@ Deno.test({
 
       // A new machine: the restore moves the same bytes, so a slow one warns at start.
       logs.clear();
-      const next = await Deno.makeTempDir();
+      const next = await tempDir();
       const again = manualSignals();
       const second = watch(
         options(next, { shutdownTimeoutMs: 1000, interval: 3_600_000 }),
@@ -154,7 +155,7 @@ Deno.test({
     "watch: the final backup is bounded by LIFEBOAT_SHUTDOWN_TIMEOUT and says so when cut short",
   ...opts,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     try {
       logs.clear();
       makeDb(`${dir}/app.db`, 20);

@@ -5,10 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { ROOT } from "../testkit/cli.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 /** Runs scripts/compat.sh with `extra` env and no radosgw on PATH; returns code and output. */
 async function compatWithoutPackages(extra: Record<string, string> = {}) {
-  const bin = await Deno.makeTempDir({ prefix: "lifeboat-nopkg-" });
+  const bin = await tempDir("lifeboat-nopkg-");
   try {
     for (const tool of ["dirname", "id", "date", "timeout", "mktemp", "sudo"]) {
       const found = ["/usr/bin", "/bin"].map((d) => `${d}/${tool}`).find((p) => {

@@ -1,7 +1,7 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
 import { backupOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
-import { proxiedScene, proxiedTest } from "../testkit/scene.ts";
+import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
@@ -15,7 +15,7 @@ let n = 0;
 async function scene() {
   n++;
   injectedTotal += proxy.injected;
-  return await proxiedScene(s3, proxy, "faults");
+  return await kitScene({ s3, proxy, name: "faults", restoreAttempts: 3 });
 }
 
 proxiedTest("faults", async (t, started) => {

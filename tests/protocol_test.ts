@@ -14,13 +14,14 @@ import type { Store } from "../src/store/store.ts";
 import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { addRow, makeDb, readRows } from "../testkit/sqlite.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 const HOUR = 3_600_000;
 const YEAR = 365 * 24 * HOUR;
 
 /** A directory store and a database in a fresh temporary directory, removed at the end. */
 async function withScene(fn: (s: { dir: string; db: string; store: Store }) => Promise<void>) {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   try {
     await Deno.mkdir(`${dir}/store`);
     const db = `${dir}/app.db`;

@@ -19,6 +19,7 @@ import { S3Store } from "../src/store/s3.ts";
 import { baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { startLocalS3 } from "../testkit/moto.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 /** Asserts that `fn` throws a config error (exit 2) whose one line matches `re`. */
 function configFails(fn: () => unknown, re: RegExp): void {
@@ -323,7 +324,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     const s3 = await startLocalS3();
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     try {
       for (const [k, v] of Object.entries(s3.env)) Deno.env.set(k, v);
       const client = new S3Client({

@@ -14,6 +14,7 @@ import {
 import { mapS3Error, mapStsError, redact } from "../src/store/s3_errors.ts";
 import { fakeJwt, startFakeFlyApi } from "../testkit/aws_fakes.ts";
 import { testClock } from "../testkit/clock.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat";
 const HOUR = 3_600_000;
@@ -110,7 +111,7 @@ Deno.test("renewing: a failed renewal falls back to credentials that still work"
 });
 
 Deno.test("role credentials: every renewal reads the token file again", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const clock = fakeClock();
   const sts = fakeSts(clock.now);
   const [a, b] = [fakeJwt("o:a:1"), fakeJwt("o:a:2")];
@@ -129,7 +130,7 @@ Deno.test("role credentials: every renewal reads the token file again", async ()
 });
 
 Deno.test("role credentials: without the token file, each renewal mints a token over fly's API", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const fly = startFakeFlyApi(`${dir}/api.sock`);
   try {
     const clock = fakeClock();
@@ -147,7 +148,7 @@ Deno.test("role credentials: without the token file, each renewal mints a token 
 });
 
 Deno.test("role credentials: a missing or empty token file is a one-line error (exit 1)", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const sts = fakeSts(Date.now);
   const p = roleCredentials(settings(dir), { assume: sts.assume });
   await rejectsWith(p(), EXIT_FAILURE, /token file \S+oidc_token does not exist, and there is no/);
@@ -157,7 +158,7 @@ Deno.test("role credentials: a missing or empty token file is a one-line error (
 });
 
 Deno.test("role credentials: STS AccessDenied names the token's sub, never the token", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const token = fakeJwt("my-org:my-app:abc");
   await Deno.writeTextFile(`${dir}/oidc_token`, token);
   const p = roleCredentials(settings(dir), {

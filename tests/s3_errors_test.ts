@@ -16,6 +16,7 @@ import {
   stsError,
 } from "../testkit/aws_fakes.ts";
 import { backupKey } from "../src/store/keys.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat-test";
 const BUCKET = "errors-bucket";
@@ -35,7 +36,7 @@ interface Case {
 
 /** A working directory with a small database and static test keys, sent to `s3url`. */
 async function caseWith(s3url: string, extra: Record<string, string> = {}): Promise<Case> {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   makeDb(`${dir}/app.db`, 10);
   const env = baseEnv({
     ...KEYS,
@@ -135,7 +136,7 @@ Deno.test({
       });
 
       await t.step("fly.io machine API refusing to mint a token: exit 1", async () => {
-        const dir = await Deno.makeTempDir();
+        const dir = await tempDir();
         const socket = `${dir}/api.sock`;
         const server = Deno.serve(
           { path: socket, transport: "unix", onListen() {} },

@@ -8,6 +8,7 @@ import {
   tempsLeft,
 } from "../testkit/cli.ts";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 /** Mounting a tmpfs needs root: as another user the test is skipped, and says so in its name. */
 const ROOT_USER = Deno.uid() === 0;
@@ -19,7 +20,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     await Deno.mkdir(`${dir}/store`);
     const env = baseEnv({ LIFEBOAT_URL: `${dir}/store`, LIFEBOAT_RESTORE_ATTEMPTS: "3" });
     makeDb(`${dir}/app.db`, 10);
@@ -59,7 +60,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     const db = `${dir}/app.db`;
     makeDb(db, 10);
     await Deno.mkdir(`${dir}/store`);
@@ -83,7 +84,7 @@ Deno.test({
 });
 
 Deno.test("backups and restored databases are private (0600)", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   await Deno.mkdir(`${dir}/store`);
   const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
   makeDb(`${dir}/app.db`, 10);

@@ -23,6 +23,7 @@ import { metaFor, randomFile } from "../../testkit/backup_files.ts";
 import { is, startS3Proxy } from "../../testkit/s3_proxy.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../../testkit/sqlite.ts";
 import { type CompatServer, compatServer } from "./server.ts";
+import { tempDir } from "../../testkit/scene.ts";
 
 const MiB = 1024 * 1024;
 const server: CompatServer = await compatServer();
@@ -52,7 +53,7 @@ async function backups(bucket: string, prefix: string): Promise<string[]> {
 /** A fresh bucket, a working directory and the store URL of one scenario. */
 async function scene(prefix = "apps/compat") {
   const bucket = await server.bucket();
-  const dir = await Deno.makeTempDir({ prefix: "lifeboat-compat-" });
+  const dir = await tempDir("lifeboat-compat-");
   return { bucket, dir, prefix, url: `s3://${bucket}/${prefix}` };
 }
 
@@ -81,7 +82,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
-    const dir = await Deno.makeTempDir({ prefix: "lifeboat-compat-" });
+    const dir = await tempDir("lifeboat-compat-");
     try {
       await t.step("an empty prefix lists nothing", async () => {
         assert.deepEqual(await storeFor(await server.bucket()).newest(5), []);
@@ -269,7 +270,7 @@ Deno.test({
     });
 
     await t.step("a missing bucket: one line, exit 1, for backup and restore", async () => {
-      const dir = await Deno.makeTempDir({ prefix: "lifeboat-compat-" });
+      const dir = await tempDir("lifeboat-compat-");
       makeDb(`${dir}/app.db`, 5);
       const env = cliEnv(`s3://no-such-bucket-${Date.now()}/p`, { LIFEBOAT_RESTORE_ATTEMPTS: "1" });
       for (
