@@ -5,9 +5,9 @@
  * moment, and the next machine checks that every acknowledged write came back.
  */
 import { DatabaseSync } from "node:sqlite";
-import { EXAMPLE_APP_CMD, runLifeboat, type RunningLifeboat, spawnLifeboat } from "./cli.ts";
-import { freePort } from "./moto.ts";
-import { seededRandom } from "./random.ts";
+import { EXAMPLE_APP_CMD, runLifeboat, type RunningLifeboat } from "./cli.ts";
+import { spawnWithMetrics } from "./ports.ts";
+import { seededRandom, testRandom } from "./random.ts";
 
 /** One acknowledged write: the id the app returned with its 201 and the text sent. */
 export interface Ack {
@@ -27,7 +27,10 @@ export interface LifecycleOptions {
   interval?: string;
   /** The writes last a random time in [min, max] ms before SIGTERM; default [500, 3000]. */
   writeMs?: [number, number];
-  /** Seed of the random SIGTERM moments; default: from the clock (reported in the stats). */
+  /**
+   * Seed of the random SIGTERM moments; default: LIFEBOAT_LIFECYCLE_SEED, else from the clock
+   * (reported in the stats).
+   */
   seed?: number;
   /** Progress lines (e.g. console.log); default silent. */
   log?: (line: string) => void;
@@ -161,8 +164,9 @@ async function stopMachine(w: RunningLifeboat): Promise<void> {
  * machine it started) only when a machine cannot be brought up or observed at all.
  */
 export async function runLifecycle(o: LifecycleOptions): Promise<LifecycleStats> {
-  const seed = o.seed ?? (Date.now() % 2 ** 31);
-  const rand = seededRandom(seed);
+  const { seed, random: rand } = o.seed === undefined
+    ? testRandom("LIFEBOAT_LIFECYCLE_SEED")
+    : { seed: o.seed, random: seededRandom(o.seed) };
   const [minMs, maxMs] = o.writeMs ?? [500, 3000];
   const log = o.log ?? (() => {});
   const reports: MachineReport[] = [];
@@ -172,21 +176,20 @@ export async function runLifecycle(o: LifecycleOptions): Promise<LifecycleStats>
     const home = `${o.dir}/machine-${machine}`;
     await Deno.mkdir(home, { recursive: true }); // the fresh, empty root file system
     const db = `${home}/data/app.db`;
-    const port = freePort();
-    const metricsPort = freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const w = spawnLifeboat(["watch", "--", ...EXAMPLE_APP_CMD], {
+    // The app binds a port of the kernel's choice (PORT=0) and says which.
+    const { w, metricsPort } = await spawnWithMetrics(["watch", "--", ...EXAMPLE_APP_CMD], {
       ...o.env,
       LIFEBOAT_DB: db,
       LIFEBOAT_INTERVAL: o.interval ?? "1s",
       LIFEBOAT_LOG_FORMAT: "json",
-      LIFEBOAT_METRICS_ADDR: `127.0.0.1:${metricsPort}`,
       FLY_MACHINE_ID: `machine-${machine}`,
-      PORT: String(port),
+      PORT: "0",
       HOST: "127.0.0.1",
     });
     let report: MachineReport;
     try {
+      const listening = await w.waitForLine(/example app listening on (http:\/\/\S+:\d+) /);
+      const url = /(http:\/\/\S+:\d+) /.exec(listening)![1];
       await waitHealthy(url, w);
       const lost = missingAcks(db, previous).length;
       const sigtermAfterMs = Math.round(minMs + rand() * (maxMs - minMs));

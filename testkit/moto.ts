@@ -1,4 +1,5 @@
 /** A throwaway moto_server (S3 + STS) on a free loopback port, for tests and benchmarks. */
+import { textLines } from "./cli.ts";
 
 /** A running local S3 server and the environment that points the AWS SDK at it. */
 export interface LocalS3 {
@@ -18,14 +19,6 @@ export interface LocalS3 {
   stop(): Promise<void>;
 }
 
-/** Returns a TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 /** Environment every test and benchmark must use: never reach the EC2 metadata address. */
 export const SAFE_AWS_ENV: Record<string, string> = {
   AWS_EC2_METADATA_DISABLED: "true",
@@ -34,32 +27,49 @@ export const SAFE_AWS_ENV: Record<string, string> = {
   AWS_REGION: "us-east-1",
 };
 
-/** Starts moto_server and waits until it answers; throws if it does not within 30 s. */
+/**
+ * Starts moto_server on a port of the kernel's choosing (`-p 0`: it prints the port it bound, so no
+ * other process can take it in between) and waits until it answers; throws if it does not within
+ * 60 s or exits first.
+ */
 export async function startLocalS3(): Promise<LocalS3> {
-  const port = freePort();
-  const endpoint = `http://127.0.0.1:${port}`;
   const child = new Deno.Command("moto_server", {
-    args: ["-H", "127.0.0.1", "-p", String(port)],
+    args: ["-H", "127.0.0.1", "-p", "0"],
+    env: { PYTHONUNBUFFERED: "1" },
     stdout: "null",
-    stderr: "null",
+    stderr: "piped",
     stdin: "null",
   }).spawn();
-  const deadline = Date.now() + 30_000;
-  for (;;) {
+  const kill = () => {
     try {
-      const res = await fetch(`${endpoint}/moto-api/`);
-      await res.body?.cancel();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* already gone */ }
-        throw new Error(`moto_server did not answer on ${endpoint} within 30 s`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  };
+  // werkzeug says where it listens on stderr, then logs every request there: read it to the end.
+  const said: string[] = [];
+  const lines = textLines(child.stderr);
+  const found = (async () => {
+    for await (const line of lines) {
+      said.push(line);
+      const m = /Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
+      if (m) return Number(m[1]);
     }
+    return undefined;
+  })();
+  const timer = setTimeout(kill, 60_000);
+  const port = await found;
+  clearTimeout(timer);
+  if (port === undefined) {
+    kill();
+    await child.status;
+    throw new Error(`moto_server did not start within 60 s:\n${said.slice(-10).join("\n")}`);
   }
+  (async () => {
+    for await (const _ of lines) { /* request logs */ }
+  })();
+  const endpoint = `http://127.0.0.1:${port}`;
+  const res = await fetch(`${endpoint}/moto-api/`);
+  await res.body?.cancel();
   let stopped = false;
   const keys = async (bucket: string, prefix = "") => {
     const q = new URLSearchParams({ "list-type": "2", prefix });

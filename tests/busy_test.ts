@@ -1,6 +1,7 @@
 /**
  * Backups of a database that another process writes to without pause: no restart livelock,
- * every snapshot sound. LIFEBOAT_BUSY_MB (default 200) and LIFEBOAT_BUSY_BACKUPS (default 20).
+ * every snapshot sound. LIFEBOAT_BUSY_MB and LIFEBOAT_BUSY_BACKUPS: 16 MiB and 4 backups in
+ * `deno task test`, 200 MiB and 20 in `deno task test:reliability`.
  */
 import assert from "node:assert/strict";
 import { systemClock } from "../src/clock.ts";
@@ -8,9 +9,11 @@ import { backupOnce } from "../src/commands/backup.ts";
 import { FileStore } from "../src/store/file.ts";
 import { baseEnv, ROOT, runLifeboat, spawnLifeboat, startUntil } from "../testkit/cli.ts";
 import { growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
+import { testSize } from "../testkit/sizes.ts";
+import { tempDir } from "../testkit/scene.ts";
 
-const MB = Number(Deno.env.get("LIFEBOAT_BUSY_MB") ?? "200");
-const BACKUPS = Number(Deno.env.get("LIFEBOAT_BUSY_BACKUPS") ?? "20");
+const MB = testSize("LIFEBOAT_BUSY_MB", 16, 200);
+const BACKUPS = testSize("LIFEBOAT_BUSY_BACKUPS", 4, 20);
 
 /** Starts the fixture writer on `db` and resolves once it is committing. */
 async function startWriter(db: string) {
@@ -39,7 +42,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     const db = `${dir}/app.db`;
     makeDb(db, 10);
     growDb(db, MB);
@@ -73,7 +76,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     const db = `${dir}/app.db`;
     makeDb(db, 1000, false);
     await Deno.mkdir(`${dir}/store`);

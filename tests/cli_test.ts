@@ -9,21 +9,16 @@ import {
   spawnLifeboat,
   tempsLeft,
 } from "../testkit/cli.ts";
-import { freePort, type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { closedPort } from "../testkit/ports.ts";
 import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 import { parseKey } from "../src/store/keys.ts";
+import { scene as kitScene, tempDir } from "../testkit/scene.ts";
 
 let s3: LocalS3;
-let n = 0;
 
 /** A fresh bucket and working directory for one test, with lifeboat's environment. */
-async function scene() {
-  const bucket = `cli-test-${++n}`;
-  await s3.createBucket(bucket);
-  const dir = await Deno.makeTempDir();
-  const env = baseEnv({ ...s3.env, LIFEBOAT_URL: `s3://${bucket}/apps/demo` });
-  return { bucket, dir, env, url: `s3://${bucket}/apps/demo` };
-}
+const scene = () => kitScene({ s3, name: "cli-test", prefix: "apps/demo" });
 
 function client(): S3Client {
   return new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true });
@@ -118,7 +113,7 @@ Deno.test({
 
       await t.step("an unreachable store is exit 1, never a fresh start", async () => {
         const { dir, env } = await scene();
-        const dead = `http://127.0.0.1:${freePort()}`;
+        const dead = `http://127.0.0.1:${closedPort()}`;
         const r = await runLifeboat(["restore", "--db", `${dir}/app.db`], {
           ...env,
           AWS_ENDPOINT_URL_S3: dead,
@@ -327,7 +322,7 @@ Deno.test({
 });
 
 Deno.test("directory store: the same round trip with no AWS at all", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const env = baseEnv({ LIFEBOAT_URL: `file://${dir}/store` });
   makeDb(`${dir}/app.db`, 100);
   // Like a bucket, the directory must exist: a mistyped path never starts a new store.

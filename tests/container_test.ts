@@ -16,6 +16,7 @@ import { startChild } from "../src/supervisor.ts";
 import { s3Error, serve } from "../testkit/aws_fakes.ts";
 import {
   assertOneLineError,
+  backupOk,
   baseEnv,
   ROOT,
   runLifeboat,
@@ -23,8 +24,9 @@ import {
   startUntil,
   tempsLeft,
 } from "../testkit/cli.ts";
-import { freePort } from "../testkit/moto.ts";
+import { spawnWithMetrics } from "../testkit/ports.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
+import { scene as kitScene, tempDir } from "../testkit/scene.ts";
 
 const isRoot = Deno.uid() === 0;
 const loose = { sanitizeResources: false, sanitizeOps: false };
@@ -38,13 +40,9 @@ const app = (mode: string, db = "") =>
  * and `db`, the app's database path: a new database of `appRows` rows there, if given.
  */
 async function scene(appRows?: number) {
-  const dir = await Deno.makeTempDir();
-  await Deno.mkdir(`${dir}/store`); // a directory store must exist, like a bucket
-  const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+  const { dir, env, db } = await kitScene();
   makeDb(`${dir}/first.db`, 20);
-  const r = await runLifeboat(["backup", "--db", `${dir}/first.db`], env);
-  assert.equal(r.code, 0, r.stderr);
-  const db = `${dir}/app.db`;
+  await backupOk(`${dir}/first.db`, env);
   if (appRows !== undefined) makeDb(db, appRows);
   return { dir, env, db, rows: readRows(`${dir}/first.db`) };
 }
@@ -200,7 +198,7 @@ Deno.test({
   ignore: !isRoot,
   ...loose,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     await Deno.mkdir(`${dir}/store`);
     const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
     makeDb(`${dir}/big.db`, 10);
@@ -365,10 +363,9 @@ Deno.test({
   ...loose,
   fn: async () => {
     const { dir, env, db } = await scene(5);
-    const port = freePort();
-    const w = spawnLifeboat(
+    const { w, metricsPort: port } = await spawnWithMetrics(
       ["watch", "--db", db, "--interval", "1h", "--", ...app("echo")],
-      { ...env, LIFEBOAT_METRICS_ADDR: `127.0.0.1:${port}` },
+      env,
       ["bash", "-c", 'ulimit -n 1024; exec "$@"', "bash"],
     );
     await w.waitForLine(/^ready$/);
@@ -507,7 +504,7 @@ Deno.test({
       await req.body?.cancel();
       return s3Error(400, "WeirdUnknownProblem", `token ${SESSION} and ${SECRET} and ${jwt}`);
     });
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     try {
       makeDb(`${dir}/app.db`, 5);
       const r = await runLifeboat(
@@ -567,7 +564,7 @@ Deno.test({
   ignore: !isRoot,
   ...loose,
   fn: async () => {
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     const ro = `${dir}/ro`;
     Deno.mkdirSync(ro);
     const mount = await new Deno.Command("mount", {

@@ -3,17 +3,20 @@
  * go (fresh empty directory, `lifeboat watch -- example app`, writes, SIGTERM at a random moment)
  * against one local S3, and no acknowledged write is ever lost.
  *
- * LIFEBOAT_LIFECYCLES sets the number of machines (default 5); LIFEBOAT_LIFECYCLE_SEED replays
+ * LIFEBOAT_LIFECYCLES sets the number of machines (2 in `deno task test`, 5 in
+ * `deno task test:reliability`); LIFEBOAT_LIFECYCLE_SEED replays
  * the random SIGTERM moments of a failed run (its seed is in the failure message).
  */
 import assert from "node:assert/strict";
 import { baseEnv, EXAMPLE_APP_CMD, runLifeboat } from "../testkit/cli.ts";
 import { events, runLifecycle } from "../testkit/lifecycle.ts";
-import { freePort, type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { closedPort } from "../testkit/ports.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
+import { testSize } from "../testkit/sizes.ts";
+import { tempDir } from "../testkit/scene.ts";
 
-const MACHINES = Number(Deno.env.get("LIFEBOAT_LIFECYCLES") || "5");
-const SEED = Deno.env.get("LIFEBOAT_LIFECYCLE_SEED");
+const MACHINES = testSize("LIFEBOAT_LIFECYCLES", 2, 5);
 
 Deno.test({
   name: "lifecycle",
@@ -22,7 +25,7 @@ Deno.test({
   fn: async (t) => {
     assert.ok(Number.isInteger(MACHINES) && MACHINES >= 2, "LIFEBOAT_LIFECYCLES is at least 2");
     const s3: LocalS3 = await startLocalS3();
-    const dir = await Deno.makeTempDir({ prefix: "lifeboat-lifecycle-" });
+    const dir = await tempDir("lifeboat-lifecycle-");
     try {
       await t.step(
         `${MACHINES} machines in a row: every acknowledged write survives SIGTERM at a random moment`,
@@ -33,7 +36,6 @@ Deno.test({
             machines: MACHINES,
             env,
             dir: `${dir}/run`,
-            seed: SEED ? Number(SEED) : undefined,
           });
           const why = `seed ${stats.seed} (LIFEBOAT_LIFECYCLE_SEED replays it)`;
           assert.equal(stats.machines, MACHINES, why);
@@ -74,11 +76,11 @@ Deno.test({
       await t.step(
         "a machine whose store is unreachable at start never starts the app",
         async () => {
-          const port = freePort();
+          const port = closedPort();
           const db = `${dir}/unreachable/data/app.db`;
           const r = await runLifeboat(["watch", "--", ...EXAMPLE_APP_CMD], {
             ...baseEnv({ ...s3.env, LIFEBOAT_URL: "s3://lifecycle/apps/example" }),
-            AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${freePort()}`,
+            AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${closedPort()}`,
             LIFEBOAT_RESTORE_ATTEMPTS: "2",
             LIFEBOAT_LOG_FORMAT: "json",
             LIFEBOAT_DB: db,

@@ -6,8 +6,9 @@ import { exitCodeOf, oneLine } from "../src/errors.ts";
 import { Metrics, METRICS_CONTENT_TYPE, serveMetrics } from "../src/metrics.ts";
 import { assertOneLineError, baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { captureLogs } from "../testkit/logs.ts";
-import { freePort } from "../testkit/moto.ts";
+import { onFreePort } from "../testkit/ports.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
+import { tempDir } from "../testkit/scene.ts";
 
 await captureLogs(); // serveMetrics logs where it listens: keep the test output clean
 
@@ -124,8 +125,10 @@ Deno.test("metrics: GET /metrics over HTTP; other paths 404, other methods 405",
   const clock = manualClock();
   const m = new Metrics(clock, SETTINGS);
   m.restored({ outcome: "fresh", ms: 20 });
-  const port = freePort();
-  const server = serveMetrics({ hostname: "127.0.0.1", port }, m);
+  const { port, server } = await onFreePort((port) => ({
+    port,
+    server: serveMetrics({ hostname: "127.0.0.1", port }, m),
+  }));
   try {
     assert.deepEqual({ ...server.addr }, { transport: "tcp", hostname: "127.0.0.1", port });
     const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -149,8 +152,10 @@ Deno.test("metrics: GET /metrics over HTTP; other paths 404, other methods 405",
 
 Deno.test("metrics: ':PORT' listens on every interface; a port in use is one clear error (exit 1)", async () => {
   const m = new Metrics(manualClock(), SETTINGS);
-  const port = freePort();
-  const server = serveMetrics({ hostname: "", port }, m);
+  const { port, server } = await onFreePort((port) => ({
+    port,
+    server: serveMetrics({ hostname: "", port }, m),
+  }));
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`);
     await res.body?.cancel();
@@ -194,7 +199,7 @@ Deno.test("config: LIFEBOAT_METRICS_ADDR forms; anything else is a config error 
 });
 
 Deno.test("cli: a bad LIFEBOAT_METRICS_ADDR stops watch with one line and exit 2", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   try {
     const r = await runLifeboat(
       ["watch", "--db", `${dir}/app.db`, "--url", `${dir}/store`],

@@ -12,9 +12,10 @@ import {
 } from "@aws-sdk/client-s3";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
 import { assertOneLineError, backupOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
-import { proxiedScene, proxiedTest } from "../testkit/scene.ts";
+import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
-import { freePort, type LocalS3 } from "../testkit/moto.ts";
+import type { LocalS3 } from "../testkit/moto.ts";
+import { spawnWithMetrics } from "../testkit/ports.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
@@ -22,7 +23,7 @@ let s3: LocalS3;
 let proxy: S3Proxy;
 
 /** A fresh bucket and directory; lifeboat talks to S3 through the proxy. */
-const scene = () => proxiedScene(s3, proxy, "protocol", 2);
+const scene = () => kitScene({ s3, proxy, name: "protocol", restoreAttempts: 2 });
 
 function client(): S3Client {
   return new S3Client({
@@ -289,12 +290,10 @@ proxiedTest("protocol against S3", async (t, started) => {
       makeDb(db, 10);
       const other = `${dir}/other.db`;
       makeDb(other, 20);
-      const port = freePort();
-      const a = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], {
-        ...env,
-        FLY_MACHINE_ID: "machine-a",
-        LIFEBOAT_METRICS_ADDR: `127.0.0.1:${port}`,
-      });
+      const { w: a, metricsPort: port } = await spawnWithMetrics(
+        ["watch", "--db", db, "--interval", "1s"],
+        { ...env, FLY_MACHINE_ID: "machine-a" },
+      );
       await a.waitForLine(/backup finished/);
       const b = await runLifeboat(["backup", "--db", other], {
         ...env,

@@ -1,15 +1,17 @@
 /**
  * The soak: many machine lifecycles in a row (SIGTERM at random moments), zero acknowledged
- * writes lost. LIFEBOAT_SOAK_MACHINES sets the count (default 50; CI runs fewer, a long local run
- * more); LIFEBOAT_LIFECYCLE_SEED replays a failed run.
+ * writes lost. LIFEBOAT_SOAK_MACHINES sets the count (3 in `deno task test`, 50 in
+ * `deno task test:reliability`; CI runs 10, a long local run more); LIFEBOAT_LIFECYCLE_SEED replays
+ * a failed run.
  */
 import assert from "node:assert/strict";
 import { baseEnv } from "../testkit/cli.ts";
 import { runLifecycle } from "../testkit/lifecycle.ts";
 import { startLocalS3 } from "../testkit/moto.ts";
+import { testSize } from "../testkit/sizes.ts";
+import { tempDir } from "../testkit/scene.ts";
 
-const MACHINES = Number(Deno.env.get("LIFEBOAT_SOAK_MACHINES") || "50");
-const SEED = Deno.env.get("LIFEBOAT_LIFECYCLE_SEED");
+const MACHINES = testSize("LIFEBOAT_SOAK_MACHINES", 3, 50);
 
 Deno.test({
   name: `soak: ${MACHINES} machine lifecycles, zero acknowledged writes lost`,
@@ -17,7 +19,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     const s3 = await startLocalS3();
-    const dir = await Deno.makeTempDir({ prefix: "lifeboat-soak-" });
+    const dir = await tempDir("lifeboat-soak-");
     try {
       await s3.createBucket("soak");
       const stats = await runLifecycle({
@@ -25,7 +27,6 @@ Deno.test({
         env: baseEnv({ ...s3.env, LIFEBOAT_URL: "s3://soak/apps/example" }),
         dir,
         writeMs: [200, 2500],
-        seed: SEED ? Number(SEED) : undefined,
       });
       const why = `seed ${stats.seed} (LIFEBOAT_LIFECYCLE_SEED replays it)`;
       assert.equal(stats.machines, MACHINES, why);

@@ -8,6 +8,8 @@ import { backupKey } from "../src/store/keys.ts";
 import type { Store } from "../src/store/store.ts";
 import { metaFor, randomFile } from "../testkit/backup_files.ts";
 import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
+import { tempDir } from "../testkit/scene.ts";
+import { testRandom } from "../testkit/random.ts";
 
 const MiB = 1024 * 1024;
 
@@ -25,7 +27,7 @@ interface Backend {
 function contract(backend: Backend, setup: () => Promise<void>, teardown: () => Promise<void>) {
   Deno.test(`${backend.name}: store contract`, async (t) => {
     await setup();
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     try {
       await t.step("an empty store lists nothing (confirmed empty)", async () => {
         const s = await backend.fresh();
@@ -87,13 +89,13 @@ contract(
     missing: () => new FileStore(`${fileRoot}/does-not-exist`),
   },
   async () => {
-    fileRoot = await Deno.makeTempDir();
+    fileRoot = await tempDir();
   },
   () => Deno.remove(fileRoot, { recursive: true }),
 );
 
 Deno.test("file: put never replaces an existing backup", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   try {
     const s = new FileStore(`${dir}/store`);
     const { path, bytes } = await randomFile(dir, 1000);
@@ -152,7 +154,8 @@ Deno.test("s3: one LIST finds the newest among 1,100 backups; multipart aborts l
 
     const base = 1_700_000_000_000;
     const newestMs = base + 1_099 * 60_000;
-    const order = Array.from({ length: 1_100 }, (_, i) => i).sort(() => Math.random() - 0.5);
+    const { random, replay } = testRandom();
+    const order = Array.from({ length: 1_100 }, (_, i) => i).sort(() => random() - 0.5);
     for (let i = 0; i < order.length; i += 50) {
       await Promise.all(
         order.slice(i, i + 50).map((n) =>
@@ -168,11 +171,11 @@ Deno.test("s3: one LIST finds the newest among 1,100 backups; multipart aborts l
     }
     commands.length = 0;
     const [newest] = await store.newest(1);
-    assert.equal(newest.createdAt.getTime(), newestMs);
+    assert.equal(newest.createdAt.getTime(), newestMs, `put in random order, ${replay}`);
     assert.deepEqual(commands, ["ListObjectsV2Command"]);
 
     // A multipart upload aborted after its first part: no object, no pending upload.
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     const { path, bytes } = await randomFile(dir, 40 * MiB);
     const ac = new AbortController();
     store.client.middlewareStack.add((next, ctx) => (args) => {

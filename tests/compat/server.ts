@@ -52,7 +52,7 @@ export async function compatServer(): Promise<CompatServer> {
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
   });
-  const run = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+  const run = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 4)}`;
   return {
     name: external ? Deno.env.get("LIFEBOAT_COMPAT_SERVER") || "external S3" : "moto",
     endpoint,
