@@ -1,7 +1,7 @@
-/** An injectable clock for tests: time moves only when the test (or a sleep) moves it. */
+/** The injectable clock of tests: time moves only when the test (or a sleep) moves it. */
 import type { Clock } from "../src/clock.ts";
 
-/** A clock that can be set, shifted and advanced; `sleep` advances it and returns at once. */
+/** A clock that can be set, shifted and advanced; `sleep` advances it. */
 export interface TestClock extends Clock {
   /** Sets the current time (ms since the epoch): a clock stepped by NTP, or another machine's. */
   set(ms: number): void;
@@ -11,8 +11,12 @@ export interface TestClock extends Clock {
   readonly slept: number[];
 }
 
-/** Returns a TestClock starting at `start` (default: the real time now). */
-export function testClock(start: number = Date.now()): TestClock {
+/**
+ * Returns a TestClock starting at `start` (default: the real time now). `sleep(ms)` moves it by
+ * `ms` and returns at once, or, with `realMs`, after that much real time (or when its signal
+ * aborts): a loop that sleeps on it (watch's) then still lets timers and I/O run.
+ */
+export function testClock(start: number = Date.now(), o: { realMs?: number } = {}): TestClock {
   let now = start;
   const slept: number[] = [];
   return {
@@ -20,10 +24,19 @@ export function testClock(start: number = Date.now()): TestClock {
     now: () => now,
     set: (ms) => void (now = ms),
     advance: (ms) => void (now += ms),
-    sleep: (ms) => {
+    sleep: (ms, signal) => {
       slept.push(ms);
       now += ms;
-      return Promise.resolve();
+      if (o.realMs === undefined || signal?.aborted) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", done);
+          resolve();
+        };
+        const timer = setTimeout(done, o.realMs);
+        signal?.addEventListener("abort", done, { once: true });
+      });
     },
   };
 }

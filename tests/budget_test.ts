@@ -3,12 +3,13 @@
  * backup cut short by LIFEBOAT_SHUTDOWN_TIMEOUT, and the error when backups go stale.
  */
 import assert from "node:assert/strict";
-import { systemClock } from "../src/clock.ts";
+import { type Clock, systemClock } from "../src/clock.ts";
 import { watch, type WatchOptions } from "../src/commands/watch.ts";
 import { Metrics } from "../src/metrics.ts";
 import { FileStore } from "../src/store/file.ts";
 import type { BackupMeta, OpenedBackup, Store } from "../src/store/store.ts";
 import type { SignalSource } from "../src/signals.ts";
+import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
@@ -39,8 +40,22 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** A directory store whose uploads and downloads take `ms` longer, or fail, or never end. */
-function storeOf(dir: string, put: "slow" | "hang" | "fail", ms = 0): Store {
+/**
+ * The clock of these runs: time moves only as watch (or a slow store) sleeps, so durations and
+ * intervals are what the test says, however loaded the machine.
+ */
+const fastClock = () => testClock(Date.now(), { realMs: 1 });
+
+/**
+ * A directory store whose uploads and downloads take `ms` longer on `clock`, or fail, or never
+ * end (in real time).
+ */
+function storeOf(
+  dir: string,
+  put: "slow" | "hang" | "fail",
+  ms = 0,
+  clock: Clock = systemClock,
+): Store {
   Deno.mkdirSync(`${dir}/store`, { recursive: true }); // a directory store must exist
   const inner = new FileStore(`${dir}/store`);
   return {
@@ -50,12 +65,13 @@ function storeOf(dir: string, put: "slow" | "hang" | "fail", ms = 0): Store {
     putMarker: (m) => inner.putMarker(m),
     supersede: (key) => inner.supersede(key),
     async open(key): Promise<OpenedBackup> {
-      await delay(ms);
+      await clock.sleep(ms);
       return inner.open(key);
     },
     async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal) {
       if (put === "fail") throw new Error("S3 said no");
-      await delay(put === "hang" ? 3_600_000 : ms, signal);
+      if (put === "hang") await delay(3_600_000, signal);
+      else await clock.sleep(ms, signal);
       await inner.put(key, file, meta, signal);
     },
   };
@@ -85,10 +101,11 @@ async function watchScene(put: "slow" | "hang" | "fail", o: Partial<WatchOptions
   logs.clear();
   makeDb(`${dir}/app.db`, 5);
   const opts = options(dir, o);
-  const metrics = new Metrics(systemClock, opts);
+  const clock = fastClock();
+  const metrics = new Metrics(clock, opts);
   const signals = manualSignals();
-  const store = storeOf(dir, put);
-  const running = watch(opts, { store, clock: systemClock, signals, metrics });
+  const store = storeOf(dir, put, 0, clock);
+  const running = watch(opts, { store, clock, signals, metrics });
   return { dir, running, signals, metrics };
 }
 
@@ -111,11 +128,12 @@ Deno.test({
     try {
       logs.clear();
       makeDb(`${dir}/app.db`, 20);
-      // Budgets well above a snapshot's time on a loaded machine, so only the store is slow; the
-      // final backup (unchanged: a snapshot and one LIST, no upload) fits in the budget.
+      // Only the store is slow (600 ms on the test clock, however loaded the machine); the final
+      // backup (unchanged: a snapshot and one LIST, no upload) fits in the budget.
       const o = options(dir, { shutdownTimeoutMs: 1000 });
       const signals = manualSignals();
-      const running = watch(o, { store: storeOf(dir, "slow", 600), clock: systemClock, signals });
+      const clock = fastClock();
+      const running = watch(o, { store: storeOf(dir, "slow", 600, clock), clock, signals });
       await until(() => logs.withEvent("backup_finished").length > 0, "a periodic backup");
       signals.send();
       assert.equal(await running, 0);
@@ -132,9 +150,10 @@ Deno.test({
       logs.clear();
       const next = await tempDir();
       const again = manualSignals();
+      const nextClock = fastClock();
       const second = watch(
         options(next, { shutdownTimeoutMs: 1000, interval: 3_600_000 }),
-        { store: storeOf(dir, "slow", 600), clock: systemClock, signals: again },
+        { store: storeOf(dir, "slow", 600, nextClock), clock: nextClock, signals: again },
       );
       await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
       again.send();
@@ -217,7 +236,8 @@ Deno.test({
       assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
 
       // With a store that works, the same run never reports stale backups (an interval well above
-      // a snapshot's time, even on a loaded machine).
+      // a snapshot's time, even on a loaded machine). The real clock: on the test clock the alarm's
+      // own sleeps would move time while a snapshot runs.
       logs.clear();
       const ok = manualSignals();
       const fine = watch(options(dir, { interval: 1000 }), {

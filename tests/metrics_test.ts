@@ -1,10 +1,10 @@
 /** Metrics: the Prometheus text (names, HELP/TYPE, labels, values), the backup age, and a scrape. */
 import assert from "node:assert/strict";
-import type { Clock } from "../src/clock.ts";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { exitCodeOf, oneLine } from "../src/errors.ts";
 import { Metrics, METRICS_CONTENT_TYPE, serveMetrics } from "../src/metrics.ts";
 import { assertOneLineError, baseEnv, runLifeboat } from "../testkit/cli.ts";
+import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { onFreePort } from "../testkit/ports.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
@@ -13,14 +13,7 @@ import { tempDir } from "../testkit/scene.ts";
 await captureLogs(); // serveMetrics logs where it listens: keep the test output clean
 
 /** A clock that moves only when told. */
-function manualClock(start = 1_764_335_131_000): Clock & { advance(ms: number): void } {
-  let t = start;
-  return {
-    now: () => t,
-    sleep: () => Promise.resolve(),
-    advance: (ms) => void (t += ms),
-  };
-}
+const manualClock = () => testClock(1_764_335_131_000);
 
 const SETTINGS = { interval: 60_000, shutdownTimeoutMs: 30_000 };
 const uploaded = { outcome: "uploaded" as const, key: "k", bytes: 8192, ms: 250, sha256: "a" };

@@ -4,7 +4,7 @@ import { backupKey, orderTime, parseKey, sanitizeMachine } from "../src/store/ke
 import { loadConfig, parseStoreUrl, s3Options } from "../src/config.ts";
 import { exitCodeOf, LifeboatError, oneLine } from "../src/errors.ts";
 import { retry } from "../src/retry.ts";
-import type { Clock } from "../src/clock.ts";
+import { testClock } from "../testkit/clock.ts";
 import { partSizeFor } from "../src/store/s3.ts";
 import { metaFromRecord, metaToRecord } from "../src/store/store.ts";
 
@@ -161,19 +161,7 @@ Deno.test("errors render as one line with their hint and exit code", () => {
 });
 
 /** A clock whose sleeps return at once and are recorded. */
-function fakeClock(): Clock & { slept: number[] } {
-  let now = 0;
-  const slept: number[] = [];
-  return {
-    slept,
-    now: () => now,
-    sleep: (ms) => {
-      slept.push(ms);
-      now += ms;
-      return Promise.resolve();
-    },
-  };
-}
+const fakeClock = () => testClock(0);
 
 Deno.test("retry backs off exponentially, gives up after the attempts, skips diagnosed errors", async () => {
   const clock = fakeClock();
