@@ -33,6 +33,9 @@ export async function removeTempDir(dir: string): Promise<void> {
   await Deno.remove(dir, { recursive: true });
 }
 
+/** Test options for tests that run processes and servers (their ops outlive a test's sanitizer). */
+export const LOOSE = { sanitizeResources: false, sanitizeOps: false } as const;
+
 /** What a scene gives a test. */
 export interface Scene {
   /** A fresh temporary directory (removed when the test file ends). */
@@ -103,8 +106,7 @@ export function proxiedTest(
 ): void {
   Deno.test({
     name,
-    sanitizeResources: false,
-    sanitizeOps: false,
+    ...LOOSE,
     fn: async (t) => {
       const s3 = await startLocalS3();
       const proxy = startS3Proxy(s3.endpoint);

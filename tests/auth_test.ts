@@ -14,7 +14,7 @@ import {
   startFakeFlyApi,
   startRecordingProxy,
 } from "../testkit/aws_fakes.ts";
-import { scene as kitScene } from "../testkit/scene.ts";
+import { LOOSE, scene as kitScene } from "../testkit/scene.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat-test";
 const scan = new SecretScan();
@@ -55,8 +55,7 @@ function assertSignedByRole(proxy: RecordingProxy): void {
 
 Deno.test({
   name: "auth",
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async (t) => {
     s3 = await startLocalS3();
     try {

@@ -8,7 +8,7 @@ import { assertOneLineError, baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { startS3Proxy } from "../testkit/s3_proxy.ts";
 import { startLocalS3 } from "../testkit/moto.ts";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 /** One case: arguments (DB = the good database, DIR = a scratch dir), extra env, code, message. */
 type Case = [name: string, args: string[], env: Record<string, string>, code: 1 | 2, re: RegExp];
@@ -265,8 +265,7 @@ const CASES: Case[] = [
 
 Deno.test({
   name: `bad-input corpus: ${CASES.length} cases, one line each, nothing lost`,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async (t) => {
     const s3 = await startLocalS3();
     const denied = startS3Proxy(s3.endpoint);
@@ -313,7 +312,6 @@ Deno.test({
     } finally {
       await denied.stop();
       await s3.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

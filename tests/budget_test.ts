@@ -13,7 +13,7 @@ import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 const logs = await captureLogs();
 
@@ -42,9 +42,10 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
 
 /**
  * The clock of these runs: time moves only as watch (or a slow store) sleeps, so durations and
- * intervals are what the test says, however loaded the machine.
+ * intervals are what the test says, however loaded the machine. Each sleep also takes 100 ms of
+ * real time (the intervals' pace with the real clock), so watch's loop does not spin.
  */
-const fastClock = () => testClock(Date.now(), { realMs: 1 });
+const fastClock = () => testClock(Date.now(), { realMs: 100 });
 
 /**
  * A directory store whose uploads and downloads take `ms` longer on `clock`, or fail, or never
@@ -118,165 +119,147 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
   }
 }
 
-const opts = { sanitizeOps: false, sanitizeResources: false };
-
 Deno.test({
   name: "watch: a backup or restore slower than half of LIFEBOAT_SHUTDOWN_TIMEOUT warns",
-  ...opts,
+  ...LOOSE,
   fn: async () => {
     const dir = await tempDir();
-    try {
-      logs.clear();
-      makeDb(`${dir}/app.db`, 20);
-      // Only the store is slow (600 ms on the test clock, however loaded the machine); the final
-      // backup (unchanged: a snapshot and one LIST, no upload) fits in the budget.
-      const o = options(dir, { shutdownTimeoutMs: 1000 });
-      const signals = manualSignals();
-      const clock = fastClock();
-      const running = watch(o, { store: storeOf(dir, "slow", 600, clock), clock, signals });
-      await until(() => logs.withEvent("backup_finished").length > 0, "a periodic backup");
-      signals.send();
-      assert.equal(await running, 0);
-      const [w] = logs.withEvent("shutdown_budget");
-      assert.equal(w?.level, "warning");
-      assert.equal(w.properties.what, "backup");
-      assert.ok(Number(w.properties.ms) > 500);
-      assert.match(
-        String(w.message.join("")),
-        /backup took \S+, more than half of LIFEBOAT_SHUTDOWN_TIMEOUT \(1\.0s\): the final backup may be cut short/,
-      );
+    logs.clear();
+    makeDb(`${dir}/app.db`, 20);
+    // Only the store is slow (600 ms on the test clock, however loaded the machine); the final
+    // backup (unchanged: a snapshot and one LIST, no upload) fits in the budget.
+    const o = options(dir, { shutdownTimeoutMs: 1000 });
+    const signals = manualSignals();
+    const clock = fastClock();
+    const running = watch(o, { store: storeOf(dir, "slow", 600, clock), clock, signals });
+    await until(() => logs.withEvent("backup_finished").length > 0, "a periodic backup");
+    signals.send();
+    assert.equal(await running, 0);
+    const [w] = logs.withEvent("shutdown_budget");
+    assert.equal(w?.level, "warning");
+    assert.equal(w.properties.what, "backup");
+    assert.ok(Number(w.properties.ms) > 500);
+    assert.match(
+      String(w.message.join("")),
+      /backup took \S+, more than half of LIFEBOAT_SHUTDOWN_TIMEOUT \(1\.0s\): the final backup may be cut short/,
+    );
 
-      // A new machine: the restore moves the same bytes, so a slow one warns at start.
-      logs.clear();
-      const next = await tempDir();
-      const again = manualSignals();
-      const nextClock = fastClock();
-      const second = watch(
-        options(next, { shutdownTimeoutMs: 1000, interval: 3_600_000 }),
-        { store: storeOf(dir, "slow", 600, nextClock), clock: nextClock, signals: again },
-      );
-      await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
-      again.send();
-      assert.equal(await second, 0);
-      const starts = logs.withEvent("shutdown_budget")
-        .filter((w) => /^the restore/.test(String(w.properties.what)));
-      assert.equal(starts.length, 1, "one warning about the restore");
-      assert.equal(starts[0].level, "warning");
-      await Deno.remove(next, { recursive: true });
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    // A new machine: the restore moves the same bytes, so a slow one warns at start.
+    logs.clear();
+    const next = await tempDir();
+    const again = manualSignals();
+    const nextClock = fastClock();
+    const second = watch(
+      options(next, { shutdownTimeoutMs: 1000, interval: 3_600_000 }),
+      { store: storeOf(dir, "slow", 600, nextClock), clock: nextClock, signals: again },
+    );
+    await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
+    again.send();
+    assert.equal(await second, 0);
+    const starts = logs.withEvent("shutdown_budget")
+      .filter((w) => /^the restore/.test(String(w.properties.what)));
+    assert.equal(starts.length, 1, "one warning about the restore");
+    assert.equal(starts[0].level, "warning");
+    await Deno.remove(next, { recursive: true });
   },
 });
 
 Deno.test({
   name:
     "watch: the final backup is bounded by LIFEBOAT_SHUTDOWN_TIMEOUT and says so when cut short",
-  ...opts,
+  ...LOOSE,
   fn: async () => {
     const dir = await tempDir();
-    try {
-      logs.clear();
-      makeDb(`${dir}/app.db`, 20);
-      const o = options(dir, { shutdownTimeoutMs: 300, interval: 3_600_000 });
-      const metrics = new Metrics(systemClock, o);
-      const signals = manualSignals();
-      const running = watch(o, {
-        store: storeOf(dir, "hang"),
-        clock: systemClock,
-        signals,
-        metrics,
-      });
-      await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
-      addRow(`${dir}/app.db`, "written before SIGTERM");
-      const stoppedAt = Date.now();
-      signals.send();
-      assert.equal(await running, 1, "the data did not reach the store: exit 1");
-      const took = Date.now() - stoppedAt;
-      assert.ok(took >= 300 && took < 5_000, `bounded by the timeout (took ${took} ms)`);
-      const [cut] = logs.withEvent("backup_aborted");
-      assert.equal(cut?.level, "error");
-      assert.equal(
-        cut.message.join(""),
-        "final backup cut short after 300ms (LIFEBOAT_SHUTDOWN_TIMEOUT)",
-      );
-      const p = parseProm(metrics.render());
-      assert.equal(promValue(p, "lifeboat_backups_total", { outcome: "aborted" }), 1);
-      assert.equal(promValue(p, "lifeboat_backups_total", { outcome: "uploaded" }), 0);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    logs.clear();
+    makeDb(`${dir}/app.db`, 20);
+    const o = options(dir, { shutdownTimeoutMs: 300, interval: 3_600_000 });
+    const metrics = new Metrics(systemClock, o);
+    const signals = manualSignals();
+    const running = watch(o, {
+      store: storeOf(dir, "hang"),
+      clock: systemClock,
+      signals,
+      metrics,
+    });
+    await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
+    addRow(`${dir}/app.db`, "written before SIGTERM");
+    const stoppedAt = Date.now();
+    signals.send();
+    assert.equal(await running, 1, "the data did not reach the store: exit 1");
+    const took = Date.now() - stoppedAt;
+    assert.ok(took >= 300 && took < 5_000, `bounded by the timeout (took ${took} ms)`);
+    const [cut] = logs.withEvent("backup_aborted");
+    assert.equal(cut?.level, "error");
+    assert.equal(
+      cut.message.join(""),
+      "final backup cut short after 300ms (LIFEBOAT_SHUTDOWN_TIMEOUT)",
+    );
+    const p = parseProm(metrics.render());
+    assert.equal(promValue(p, "lifeboat_backups_total", { outcome: "aborted" }), 1);
+    assert.equal(promValue(p, "lifeboat_backups_total", { outcome: "uploaded" }), 0);
   },
 });
 
 Deno.test({
   name: "watch: no successful backup for more than 2 intervals is an error naming the cause",
-  ...opts,
+  ...LOOSE,
   fn: async () => {
     const { dir, running, signals, metrics } = await watchScene("fail", { interval: 100 });
-    try {
-      // The alarm also rings while a backup is still running (see container_test.ts); these are
-      // the ones raised after a backup failed.
-      const afterFailure = () =>
-        logs.withEvent("backup_stale").filter((r) => /\(last: /.test(r.message.join("")));
-      await until(() => afterFailure().length >= 2, "two stale-backup errors");
-      signals.send();
-      assert.equal(await running, 1, "the final backup failed too");
-      const failedBefore = (r: unknown) =>
-        logs.records.slice(0, logs.records.indexOf(r as never))
-          .filter((x) => x.properties.event === "backup_failed").length;
-      const [first] = afterFailure();
-      assert.equal(first.level, "error");
-      assert.ok(failedBefore(first) >= 1, "only after a backup failed");
-      assert.ok(Number(first.properties.ms) > 200, "only once 2 intervals have passed");
-      assert.match(
-        first.message.join(""),
-        /^no successful backup for \S+, more than 2 intervals of 100ms: writes since then are at risk \(last: Error: S3 said no\)$/,
-      );
-      assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
+    // The alarm also rings while a backup is still running (see container_test.ts); these are
+    // the ones raised after a backup failed.
+    const afterFailure = () =>
+      logs.withEvent("backup_stale").filter((r) => /\(last: /.test(r.message.join("")));
+    await until(() => afterFailure().length >= 2, "two stale-backup errors");
+    signals.send();
+    assert.equal(await running, 1, "the final backup failed too");
+    const failedBefore = (r: unknown) =>
+      logs.records.slice(0, logs.records.indexOf(r as never))
+        .filter((x) => x.properties.event === "backup_failed").length;
+    const [first] = afterFailure();
+    assert.equal(first.level, "error");
+    assert.ok(failedBefore(first) >= 1, "only after a backup failed");
+    assert.ok(Number(first.properties.ms) > 200, "only once 2 intervals have passed");
+    assert.match(
+      first.message.join(""),
+      /^no successful backup for \S+, more than 2 intervals of 100ms: writes since then are at risk \(last: Error: S3 said no\)$/,
+    );
+    assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
 
-      // With a store that works, the same run never reports stale backups (an interval well above
-      // a snapshot's time, even on a loaded machine). The real clock: on the test clock the alarm's
-      // own sleeps would move time while a snapshot runs.
-      logs.clear();
-      const ok = manualSignals();
-      const fine = watch(options(dir, { interval: 1000 }), {
-        store: storeOf(dir, "slow", 0),
-        clock: systemClock,
-        signals: ok,
-      });
-      await until(() => logs.withEvent("backup_unchanged").length >= 2, "two more backups");
-      ok.send();
-      assert.equal(await fine, 0);
-      assert.deepEqual(logs.withEvent("backup_stale"), []);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    // With a store that works, the same run never reports stale backups (an interval well above
+    // a snapshot's time, even on a loaded machine). The real clock: on the test clock the alarm's
+    // own sleeps would move time while a snapshot runs.
+    logs.clear();
+    const ok = manualSignals();
+    const fine = watch(options(dir, { interval: 1000 }), {
+      store: storeOf(dir, "slow", 0),
+      clock: systemClock,
+      signals: ok,
+    });
+    await until(() => logs.withEvent("backup_unchanged").length >= 2, "two more backups");
+    ok.send();
+    assert.equal(await fine, 0);
+    assert.deepEqual(logs.withEvent("backup_stale"), []);
   },
 });
 
 Deno.test({
   name: "#11.6 watch: the stale-backup alarm counts the time of a backup still in flight",
-  ...opts,
+  ...LOOSE,
   fn: async () => {
     const { dir, running, signals, metrics } = await watchScene("hang", {
       interval: 100,
       shutdownTimeoutMs: 300,
     });
-    try {
-      await until(() => logs.withEvent("backup_stale").length >= 2, "stale-backup errors");
-      assert.deepEqual(logs.withEvent("backup_failed"), [], "the first backup is still running");
-      const [first] = logs.withEvent("backup_stale");
-      assert.equal(first.level, "error");
-      assert.match(
-        first.message.join(""),
-        /^no successful backup for \S+, more than 2 intervals of 100ms: .* \(a backup has been running for \S+ without finishing\)$/,
-      );
-      assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
-      signals.send();
-      assert.equal(await running, 1, "the final backup hangs too and is cut short");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await until(() => logs.withEvent("backup_stale").length >= 2, "stale-backup errors");
+    assert.deepEqual(logs.withEvent("backup_failed"), [], "the first backup is still running");
+    const [first] = logs.withEvent("backup_stale");
+    assert.equal(first.level, "error");
+    assert.match(
+      first.message.join(""),
+      /^no successful backup for \S+, more than 2 intervals of 100ms: .* \(a backup has been running for \S+ without finishing\)$/,
+    );
+    assert.ok(promValue(parseProm(metrics.render()), "lifeboat_backup_age_seconds") > 0.2);
+    signals.send();
+    assert.equal(await running, 1, "the final backup hangs too and is cut short");
   },
 });

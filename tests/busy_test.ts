@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { systemClock } from "../src/clock.ts";
 import { backupOnce } from "../src/commands/backup.ts";
 import { FileStore } from "../src/store/file.ts";
-import { baseEnv, ROOT, runLifeboat, spawnLifeboat, startUntil } from "../testkit/cli.ts";
+import { ROOT, runLifeboat, spawnLifeboat, startUntil } from "../testkit/cli.ts";
 import { growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 import { testSize } from "../testkit/sizes.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, scene, tempDir } from "../testkit/scene.ts";
 
 const MB = testSize("LIFEBOAT_BUSY_MB", 16, 200);
 const BACKUPS = testSize("LIFEBOAT_BUSY_BACKUPS", 4, 20);
@@ -39,8 +39,7 @@ async function startWriter(db: string) {
 
 Deno.test({
   name: `busy database: ${BACKUPS} backups of ${MB} MiB under a continuous writer all complete`,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async () => {
     const dir = await tempDir();
     const db = `${dir}/app.db`;
@@ -67,20 +66,15 @@ Deno.test({
       assert.ok(commits > 0, "the writer never committed");
     }
     assert.ok(seen.size > 1, "every backup saw the same rows: the writer was blocked");
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test({
   name: "non-WAL database: a warning says how to switch, backups stay sound under writes",
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async () => {
-    const dir = await tempDir();
-    const db = `${dir}/app.db`;
+    const { dir, db, env } = await scene();
     makeDb(db, 1000, false);
-    await Deno.mkdir(`${dir}/store`);
-    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
     const writer = await startWriter(db);
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], env);
     try {
@@ -97,6 +91,5 @@ Deno.test({
     assert.equal(r.code, 0, r.stderr);
     assert.equal(integrity(`${dir}/r/app.db`), "ok");
     assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
-    await Deno.remove(dir, { recursive: true });
   },
 });

@@ -26,10 +26,9 @@ import {
 } from "../testkit/cli.ts";
 import { spawnWithMetrics } from "../testkit/ports.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
-import { scene as kitScene, tempDir } from "../testkit/scene.ts";
+import { LOOSE, scene as kitScene, tempDir } from "../testkit/scene.ts";
 
 const isRoot = Deno.uid() === 0;
-const loose = { sanitizeResources: false, sanitizeOps: false };
 
 /** The stand-in app (tests/fixtures/app.ts) in `mode`, as a `watch -- CMD`. */
 const app = (mode: string, db = "") =>
@@ -80,7 +79,7 @@ async function until(cond: () => boolean, what: string, ms = 20_000): Promise<vo
 Deno.test({
   name:
     "#11.1 release machine (RELEASE_COMMAND): watch runs the app without restore or upload; backup refuses",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env } = await scene();
     const release = { ...env, RELEASE_COMMAND: "1" };
@@ -101,7 +100,6 @@ Deno.test({
       /RELEASE_COMMAND is set: this is a fly\.io release machine.*run migrations in the app's start command/,
     );
     assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
@@ -109,7 +107,7 @@ Deno.test({
 Deno.test({
   name:
     "#11.2 an app that ignores SIGTERM gets SIGKILL after LIFEBOAT_APP_STOP_TIMEOUT, then the final backup runs",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, db } = await scene(5);
     const w = spawnLifeboat(
@@ -128,7 +126,6 @@ Deno.test({
     const restored = `${dir}/restored.db`;
     assert.equal((await runLifeboat(["restore", "--db", restored], env)).code, 0);
     assert.ok(readRows(restored).includes("written-before-the-stop"));
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
@@ -147,7 +144,7 @@ Deno.test("#11.2 config: LIFEBOAT_APP_STOP_TIMEOUT defaults to 10s; with the fin
 // 3. signals
 Deno.test({
   name: "#11.3 watch forwards HUP, QUIT, USR1, USR2, WINCH and ALRM to the app and keeps running",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, db } = await scene(5);
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h", "--", ...app("echo")], env);
@@ -168,13 +165,12 @@ Deno.test({
     await alone.waitForLine(/received SIGHUP; no app to pass it to, ignored/);
     alone.proc.kill("SIGTERM");
     assert.equal((await alone.done()).code, 0);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test({
   name: "#11.3 an app killed by SEGV, ABRT, BUS, PIPE or ALRM exits 128+N, through watch too",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const expected = { SEGV: 139, ABRT: 134, BUS: 135, PIPE: 141, ALRM: 142, HUP: 129, USR2: 140 };
     for (const [sig, code] of Object.entries(expected)) {
@@ -188,7 +184,6 @@ Deno.test({
       env,
     );
     assert.equal(r.code, 139, r.stderr);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
@@ -196,11 +191,9 @@ Deno.test({
   name:
     "#11.3 as PID 1 (root: unshare --pid), SIGTERM during the restore stops cleanly without starting the app",
   ignore: !isRoot,
-  ...loose,
+  ...LOOSE,
   fn: async () => {
-    const dir = await tempDir();
-    await Deno.mkdir(`${dir}/store`);
-    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    const { dir, env } = await kitScene();
     makeDb(`${dir}/big.db`, 10);
     growDb(`${dir}/big.db`, 48);
     assert.equal((await runLifeboat(["backup", "--db", `${dir}/big.db`], env)).code, 0);
@@ -225,14 +218,13 @@ Deno.test({
     );
     assert.doesNotMatch(r.stdout, /ready/, "the app was not started");
     assert.equal(integrity(db), "ok", "the restore itself completed");
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 // 4. odd database files
 Deno.test({
   name: "#11.4 a zero-byte database counts as absent: restore fetches the backup over it",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, db, rows } = await scene();
     Deno.writeFileSync(db, new Uint8Array());
@@ -240,14 +232,13 @@ Deno.test({
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /restored \S+ from/);
     assert.deepEqual(readRows(db), rows);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test({
   name:
     "#11.4 a directory or a non-SQLite file at the database path: restore exits 2, touching nothing",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env } = await scene();
     Deno.mkdirSync(`${dir}/adir`);
@@ -265,14 +256,13 @@ Deno.test({
       );
     }
     assert.equal(Deno.readTextFileSync(`${dir}/notes.txt`), "not a database, but precious\n");
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test({
   name:
     "#11.4 a hot rollback journal (the app died mid-transaction): the backup holds the committed rows",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, db } = await scene();
     makeDb(db, 200, false);
@@ -286,13 +276,12 @@ Deno.test({
     assert.equal(got.code, 0, got.stderr);
     assert.equal(integrity(restored), "ok");
     assert.deepEqual(readRows(restored), committed);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test({
   name: "#11.4 symlinks: restore --force replaces the link's target; the lock is on the real file",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, rows } = await scene();
     Deno.mkdirSync(`${dir}/real`);
@@ -313,13 +302,12 @@ Deno.test({
     );
     w.proc.kill("SIGTERM");
     assert.equal((await w.done()).code, 0);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test({
   name: "#11.4 a 230-character database file name fails at once with one clear line",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env } = await scene();
     const db = `${dir}/${"a".repeat(227)}.db`;
@@ -330,14 +318,13 @@ Deno.test({
         /database file name "a{40}…" is 230 bytes long.*at most 216 bytes/,
       );
     }
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 // 5. restore --force under a writer
 Deno.test({
   name: "#11.5 restore --force refuses while an app has the database open",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, db } = await scene(5);
     const writer = await startApp("writer", db);
@@ -352,7 +339,6 @@ Deno.test({
     }
     assert.ok(readRows(db).some((b) => b.startsWith("writer-")), "the app's commits are kept");
     assert.equal((await runLifeboat(["restore", "--force", "--db", db], env)).code, 0);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
@@ -360,7 +346,7 @@ Deno.test({
 Deno.test({
   name:
     "#11.6 1,100 idle connections to the metrics port under ulimit -n 1024 never take lifeboat or the app down",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, db } = await scene(5);
     const { w, metricsPort: port } = await spawnWithMetrics(
@@ -391,14 +377,13 @@ Deno.test({
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /Too many open files|Uncaught/);
     assert.equal(r.lines.filter((l) => /connections open: closing new ones/.test(l)).length, 1);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test({
   name:
     "#11.6 an app holding locking_mode=EXCLUSIVE: backup fails with a clear error instead of hanging",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env, db } = await scene(5);
     const holder = await startApp("exclusive", db);
@@ -413,7 +398,6 @@ Deno.test({
     }
     assert.deepEqual(tempsLeft(dir), []);
     assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
@@ -421,7 +405,7 @@ Deno.test({
   name:
     "#11.6 a snapshot that would fill the disk (root: a 16 MiB tmpfs) is skipped with a 'disk' error; the app keeps committing",
   ignore: !isRoot,
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env } = await scene();
     const small = `${dir}/small`;
@@ -450,7 +434,6 @@ Deno.test({
       assert.ok(readRows(db).includes("the app still commits"));
     } finally {
       await new Deno.Command("umount", { args: [small] }).output();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });
@@ -479,7 +462,7 @@ Deno.test("#11.7 durations beyond their bound are config errors; no timer overfl
 
 Deno.test({
   name: "#11.7 watch --interval 1000h is one line and exit 2",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const { dir, env } = await scene();
     assertOneLineError(
@@ -487,7 +470,6 @@ Deno.test({
       2,
       /--interval 1000h is too long.*at most 24h/,
     );
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
@@ -497,7 +479,7 @@ const SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY_secret";
 
 Deno.test({
   name: "#11.8 a session token or JWT echoed in an unrecognised S3 error is never printed",
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
     const s3 = serve(async (req) => {
@@ -526,7 +508,6 @@ Deno.test({
       assert.match(r.stderr, /\[redacted\]/);
     } finally {
       await s3.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });
@@ -562,7 +543,7 @@ Deno.test({
   name:
     "#11.9 a database on a read-only file system (root: a read-only tmpfs) is one line naming the fix",
   ignore: !isRoot,
-  ...loose,
+  ...LOOSE,
   fn: async () => {
     const dir = await tempDir();
     const ro = `${dir}/ro`;
@@ -580,7 +561,6 @@ Deno.test({
       );
     } finally {
       await new Deno.Command("umount", { args: [ro] }).output();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

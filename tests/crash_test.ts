@@ -11,14 +11,13 @@ import { startLocalS3 } from "../testkit/moto.ts";
 import { addRow, growDb, integrity, makeDb } from "../testkit/sqlite.ts";
 import { testRandom } from "../testkit/random.ts";
 import { testSize } from "../testkit/sizes.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 const CRASHES = testSize("LIFEBOAT_CRASHES", 8, 50);
 
 Deno.test({
   name: `SIGKILL during backup ${CRASHES} times: restores stay sound and equal a completed backup`,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async () => {
     const s3 = await startLocalS3();
     try {

@@ -1,8 +1,8 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
 import { backupOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
-import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
-import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
+import { proxiedTest, type Scene, scene as kitScene } from "../testkit/scene.ts";
+import { type FaultAction, is, type S3Proxy, type SeenRequest } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
@@ -18,17 +18,36 @@ async function scene() {
   return await kitScene({ s3, proxy, name: "faults", restoreAttempts: 3 });
 }
 
+/** A scene whose database of `rows` rows is backed up once, before any fault. */
+async function backedUp(rows: number) {
+  const sc = await scene();
+  makeDb(sc.db, rows);
+  await backupOk(sc.db, sc.env);
+  return sc;
+}
+
+/** Arms `action` on the next request matching `match`, once. */
+function once(match: (r: SeenRequest) => boolean, action: FaultAction): void {
+  proxy.faults.push({ match, action, times: 1 });
+}
+
+/** Answers requests matching `match` with an S3 error, `times` times (default: always). */
+function answer(match: (r: SeenRequest) => boolean, status: number, code: string, times?: number) {
+  proxy.faults.push({ match, action: { kind: "status", status, code }, times });
+}
+
+/** Restores the scene's store into `dir/r/app.db`. */
+function restore(sc: Scene, extra: Record<string, string> = {}) {
+  return runLifeboat(["restore", "--db", `${sc.dir}/r/app.db`], { ...sc.env, ...extra });
+}
+
 proxiedTest("faults", async (t, started) => {
   ({ s3, proxy } = started);
   await t.step("503 SlowDown on PUT is retried with backoff and the backup lands", async () => {
-    const { dir, env, bucket } = await scene();
-    makeDb(`${dir}/app.db`, 100);
-    proxy.faults.push({
-      match: is.put,
-      action: { kind: "status", status: 503, code: "SlowDown" },
-      times: 2,
-    });
-    const r = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
+    const { db, env, bucket } = await scene();
+    makeDb(db, 100);
+    answer(is.put, 503, "SlowDown", 2);
+    const r = await runLifeboat(["backup", "--db", db], env);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(proxy.injected, 2);
     assert.equal((await s3.backupKeys(bucket)).length, 1);
@@ -37,15 +56,11 @@ proxiedTest("faults", async (t, started) => {
   await t.step(
     "a multipart upload that finally fails is aborted: nothing to restore",
     async () => {
-      const { dir, env, bucket } = await scene();
-      const db = `${dir}/app.db`;
+      const { dir, db, env, bucket } = await scene();
       makeDb(db, 0);
       growDb(db, 20); // multipart: parts are 8 MiB
 
-      proxy.faults.push({
-        match: is.complete,
-        action: { kind: "status", status: 500, code: "InternalError" },
-      });
+      answer(is.complete, 500, "InternalError");
       const r = await runLifeboat(["backup", "--db", db], env);
       assert.equal(r.code, 1, r.stderr);
       assert.ok(proxy.injected >= 1);
@@ -64,11 +79,7 @@ proxiedTest("faults", async (t, started) => {
       const { dir, env, bucket } = await scene();
       makeDb(`${dir}/app.db`, 10);
       // 9 = 3 uploads (a backup's own attempts) × 3 SDK attempts each: the first backup fails.
-      proxy.faults.push({
-        match: is.put,
-        action: { kind: "status", status: 500, code: "InternalError" },
-        times: 9,
-      });
+      answer(is.put, 500, "InternalError", 9);
       const w = spawnLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1s"], env);
       await w.waitForLine(/backup failed: .*will retry at the next interval/);
       await w.waitForLine(/backup finished/);
@@ -89,11 +100,7 @@ proxiedTest("faults", async (t, started) => {
       await backupOk(db, env);
       addRow(db, "newer");
       await backupOk(db, env);
-      proxy.faults.push({
-        match: is.get,
-        action: { kind: "truncate", toBytes: 5000 },
-        times: 1,
-      });
+      once(is.get, { kind: "truncate", toBytes: 5000 });
       const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
       assert.equal(r.code, 0, r.stderr);
       assert.match(
@@ -108,12 +115,10 @@ proxiedTest("faults", async (t, started) => {
   await t.step(
     "when every download is truncated restore exits 1 and touches nothing",
     async () => {
-      const { dir, env } = await scene();
-      const db = `${dir}/app.db`;
-      makeDb(db, 200);
-      await backupOk(db, env);
+      const sc = await backedUp(200);
+      const dir = sc.dir;
       proxy.faults.push({ match: is.get, action: { kind: "truncate", toBytes: 4096 } });
-      const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+      const r = await restore(sc);
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.lines.at(-1)!, /none of the 1 newest backups passed verification/);
       await assert.rejects(Deno.stat(`${dir}/r/app.db`), Deno.errors.NotFound);
@@ -122,19 +127,12 @@ proxiedTest("faults", async (t, started) => {
   );
 
   await t.step("a connection reset mid-download is retried", async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
-    makeDb(db, 2000);
-    await backupOk(db, env);
-    proxy.faults.push({
-      match: is.get,
-      action: { kind: "reset", afterBytes: 10_000 },
-      times: 1,
-    });
-    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
+    const sc = await backedUp(2000);
+    once(is.get, { kind: "reset", afterBytes: 10_000 });
+    const r = await restore(sc);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(proxy.injected, 1);
-    assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+    assert.deepEqual(readRows(`${sc.dir}/r/app.db`), readRows(sc.db));
   });
 
   await t.step("a stalled request times out and is retried (LIFEBOAT_S3_TIMEOUT)", async () => {
@@ -158,43 +156,23 @@ proxiedTest("faults", async (t, started) => {
   });
 
   await t.step("a download whose body stalls midway times out and is retried", async () => {
-    const { dir, env } = await scene();
-    const db = `${dir}/app.db`;
-    makeDb(db, 2000);
-    await backupOk(db, env);
-    proxy.faults.push({
-      match: is.get,
-      action: { kind: "hang", afterBytes: 10_000 },
-      times: 1,
-    });
-    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], {
-      ...env,
-      LIFEBOAT_S3_TIMEOUT: "1s",
-    });
+    const sc = await backedUp(2000);
+    once(is.get, { kind: "hang", afterBytes: 10_000 });
+    const r = await restore(sc, { LIFEBOAT_S3_TIMEOUT: "1s" });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /the download stalled: no data for 1000 ms/);
     assert.equal(proxy.requests.filter(is.get).length, 2);
-    assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
+    assert.deepEqual(readRows(`${sc.dir}/r/app.db`), readRows(sc.db));
   });
 
   await t.step(
     "503 on LIST during restore is retried; a store that stays down is exit 1",
     async () => {
-      const { dir, env } = await scene();
-      const db = `${dir}/app.db`;
-      makeDb(db, 20);
-      await backupOk(db, env);
-      proxy.faults.push({
-        match: is.list,
-        action: { kind: "status", status: 503, code: "SlowDown" },
-        times: 4,
-      });
+      const { dir, env } = await backedUp(20);
+      answer(is.list, 503, "SlowDown", 4);
       const ok = await runLifeboat(["restore", "--db", `${dir}/a/app.db`], env);
       assert.equal(ok.code, 0, ok.stderr);
-      proxy.faults.push({
-        match: is.list,
-        action: { kind: "status", status: 503, code: "SlowDown" },
-      });
+      answer(is.list, 503, "SlowDown");
       const down = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], {
         ...env,
         LIFEBOAT_RESTORE_ATTEMPTS: "2",

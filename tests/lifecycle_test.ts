@@ -14,14 +14,13 @@ import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
 import { closedPort } from "../testkit/ports.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { testSize } from "../testkit/sizes.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 const MACHINES = testSize("LIFEBOAT_LIFECYCLES", 2, 5);
 
 Deno.test({
   name: "lifecycle",
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async (t) => {
     assert.ok(Number.isInteger(MACHINES) && MACHINES >= 2, "LIFEBOAT_LIFECYCLES is at least 2");
     const s3: LocalS3 = await startLocalS3();
@@ -105,7 +104,6 @@ Deno.test({
       );
     } finally {
       await s3.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -200,6 +200,5 @@ Deno.test("cli: a bad LIFEBOAT_METRICS_ADDR stops watch with one line and exit 2
     );
     assertOneLineError(r, 2, /^lifeboat: LIFEBOAT_METRICS_ADDR "9091" is not a listen address/);
   } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -28,7 +28,6 @@ async function withScene(fn: (s: { dir: string; db: string; store: Store }) => P
     makeDb(db, 20);
     await fn({ dir, db, store: new FileStore(`${dir}/store`) });
   } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 }
 

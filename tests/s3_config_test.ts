@@ -19,7 +19,7 @@ import { S3Store } from "../src/store/s3.ts";
 import { baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { startLocalS3 } from "../testkit/moto.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 /** Asserts that `fn` throws a config error (exit 2) whose one line matches `re`. */
 function configFails(fn: () => unknown, re: RegExp): void {
@@ -320,8 +320,7 @@ Deno.test("fly storage create's variables alone are a working Tigris setup", asy
 Deno.test({
   name:
     "end to end: the bucket's default KMS key applies; AES256 only when asked; s3:///PREFIX uses BUCKET_NAME",
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async () => {
     const s3 = await startLocalS3();
     const dir = await tempDir();
@@ -373,7 +372,6 @@ Deno.test({
       assert.deepEqual(await backup({ LIFEBOAT_S3_SSE: "AES256" }), ["AES256", undefined]);
     } finally {
       await s3.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

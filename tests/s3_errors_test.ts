@@ -16,7 +16,7 @@ import {
   stsError,
 } from "../testkit/aws_fakes.ts";
 import { backupKey } from "../src/store/keys.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat-test";
 const BUCKET = "errors-bucket";
@@ -108,8 +108,7 @@ async function roleCase(sts: () => Response) {
 
 Deno.test({
   name: "errors a person can act on",
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async (t) => {
     let moto: LocalS3 | undefined;
     try {

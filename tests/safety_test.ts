@@ -1,14 +1,8 @@
 /** Local safety: a full disk, a second lifeboat on the same database, and private file modes. */
 import assert from "node:assert/strict";
-import {
-  assertOneLineError,
-  baseEnv,
-  runLifeboat,
-  spawnLifeboat,
-  tempsLeft,
-} from "../testkit/cli.ts";
+import { assertOneLineError, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, scene } from "../testkit/scene.ts";
 
 /** Mounting a tmpfs needs root: as another user the test is skipped, and says so in its name. */
 const ROOT_USER = Deno.uid() === 0;
@@ -17,12 +11,9 @@ Deno.test({
   name: "disk full during restore: exit 1 with a clear line, target untouched, temp removed" +
     (ROOT_USER ? "" : " (skipped: needs root to mount a tmpfs; ci.yml runs it with sudo)"),
   ignore: !ROOT_USER,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async () => {
-    const dir = await tempDir();
-    await Deno.mkdir(`${dir}/store`);
-    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store`, LIFEBOAT_RESTORE_ATTEMPTS: "3" });
+    const { dir, env } = await scene({ restoreAttempts: 3 });
     makeDb(`${dir}/app.db`, 10);
     growDb(`${dir}/app.db`, 4);
     assert.equal((await runLifeboat(["backup", "--db", `${dir}/app.db`], env)).code, 0);
@@ -50,21 +41,16 @@ Deno.test({
       assert.deepEqual(tempsLeft(small), []);
     } finally {
       await new Deno.Command("umount", { args: [small] }).output();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });
 
 Deno.test({
   name: "a second lifeboat on the same database refuses instead of racing",
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async () => {
-    const dir = await tempDir();
-    const db = `${dir}/app.db`;
+    const { dir, db, env } = await scene();
     makeDb(db, 10);
-    await Deno.mkdir(`${dir}/store`);
-    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
     await w.waitForLine(/watching/);
     for (const cmd of [["backup"], ["restore", "--force"], ["watch"]]) {
@@ -79,14 +65,11 @@ Deno.test({
     assert.equal((await w.done()).code, 0);
     // Once it is gone the lock is free again, even though its file stays.
     assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test("backups and restored databases are private (0600)", async () => {
-  const dir = await tempDir();
-  await Deno.mkdir(`${dir}/store`);
-  const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+  const { dir, env } = await scene();
   makeDb(`${dir}/app.db`, 10);
   await Deno.chmod(`${dir}/app.db`, 0o644);
   assert.equal((await runLifeboat(["backup", "--db", `${dir}/app.db`], env)).code, 0);
@@ -101,5 +84,4 @@ Deno.test("backups and restored databases are private (0600)", async () => {
   // --force keeps the mode of the database it replaces.
   assert.equal((await runLifeboat(["restore", "--force", "--db", `${dir}/app.db`], env)).code, 0);
   assert.equal(Deno.statSync(`${dir}/app.db`).mode! & 0o777, 0o644);
-  await Deno.remove(dir, { recursive: true });
 });

@@ -9,14 +9,13 @@ import { baseEnv } from "../testkit/cli.ts";
 import { runLifecycle } from "../testkit/lifecycle.ts";
 import { startLocalS3 } from "../testkit/moto.ts";
 import { testSize } from "../testkit/sizes.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 const MACHINES = testSize("LIFEBOAT_SOAK_MACHINES", 3, 50);
 
 Deno.test({
   name: `soak: ${MACHINES} machine lifecycles, zero acknowledged writes lost`,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async () => {
     const s3 = await startLocalS3();
     const dir = await tempDir("lifeboat-soak-");
@@ -39,7 +38,6 @@ Deno.test({
       );
     } finally {
       await s3.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

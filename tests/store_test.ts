@@ -105,7 +105,6 @@ Deno.test("file: put never replaces an existing backup", async () => {
     const names = [...Deno.readDirSync(`${dir}/store/backups`)].map((e) => `backups/${e.name}`);
     assert.deepEqual(names.sort(), [key, `${key}.json`]);
   } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -23,7 +23,7 @@ import { metaFor, randomFile } from "../../testkit/backup_files.ts";
 import { is, startS3Proxy } from "../../testkit/s3_proxy.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../../testkit/sqlite.ts";
 import { type CompatServer, compatServer } from "./server.ts";
-import { tempDir } from "../../testkit/scene.ts";
+import { LOOSE, tempDir } from "../../testkit/scene.ts";
 
 const MiB = 1024 * 1024;
 const server: CompatServer = await compatServer();
@@ -79,8 +79,7 @@ function storeFor(bucket: string, prefix = "app/db", extra: Record<string, strin
 
 Deno.test({
   name: `compat store contract (${server.name})`,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async (t) => {
     const dir = await tempDir("lifeboat-compat-");
     try {
@@ -156,8 +155,7 @@ Deno.test({
 
 Deno.test({
   name: `compat CLI round trips (${server.name})`,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...LOOSE,
   fn: async (t) => {
     await t.step(
       "single PUT: backup, then restore on a new machine gives the same rows",
