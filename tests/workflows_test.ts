@@ -246,6 +246,15 @@ Deno.test("ci.yml: installs moto_server and Deno 2.9.6, then fmt, lint, check, d
     "fmt, lint, check, test, actionlint",
   );
   assert.ok(moto < sequence[3] && job.steps.indexOf(deno) < sequence[0]);
+  // The reliability tests run after the suite, at CI size (as .ci/run runs them).
+  const [, , reliability] = theStep(ci, /^deno task test:reliability$/);
+  assert.ok(job.steps.indexOf(reliability) > sequence[3]);
+  assert.equal(reliability.env?.LIFEBOAT_SOAK_MACHINES, "10");
+  const ciRun = Deno.readTextFileSync(new URL(".ci/run", ROOT));
+  assert.match(
+    ciRun,
+    /LIFEBOAT_SOAK_MACHINES="\$\{LIFEBOAT_SOAK_MACHINES:-10\}" \\\n\s+run_tests reliability deno task test:reliability/,
+  );
   assert.equal(using(ci, "actions/setup-python").length, 1);
 });
 
@@ -305,6 +314,11 @@ Deno.test("deno.json: explicit permission flags, the same for deno task lifeboat
   assertExplicitPermissions(run, LIFEBOAT_ALLOW, "deno task lifeboat");
   assert.ok(!("permissions" in JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT)))));
   assert.match(TASKS.test, /--ignore=tests\/compat\b/, "the compat run is its own task");
+  // The reliability tests at full size are their own task; the fast suite runs them small.
+  const reliability = ["soak", "crash", "busy", "lifecycle"].map((n) => `tests/${n}_test.ts`);
+  assert.match(TASKS["test:reliability"], /^LIFEBOAT_TEST_SIZE=full deno test /);
+  for (const f of reliability) assert.ok(TASKS["test:reliability"].includes(f), f);
+  assert.doesNotMatch(TASKS.test, /LIFEBOAT_TEST_SIZE/, "deno task test runs them small");
   assert.match(TASKS["test:compat"], /tests\/compat\/$/);
 });
 
