@@ -407,6 +407,26 @@ export async function deleteObject(client: S3Client, key: string): Promise<void>
   await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key }));
 }
 
+/**
+ * Runs `fn` with a fresh S3 and the counting proxy in front of it (and, with `name`, the empty
+ * scratch directory `workDir(name)`); all of them are gone afterwards.
+ */
+export async function withCountingS3<T>(
+  name: string | undefined,
+  fn: (x: { dir: string; s3: LocalS3; proxy: S3Proxy }) => Promise<T>,
+): Promise<T> {
+  const dir = name ? await workDir(name) : "";
+  const s3 = await freshS3();
+  const proxy = startCountingProxy(s3.endpoint);
+  try {
+    return await fn({ dir, s3, proxy });
+  } finally {
+    await proxy.stop();
+    await s3.stop();
+    if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
 /** Starts the S3 proxy (testkit/s3_proxy.ts) to `target`, to count requests; stopped at cleanup. */
 export function startCountingProxy(target: string): S3Proxy {
   const proxy = startS3Proxy(target);

@@ -11,16 +11,14 @@ import {
   awsCliEnv,
   BUCKET,
   copyFile,
-  freshS3,
   lifeboatCmd,
   lifeboatEnv,
   logEvents,
   s3Client,
   sleep,
   spawn,
-  startCountingProxy,
   timed,
-  workDir,
+  withCountingS3,
 } from "./lib.ts";
 import { WRITE_OPS } from "../testkit/s3_proxy.ts";
 
@@ -58,10 +56,7 @@ export async function benchListNewest(
   backups: number,
   progress: (msg: string) => void,
 ): Promise<ListResult> {
-  const dir = await workDir("list");
-  const s3 = await freshS3();
-  const proxy = startCountingProxy(s3.endpoint);
-  try {
+  return await withCountingS3("list", async ({ dir, s3, proxy }) => {
     const t0 = performance.now();
     await populate(s3.endpoint, "many", backups);
     progress(`put ${backups} old backup keys in ${Math.round(performance.now() - t0)} ms`);
@@ -101,11 +96,7 @@ export async function benchListNewest(
         `aws s3 ls ${awsLs.counts.ListObjectsV2 ?? 0} LIST`,
     );
     return { sizeMiB, backups, lifeboat, awsLs };
-  } finally {
-    await proxy.stop();
-    await s3.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
+  });
 }
 
 /** P7's outcome: intervals observed and the requests made after the start-up restore. */
@@ -130,11 +121,8 @@ export async function benchIdleWrites(
   intervals: number,
   progress: (msg: string) => void,
 ): Promise<IdleResult> {
-  const dir = await workDir("idle");
-  const s3 = await freshS3();
-  const proxy = startCountingProxy(s3.endpoint);
-  const app = `${dir}/app.sqlite3`;
-  try {
+  return await withCountingS3("idle", async ({ dir, s3, proxy }) => {
+    const app = `${dir}/app.sqlite3`;
     await copyFile(db, app);
     const seed = await timed([...lifeboatCmd(), "backup"], {
       env: lifeboatEnv(s3.endpoint, { LIFEBOAT_DB: app, LIFEBOAT_URL: `s3://${BUCKET}/idle` }),
@@ -177,9 +165,5 @@ export async function benchIdleWrites(
       `idle watch: ${r.unchanged} unchanged, ${r.uploaded} uploaded, ${writes} write requests`,
     );
     return r;
-  } finally {
-    await proxy.stop();
-    await s3.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
+  });
 }

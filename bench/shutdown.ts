@@ -8,14 +8,13 @@
 import {
   assertOk,
   BUCKET,
-  freshS3,
   lifeboatCmd,
   lifeboatEnv,
   logEvents,
   peakRssKiB,
   sleep,
   spawn,
-  startCountingProxy,
+  withCountingS3,
 } from "./lib.ts";
 
 /** When the signal went in, which phase the backup was in. */
@@ -55,9 +54,7 @@ export async function benchSigterm(
   const result: ShutdownResult = { sizeMiB, runs: [] };
   for (let run = 0; run < runs; run++) {
     for (const phase of ["snapshot", "upload"] as Phase[]) {
-      const s3 = await freshS3();
-      const proxy = startCountingProxy(s3.endpoint);
-      try {
+      await withCountingS3(undefined, async ({ proxy }) => {
         const watch = spawn([...lifeboatCmd(), "watch", "--interval", "1s"], {
           env: lifeboatEnv(proxy.endpoint, {
             LIFEBOAT_DB: db,
@@ -108,10 +105,7 @@ export async function benchSigterm(
         } finally {
           clearInterval(poll);
         }
-      } finally {
-        await proxy.stop();
-        await s3.stop();
-      }
+      });
     }
   }
   return result;

@@ -95,32 +95,33 @@ export async function benchTransfers(
     const client = s3Client(s3.endpoint);
     const awsArgs = ["--endpoint-url", s3.endpoint, "--no-progress", "--only-show-errors"];
     const keys: Record<string, string> = {};
-    /** `lifeboat backup` (or the alternative checkout's) to `prefix`; remembers the key. */
-    const lifeboatBackup = async (cmd: string[], prefix: string) => {
-      const t = await timed([...cmd, "backup"], {
+    /** `lifeboat VERB` (or the alternative checkout's) of `file` at `prefix`; must exit 0. */
+    const lifeboatRun = async (
+      cmd: string[],
+      verb: "backup" | "restore",
+      file: string,
+      prefix: string,
+    ) => {
+      const t = await timed([...cmd, verb], {
         env: lifeboatEnv(s3.endpoint, {
-          LIFEBOAT_DB: db,
+          LIFEBOAT_DB: file,
           LIFEBOAT_URL: `s3://${BUCKET}/${prefix}`,
         }),
         timeoutMs,
       });
-      assertOk(`lifeboat backup (${prefix})`, t);
-      const done = logEvents(t.stderr).find((e) => e.event === "backup_finished");
+      assertOk(`lifeboat ${verb} (${prefix})`, t);
+      return { t, done: logEvents(t.stderr).find((e) => e.event === `${verb}_finished`) };
+    };
+    /** `lifeboat backup` (or the alternative checkout's) to `prefix`; remembers the key. */
+    const lifeboatBackup = async (cmd: string[], prefix: string) => {
+      const { t, done } = await lifeboatRun(cmd, "backup", db, prefix);
       keys[prefix] = `${prefix}/${done?.key}`;
       return sample(t, Number(done?.ms));
     };
     /** `lifeboat restore` from `prefix` into a new file, removed afterwards. */
     const lifeboatRestore = async (cmd: string[], prefix: string) => {
       const out = `${dir}/restored.sqlite3`;
-      const t = await timed([...cmd, "restore"], {
-        env: lifeboatEnv(s3.endpoint, {
-          LIFEBOAT_DB: out,
-          LIFEBOAT_URL: `s3://${BUCKET}/${prefix}`,
-        }),
-        timeoutMs,
-      });
-      assertOk(`lifeboat restore (${prefix})`, t);
-      const done = logEvents(t.stderr).find((e) => e.event === "restore_finished");
+      const { t, done } = await lifeboatRun(cmd, "restore", out, prefix);
       if (!done) throw new Error(`lifeboat restore did not restore:\n${t.stderr}`);
       await removeDb(out);
       return sample(t, Number(done.ms));

@@ -246,7 +246,7 @@ Deno.test({
   name: "#11.6 watch: the stale-backup alarm counts the time of a backup still in flight",
   ...LOOSE,
   fn: async () => {
-    const { dir, running, signals, metrics } = await watchScene("hang", {
+    const { running, signals, metrics } = await watchScene("hang", {
       interval: 100,
       shutdownTimeoutMs: 300,
     });

@@ -20,6 +20,12 @@ let s3: LocalS3;
 /** A fresh bucket and working directory for one test, with lifeboat's environment. */
 const scene = () => kitScene({ s3, name: "cli-test", prefix: "apps/demo" });
 
+/** The stand-in app (tests/fixtures/child.ts) on `db`, as a `watch -- CMD`. */
+const child = (
+  db: string,
+  ...args: string[]
+) => [Deno.execPath(), "run", "-A", `${ROOT}/tests/fixtures/child.ts`, db, ...args];
+
 function client(): S3Client {
   return new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true });
 }
@@ -69,8 +75,7 @@ Deno.test({
       });
 
       await t.step("every backup is a new key and restore takes the newest", async () => {
-        const { dir, env, bucket } = await scene();
-        const db = `${dir}/app.db`;
+        const { dir, env, bucket, db } = await scene();
         makeDb(db, 10);
         for (let i = 0; i < 3; i++) {
           addRow(db, `version-${i}`);
@@ -86,8 +91,7 @@ Deno.test({
       });
 
       await t.step("restore skips an existing database and leaves it untouched", async () => {
-        const { dir, env } = await scene();
-        const db = `${dir}/app.db`;
+        const { dir, env, db } = await scene();
         makeDb(db, 5);
         assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
         const other = `${dir}/other.db`;
@@ -148,8 +152,7 @@ Deno.test({
       await t.step(
         "a corrupt newest backup is rejected and the previous one restored",
         async () => {
-          const { dir, env, bucket } = await scene();
-          const db = `${dir}/app.db`;
+          const { dir, env, bucket, db } = await scene();
           makeDb(db, 50);
           addRow(db, "good");
           assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
@@ -179,8 +182,7 @@ Deno.test({
       );
 
       await t.step("watch uploads once, then skips unchanged snapshots", async () => {
-        const { dir, env, bucket } = await scene();
-        const db = `${dir}/app.db`;
+        const { env, bucket, db } = await scene();
         makeDb(db, 20);
         const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], env);
         await w.waitForLine(/backup finished/);
@@ -195,25 +197,10 @@ Deno.test({
       await t.step(
         "watch -- app: writes up to SIGTERM reach the final backup; exit code returns",
         async () => {
-          const { dir, env } = await scene();
-          const db = `${dir}/app.db`;
+          const { dir, env, db } = await scene();
           makeDb(db, 3);
           const w = spawnLifeboat(
-            [
-              "watch",
-              "--db",
-              db,
-              "--interval",
-              "1h",
-              "--",
-              Deno.execPath(),
-              "run",
-              "-A",
-              `${ROOT}/tests/fixtures/child.ts`,
-              db,
-              "wait",
-              "42",
-            ],
+            ["watch", "--db", db, "--interval", "1h", "--", ...child(db, "wait", "42")],
             env,
           );
           await w.waitForLine(/^child ready$/);
@@ -232,22 +219,9 @@ Deno.test({
       );
 
       await t.step("watch -- app that exits by itself: final backup, same exit code", async () => {
-        const { dir, env } = await scene();
-        const db = `${dir}/app.db`;
+        const { dir, env, db } = await scene();
         const res = await runLifeboat(
-          [
-            "watch",
-            "--db",
-            db,
-            "--",
-            Deno.execPath(),
-            "run",
-            "-A",
-            `${ROOT}/tests/fixtures/child.ts`,
-            db,
-            "exit",
-            "3",
-          ],
+          ["watch", "--db", db, "--", ...child(db, "exit", "3")],
           env,
         );
         assert.equal(res.code, 3, res.stderr);
@@ -260,8 +234,7 @@ Deno.test({
       await t.step(
         "watch: an empty database file (opened, never written) is nothing to back up",
         async () => {
-          const { dir, env, bucket } = await scene();
-          const db = `${dir}/app.db`;
+          const { env, bucket, db } = await scene();
           await Deno.writeFile(db, new Uint8Array());
           const res = await runLifeboat(
             ["watch", "--db", db, "--", Deno.execPath(), "eval", "0"],

@@ -146,7 +146,7 @@ Deno.test({
   name: "#11.3 watch forwards HUP, QUIT, USR1, USR2, WINCH and ALRM to the app and keeps running",
   ...LOOSE,
   fn: async () => {
-    const { dir, env, db } = await scene(5);
+    const { env, db } = await scene(5);
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h", "--", ...app("echo")], env);
     await w.waitForLine(/^ready$/);
     for (const sig of ["SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM"] as const) {
@@ -226,7 +226,7 @@ Deno.test({
   name: "#11.4 a zero-byte database counts as absent: restore fetches the backup over it",
   ...LOOSE,
   fn: async () => {
-    const { dir, env, db, rows } = await scene();
+    const { env, db, rows } = await scene();
     Deno.writeFileSync(db, new Uint8Array());
     const r = await runLifeboat(["restore", "--db", db], env);
     assert.equal(r.code, 0, r.stderr);
@@ -326,7 +326,7 @@ Deno.test({
   name: "#11.5 restore --force refuses while an app has the database open",
   ...LOOSE,
   fn: async () => {
-    const { dir, env, db } = await scene(5);
+    const { env, db } = await scene(5);
     const writer = await startApp("writer", db);
     try {
       assertOneLineError(
@@ -348,7 +348,7 @@ Deno.test({
     "#11.6 1,100 idle connections to the metrics port under ulimit -n 1024 never take lifeboat or the app down",
   ...LOOSE,
   fn: async () => {
-    const { dir, env, db } = await scene(5);
+    const { env, db } = await scene(5);
     const { w, metricsPort: port } = await spawnWithMetrics(
       ["watch", "--db", db, "--interval", "1h", "--", ...app("echo")],
       env,

@@ -93,8 +93,7 @@ proxiedTest("faults", async (t, started) => {
   await t.step(
     "a truncated download fails verification and is read again: the newest is restored",
     async () => {
-      const { dir, env } = await scene();
-      const db = `${dir}/app.db`;
+      const { dir, env, db } = await scene();
       makeDb(db, 200);
       addRow(db, "older");
       await backupOk(db, env);
@@ -136,8 +135,7 @@ proxiedTest("faults", async (t, started) => {
   });
 
   await t.step("a stalled request times out and is retried (LIFEBOAT_S3_TIMEOUT)", async () => {
-    const { dir, env, bucket } = await scene();
-    const db = `${dir}/app.db`;
+    const { dir, env, bucket, db } = await scene();
     makeDb(db, 20);
     const quick = { ...env, LIFEBOAT_S3_TIMEOUT: "1s" };
     proxy.faults.push({ match: is.put, action: { kind: "stall", ms: 120_000 }, times: 1 });

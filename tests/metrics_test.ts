@@ -193,12 +193,9 @@ Deno.test("config: LIFEBOAT_METRICS_ADDR forms; anything else is a config error 
 
 Deno.test("cli: a bad LIFEBOAT_METRICS_ADDR stops watch with one line and exit 2", async () => {
   const dir = await tempDir();
-  try {
-    const r = await runLifeboat(
-      ["watch", "--db", `${dir}/app.db`, "--url", `${dir}/store`],
-      baseEnv({ LIFEBOAT_METRICS_ADDR: "9091" }),
-    );
-    assertOneLineError(r, 2, /^lifeboat: LIFEBOAT_METRICS_ADDR "9091" is not a listen address/);
-  } finally {
-  }
+  const r = await runLifeboat(
+    ["watch", "--db", `${dir}/app.db`, "--url", `${dir}/store`],
+    baseEnv({ LIFEBOAT_METRICS_ADDR: "9091" }),
+  );
+  assertOneLineError(r, 2, /^lifeboat: LIFEBOAT_METRICS_ADDR "9091" is not a listen address/);
 });

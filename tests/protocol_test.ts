@@ -14,21 +14,16 @@ import type { Store } from "../src/store/store.ts";
 import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { addRow, makeDb, readRows } from "../testkit/sqlite.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { scene } from "../testkit/scene.ts";
 
 const HOUR = 3_600_000;
 const YEAR = 365 * 24 * HOUR;
 
-/** A directory store and a database in a fresh temporary directory, removed at the end. */
+/** A directory store and a database of 20 rows in a fresh temporary directory (kit scene). */
 async function withScene(fn: (s: { dir: string; db: string; store: Store }) => Promise<void>) {
-  const dir = await tempDir();
-  try {
-    await Deno.mkdir(`${dir}/store`);
-    const db = `${dir}/app.db`;
-    makeDb(db, 20);
-    await fn({ dir, db, store: new FileStore(`${dir}/store`) });
-  } finally {
-  }
+  const { dir, db, url } = await scene();
+  makeDb(db, 20);
+  await fn({ dir, db, store: new FileStore(url) });
 }
 
 /** Restores the store's newest backup into a new file and returns its last row. */

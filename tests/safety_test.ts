@@ -49,7 +49,7 @@ Deno.test({
   name: "a second lifeboat on the same database refuses instead of racing",
   ...LOOSE,
   fn: async () => {
-    const { dir, db, env } = await scene();
+    const { db, env } = await scene();
     makeDb(db, 10);
     const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
     await w.waitForLine(/watching/);

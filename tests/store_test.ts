@@ -96,16 +96,13 @@ contract(
 
 Deno.test("file: put never replaces an existing backup", async () => {
   const dir = await tempDir();
-  try {
-    const s = new FileStore(`${dir}/store`);
-    const { path, bytes } = await randomFile(dir, 1000);
-    const key = backupKey(Date.now(), "m1");
-    await s.put(key, path, metaFor(bytes));
-    await assert.rejects(s.put(key, path, metaFor(bytes)), Deno.errors.AlreadyExists);
-    const names = [...Deno.readDirSync(`${dir}/store/backups`)].map((e) => `backups/${e.name}`);
-    assert.deepEqual(names.sort(), [key, `${key}.json`]);
-  } finally {
-  }
+  const s = new FileStore(`${dir}/store`);
+  const { path, bytes } = await randomFile(dir, 1000);
+  const key = backupKey(Date.now(), "m1");
+  await s.put(key, path, metaFor(bytes));
+  await assert.rejects(s.put(key, path, metaFor(bytes)), Deno.errors.AlreadyExists);
+  const names = [...Deno.readDirSync(`${dir}/store/backups`)].map((e) => `backups/${e.name}`);
+  assert.deepEqual(names.sort(), [key, `${key}.json`]);
 });
 
 // --- the S3 backend, against moto ---
