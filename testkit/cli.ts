@@ -151,6 +151,8 @@ export interface RunningLifeboat {
   waitForCount(re: RegExp, count: number, ms?: number): Promise<void>;
   /** Resolves with the exit code and all stderr once the process has exited. */
   done(): Promise<RunResult>;
+  /** Sends `sig` (default SIGTERM), then resolves as `done` does. */
+  stop(sig?: Deno.Signal): Promise<RunResult>;
 }
 
 /** Starts `lifeboat ARGS` in the background with exactly `env`, under `wrap`. */
@@ -215,6 +217,10 @@ export function spawnLifeboat(
         stderr: lines.join("\n"),
         lines,
       };
+    },
+    stop(sig: Deno.Signal = "SIGTERM") {
+      proc.kill(sig);
+      return this.done();
     },
   };
 }

@@ -131,8 +131,7 @@ Deno.test({
             await new Promise((r) => setTimeout(r, 300));
           }
         } finally {
-          w.proc.kill("SIGTERM");
-          const res = scan.record("watch", await w.done());
+          const res = scan.record("watch", await w.stop());
           await proxy.stop();
           assert.equal(res.code, 0, res.stderr);
         }

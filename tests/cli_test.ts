@@ -187,8 +187,7 @@ Deno.test({
         const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], env);
         await w.waitForLine(/backup finished/);
         await w.waitForLine(/backup unchanged/);
-        w.proc.kill("SIGTERM");
-        const res = await w.done();
+        const res = await w.stop();
         assert.equal(res.code, 0, res.stderr);
         assert.equal((await s3.backupKeys(bucket, "apps/demo/")).length, 1);
         assert.equal(res.lines.filter((l) => /backup finished/.test(l)).length, 1);
@@ -205,8 +204,7 @@ Deno.test({
           );
           await w.waitForLine(/^child ready$/);
           addRow(db, "written-just-before-sigterm");
-          w.proc.kill("SIGTERM");
-          const res = await w.done();
+          const res = await w.stop();
           assert.equal(res.code, 42, res.stderr);
           assert.match(res.stderr, /received SIGTERM, shutting down: forwarding to the app/);
           assert.match(res.stderr, /the app exited with code 42/);

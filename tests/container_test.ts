@@ -153,8 +153,7 @@ Deno.test({
       w.proc.kill(sig);
       await w.waitForLine(new RegExp(`^got ${sig}$`), 10_000);
     }
-    w.proc.kill("SIGTERM");
-    const r = await w.done();
+    const r = await w.stop();
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.lines.some((l) => /backup finished/.test(l)), "the final backup ran");
 
@@ -163,8 +162,7 @@ Deno.test({
     await alone.waitForLine(/watching/);
     alone.proc.kill("SIGHUP");
     await alone.waitForLine(/received SIGHUP; no app to pass it to, ignored/);
-    alone.proc.kill("SIGTERM");
-    assert.equal((await alone.done()).code, 0);
+    assert.equal((await alone.stop()).code, 0);
   },
 });
 
@@ -300,8 +298,7 @@ Deno.test({
       1,
       new RegExp(`another lifeboat process \\(pid ${w.proc.pid}\\) is already working on`),
     );
-    w.proc.kill("SIGTERM");
-    assert.equal((await w.done()).code, 0);
+    assert.equal((await w.stop()).code, 0);
   },
 });
 
@@ -372,8 +369,7 @@ Deno.test({
     assert.equal(status, 200, "metrics served again after the flood");
     w.proc.kill("SIGUSR1");
     await w.waitForLine(/^got SIGUSR1$/); // the app is alive
-    w.proc.kill("SIGTERM");
-    const r = await w.done();
+    const r = await w.stop();
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /Too many open files|Uncaught/);
     assert.equal(r.lines.filter((l) => /connections open: closing new ones/.test(l)).length, 1);

@@ -83,8 +83,7 @@ proxiedTest("faults", async (t, started) => {
       const w = spawnLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1s"], env);
       await w.waitForLine(/backup failed: .*will retry at the next interval/);
       await w.waitForLine(/backup finished/);
-      w.proc.kill("SIGTERM");
-      const res = await w.done();
+      const res = await w.stop();
       assert.equal(res.code, 0, res.stderr);
       assert.equal((await s3.backupKeys(bucket)).length, 1);
     },

@@ -131,8 +131,7 @@ proxiedTest("protocol against S3", async (t, started) => {
       const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], env);
       await w.waitForLine(/backup finished/);
       await w.waitForCount(/backup unchanged/, 2);
-      w.proc.kill("SIGTERM");
-      assert.equal((await w.done()).code, 0);
+      assert.equal((await w.stop()).code, 0);
       assert.equal(proxy.requests.filter(is.put).length, 1, "an idle watch made one upload");
       assert.deepEqual(await expireSuperseded(bucket), [], "the newest backup expired");
       const idle = await runLifeboat(["restore", "--db", `${dir}/idle/app.db`], env);
@@ -249,8 +248,7 @@ proxiedTest("protocol against S3", async (t, started) => {
       const w = spawnLifeboat(["watch", "--db", target, "--interval", "1s"], env);
       await w.waitForLine(/trying an older one/);
       await w.waitForLine(/backup (finished|unchanged)/);
-      w.proc.kill("SIGTERM");
-      const res = await w.done();
+      const res = await w.stop();
       assert.equal(res.code, 0, res.stderr);
       assert.match(res.stderr, /backup finished/, "the restored data was uploaded again");
       const again = await runLifeboat(["restore", "--db", `${dir}/again/app.db`], env);
@@ -311,8 +309,7 @@ proxiedTest("protocol against S3", async (t, started) => {
         if (flagged !== 1) await new Promise((r) => setTimeout(r, 100));
       }
       assert.equal(flagged, 1, "lifeboat_foreign_writer");
-      a.proc.kill("SIGTERM");
-      assert.equal((await a.done()).code, 0);
+      assert.equal((await a.stop()).code, 0);
     },
   );
 });

@@ -61,8 +61,7 @@ Deno.test({
         new RegExp(`another lifeboat process \\(pid ${w.proc.pid}\\) is already working on`),
       );
     }
-    w.proc.kill("SIGTERM");
-    assert.equal((await w.done()).code, 0);
+    assert.equal((await w.stop()).code, 0);
     // Once it is gone the lock is free again, even though its file stays.
     assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
   },

@@ -258,8 +258,7 @@ Deno.test({
       const w = spawnLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1h"], cliEnv(url));
       await w.waitForLine(/watching/);
       addRow(`${dir}/app.db`, "written-before-sigterm");
-      w.proc.kill("SIGTERM");
-      const done = await w.done();
+      const done = await w.stop();
       assert.equal(done.code, 0, done.stderr);
       assert.ok((await backups(bucket, prefix)).length >= 1);
       await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
