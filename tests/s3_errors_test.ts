@@ -179,58 +179,64 @@ Deno.test({
         },
       );
 
-      await t.step("STS AccessDenied names the trust policy and the token's sub", async () => {
-        const { c, stop } = await roleCase(() =>
-          stsError(403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
-        );
-        try {
-          assertOneLine(
-            await run("sts access denied", c, "backup"),
-            1,
+      // STS refusing the role: each answer is one line that says what to fix.
+      const stsCases: {
+        name: string;
+        sts: () => Response;
+        what: string;
+        cmd: "backup" | "restore";
+        re: RegExp;
+      }[] = [
+        {
+          name: "STS AccessDenied names the trust policy and the token's sub",
+          sts: () =>
+            stsError(
+              403,
+              "AccessDenied",
+              "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            ),
+          what: "sts access denied",
+          cmd: "backup",
+          re:
             /STS denied AssumeRoleWithWebIdentity for arn:aws:iam::123456789012:role\/lifeboat-test \(AccessDenied; the token has sub "test-org:test-app:e784079b449483", aud "sts.amazonaws.com"\)\. Check the role's trust policy/,
-          );
-        } finally {
-          await stop();
-        }
-      });
-
-      await t.step("STS rejecting an expired token: exit 1", async () => {
-        const { c, stop } = await roleCase(() =>
-          stsError(
-            400,
-            "ExpiredTokenException",
-            "Token expired: current date/time 1 must be before the expiration date/time 0",
-          )
-        );
-        try {
-          assertOneLine(
-            await run("sts expired token", c, "restore"),
-            1,
+        },
+        {
+          name: "STS rejecting an expired token: exit 1",
+          sts: () =>
+            stsError(
+              400,
+              "ExpiredTokenException",
+              "Token expired: current date/time 1 must be before the expiration date/time 0",
+            ),
+          what: "sts expired token",
+          cmd: "restore",
+          re:
             /STS rejected the web identity token from \S+oidc_token as expired \(ExpiredToken(Exception)?\)\. fly\.io rewrites the token/,
-          );
-        } finally {
-          await stop();
-        }
-      });
-
-      await t.step("STS rejecting the token's issuer: exit 1", async () => {
-        const { c, stop } = await roleCase(() =>
-          stsError(
-            400,
-            "InvalidIdentityToken",
-            "No OpenIDConnect provider found in your account for https://oidc.fly.io/test-org",
-          )
-        );
-        try {
-          assertOneLine(
-            await run("sts invalid token", c, "backup"),
-            1,
+        },
+        {
+          name: "STS rejecting the token's issuer: exit 1",
+          sts: () =>
+            stsError(
+              400,
+              "InvalidIdentityToken",
+              "No OpenIDConnect provider found in your account for https://oidc.fly.io/test-org",
+            ),
+          what: "sts invalid token",
+          cmd: "backup",
+          re:
             /STS rejected the web identity token .*No OpenIDConnect provider found in your account for https:\/\/oidc\.fly\.io\/test-org\)\. Add https:\/\/oidc\.fly\.io\/<org> as an IAM OIDC identity provider/,
-          );
-        } finally {
-          await stop();
-        }
-      });
+        },
+      ];
+      for (const k of stsCases) {
+        await t.step(k.name, async () => {
+          const { c, stop } = await roleCase(k.sts);
+          try {
+            assertOneLine(await run(k.what, c, k.cmd), 1, k.re);
+          } finally {
+            await stop();
+          }
+        });
+      }
 
       await t.step("missing bucket: exit 1 for backup and restore", async () => {
         moto = await startLocalS3();
