@@ -140,6 +140,13 @@ export async function backupOk(db: string, env: Record<string, string>): Promise
   return r;
 }
 
+/** Runs `lifeboat restore --db DB` and fails the test, showing stderr, unless it exits 0. */
+export async function restoreOk(db: string, env: Record<string, string>): Promise<RunResult> {
+  const r = await runLifeboat(["restore", "--db", db], env);
+  if (r.code !== 0) throw new Error(`lifeboat restore exited ${r.code}:\n${r.stderr}`);
+  return r;
+}
+
 /** A lifeboat process left running (for `watch`), with its stderr collected as it comes. */
 export interface RunningLifeboat {
   proc: Deno.ChildProcess;

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { systemClock } from "../src/clock.ts";
 import { backupOnce } from "../src/commands/backup.ts";
 import { FileStore } from "../src/store/file.ts";
-import { ROOT, runLifeboat, spawnLifeboat, startUntil } from "../testkit/cli.ts";
+import { restoreOk, ROOT, spawnLifeboat, startUntil } from "../testkit/cli.ts";
 import { growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 import { testSize } from "../testkit/sizes.ts";
 import { LOOSE, scene, tempDir } from "../testkit/scene.ts";
@@ -87,8 +87,7 @@ Deno.test({
     const res = await w.done();
     assert.equal(res.code, 0, res.stderr);
     assert.equal(res.lines.filter((l) => /not in WAL mode/.test(l)).length, 1, "warn once");
-    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-    assert.equal(r.code, 0, r.stderr);
+    await restoreOk(`${dir}/r/app.db`, env);
     assert.equal(integrity(`${dir}/r/app.db`), "ok");
     assert.deepEqual(readRows(`${dir}/r/app.db`), readRows(db));
   },

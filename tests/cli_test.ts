@@ -4,6 +4,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3
 import {
   assertOneLineError,
   baseEnv,
+  restoreOk,
   ROOT,
   runLifeboat,
   spawnLifeboat,
@@ -43,8 +44,7 @@ Deno.test({
         const b = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
         assert.equal(b.code, 0, b.stderr);
         assert.match(b.stderr, /backup finished: backups\/\d{13}-.*\.sqlite3, \d+ bytes/);
-        const r = await runLifeboat(["restore", "--db", `${dir}/new/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
+        const r = await restoreOk(`${dir}/new/app.db`, env);
         assert.match(r.stderr, /restored backups\/\d{13}-\S+ from s3:\/\/.*: \d+ bytes in/);
         assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
         assert.equal(integrity(`${dir}/new/app.db`), "ok");
@@ -85,8 +85,7 @@ Deno.test({
         const keys = await s3.backupKeys(bucket, "apps/demo/");
         assert.equal(keys.length, 3);
         assert.equal(new Set(keys).size, 3);
-        const r = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
+        await restoreOk(`${dir}/b/app.db`, env);
         assert.equal(readRows(`${dir}/b/app.db`).at(-1), "version-2");
       });
 
@@ -108,8 +107,7 @@ Deno.test({
 
       await t.step("an empty store is a confirmed fresh start", async () => {
         const { dir, env } = await scene();
-        const r = await runLifeboat(["restore", "--db", `${dir}/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
+        const r = await restoreOk(`${dir}/app.db`, env);
         assert.match(r.stderr, /no backup found in s3:\/\/\S+, starting fresh/);
         await assert.rejects(Deno.stat(`${dir}/app.db`), Deno.errors.NotFound);
       });
@@ -171,8 +169,7 @@ Deno.test({
               Metadata: newest.Metadata,
             }),
           );
-          const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-          assert.equal(r.code, 0, r.stderr);
+          const r = await restoreOk(`${dir}/r/app.db`, env);
           assert.match(
             r.stderr,
             /failed verification 3 times \(SHA-256 mismatch\); trying an older one/,
@@ -208,8 +205,7 @@ Deno.test({
           assert.equal(res.code, 42, res.stderr);
           assert.match(res.stderr, /received SIGTERM, shutting down: forwarding to the app/);
           assert.match(res.stderr, /the app exited with code 42/);
-          const r = await runLifeboat(["restore", "--db", `${dir}/next/app.db`], env);
-          assert.equal(r.code, 0, r.stderr);
+          await restoreOk(`${dir}/next/app.db`, env);
           const rows = readRows(`${dir}/next/app.db`);
           assert.ok(rows.includes("written-just-before-sigterm"), rows.join(","));
           assert.ok(rows.includes("written-on-sigterm"), rows.join(","));
@@ -224,8 +220,7 @@ Deno.test({
         );
         assert.equal(res.code, 3, res.stderr);
         assert.match(res.stderr, /starting fresh/);
-        const r = await runLifeboat(["restore", "--db", `${dir}/next/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
+        await restoreOk(`${dir}/next/app.db`, env);
         assert.deepEqual(readRows(`${dir}/next/app.db`), ["written-before-exit"]);
       });
 
@@ -304,7 +299,6 @@ Deno.test("directory store: the same round trip with no AWS at all", async () =>
   const names = [...Deno.readDirSync(`${dir}/store/backups`)].map((e) => `backups/${e.name}`);
   assert.equal(names.filter((x) => parseKey(x)).length, 1);
   assert.ok(Deno.statSync(`${dir}/store/lifeboat.json`).isFile, "the marker is written");
-  const r = await runLifeboat(["restore", "--db", `${dir}/new.db`], env);
-  assert.equal(r.code, 0, r.stderr);
+  await restoreOk(`${dir}/new.db`, env);
   assert.deepEqual(readRows(`${dir}/new.db`), readRows(`${dir}/app.db`));
 });

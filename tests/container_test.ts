@@ -18,6 +18,7 @@ import {
   assertOneLineError,
   backupOk,
   baseEnv,
+  restoreOk,
   ROOT,
   runLifeboat,
   spawnLifeboat,
@@ -226,8 +227,7 @@ Deno.test({
   fn: async () => {
     const { env, db, rows } = await scene();
     Deno.writeFileSync(db, new Uint8Array());
-    const r = await runLifeboat(["restore", "--db", db], env);
-    assert.equal(r.code, 0, r.stderr);
+    const r = await restoreOk(db, env);
     assert.match(r.stderr, /restored \S+ from/);
     assert.deepEqual(readRows(db), rows);
   },
@@ -270,8 +270,7 @@ Deno.test({
     const r = await runLifeboat(["backup", "--db", db], env);
     assert.equal(r.code, 0, r.stderr);
     const restored = `${dir}/restored.db`;
-    const got = await runLifeboat(["restore", "--db", restored], env);
-    assert.equal(got.code, 0, got.stderr);
+    await restoreOk(restored, env);
     assert.equal(integrity(restored), "ok");
     assert.deepEqual(readRows(restored), committed);
   },

@@ -1,6 +1,6 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
-import { backupOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { backupOk, restoreOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
 import { proxiedTest, type Scene, scene as kitScene } from "../testkit/scene.ts";
 import { type FaultAction, is, type S3Proxy, type SeenRequest } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
@@ -99,8 +99,7 @@ proxiedTest("faults", async (t, started) => {
       addRow(db, "newer");
       await backupOk(db, env);
       once(is.get, { kind: "truncate", toBytes: 5000 });
-      const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-      assert.equal(r.code, 0, r.stderr);
+      const r = await restoreOk(`${dir}/r/app.db`, env);
       assert.match(
         r.stderr,
         /failed verification \(size 5000 bytes, metadata says \d+\); downloading it again/,
@@ -142,8 +141,7 @@ proxiedTest("faults", async (t, started) => {
     assert.equal(b.code, 0, b.stderr);
     proxy.faults.push({ match: is.list, action: { kind: "stall", ms: 120_000 }, times: 1 });
     const listsBefore = proxy.requests.filter(is.list).length;
-    const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], quick);
-    assert.equal(r.code, 0, r.stderr);
+    await restoreOk(`${dir}/r/app.db`, quick);
     assert.equal(proxy.injected, 2);
     // Each stalled request was abandoned by the client and sent again.
     assert.equal(proxy.requests.filter(is.put).length, 2);
@@ -167,8 +165,7 @@ proxiedTest("faults", async (t, started) => {
     async () => {
       const { dir, env } = await backedUp(20);
       answer(is.list, 503, "SlowDown", 4);
-      const ok = await runLifeboat(["restore", "--db", `${dir}/a/app.db`], env);
-      assert.equal(ok.code, 0, ok.stderr);
+      await restoreOk(`${dir}/a/app.db`, env);
       answer(is.list, 503, "SlowDown");
       const down = await runLifeboat(["restore", "--db", `${dir}/b/app.db`], {
         ...env,

@@ -11,7 +11,13 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
-import { assertOneLineError, backupOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
+import {
+  assertOneLineError,
+  backupOk,
+  restoreOk,
+  runLifeboat,
+  spawnLifeboat,
+} from "../testkit/cli.ts";
 import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
@@ -134,8 +140,7 @@ proxiedTest("protocol against S3", async (t, started) => {
       assert.equal((await w.stop()).code, 0);
       assert.equal(proxy.requests.filter(is.put).length, 1, "an idle watch made one upload");
       assert.deepEqual(await expireSuperseded(bucket), [], "the newest backup expired");
-      const idle = await runLifeboat(["restore", "--db", `${dir}/idle/app.db`], env);
-      assert.equal(idle.code, 0, idle.stderr);
+      await restoreOk(`${dir}/idle/app.db`, env);
       assert.equal(readRows(`${dir}/idle/app.db`).at(-1), "v1");
 
       const [v1] = await s3.backupKeys(bucket);
@@ -145,8 +150,7 @@ proxiedTest("protocol against S3", async (t, started) => {
       const left = await s3.keys(bucket);
       assert.equal(left.filter((k) => k.endsWith(".sqlite3")).length, 1);
       assert.ok(left.includes("db/lifeboat.json"), "the marker never expires");
-      const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-      assert.equal(r.code, 0, r.stderr);
+      await restoreOk(`${dir}/r/app.db`, env);
       assert.equal(readRows(`${dir}/r/app.db`).at(-1), "v2");
     },
   );
@@ -195,8 +199,7 @@ proxiedTest("protocol against S3", async (t, started) => {
         assert.equal(b.code, 0, b.stderr);
         assert.equal(proxy.injected, 1);
         assert.match(b.stderr, /BadDigest/);
-        const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-        assert.equal(r.code, 0, r.stderr);
+        const r = await restoreOk(`${dir}/r/app.db`, env);
         assert.doesNotMatch(r.stderr, /failed verification/);
         assert.equal(readRows(`${dir}/r/app.db`).at(-1), "last");
       },
@@ -213,8 +216,7 @@ proxiedTest("protocol against S3", async (t, started) => {
       addRow(db, "newest");
       await backupOk(db, env);
       proxy.faults.push({ match: is.get, action: { kind: "flip", atByte: 5000 }, times: 1 });
-      const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-      assert.equal(r.code, 0, r.stderr);
+      const r = await restoreOk(`${dir}/r/app.db`, env);
       assert.equal(proxy.injected, 1);
       assert.match(r.stderr, /SHA-256 mismatch\); downloading it again/);
       assert.doesNotMatch(r.stderr, /trying an older one/);
@@ -251,8 +253,7 @@ proxiedTest("protocol against S3", async (t, started) => {
       const res = await w.stop();
       assert.equal(res.code, 0, res.stderr);
       assert.match(res.stderr, /backup finished/, "the restored data was uploaded again");
-      const again = await runLifeboat(["restore", "--db", `${dir}/again/app.db`], env);
-      assert.equal(again.code, 0, again.stderr);
+      const again = await restoreOk(`${dir}/again/app.db`, env);
       assert.doesNotMatch(again.stderr, /failed verification/, "the newest is sound again");
       assert.equal(readRows(`${dir}/again/app.db`).at(-1), "good");
     },
@@ -274,8 +275,7 @@ proxiedTest("protocol against S3", async (t, started) => {
         );
       }
       proxy.requests.length = 0;
-      const r = await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env);
-      assert.equal(r.code, 0, r.stderr);
+      await restoreOk(`${dir}/r/app.db`, env);
       assert.ok(proxy.requests.filter(is.list).length <= 2, "more than 2 LIST requests");
       assert.equal(proxy.requests.filter(is.list).length, 1);
     },
