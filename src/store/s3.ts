@@ -19,6 +19,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
+import { rangedStream } from "./ranged_stream.ts";
 import { roleCredentials, type RoleSettings } from "./s3_credentials.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
 import {
@@ -314,16 +315,45 @@ export class S3Store implements Store {
     return out;
   }
 
-  /** Starts a GetObject and returns its body stream and user metadata. */
+  /**
+   * Opens the object for reading: one ranged GetObject tells its size and metadata, then the
+   * rest arrives as `queueSize` ranges of `partSize` in parallel, still as one in-order stream
+   * (ranged_stream.ts). Every range must be the one asked for, of the same object (If-Match its
+   * ETag). A server that ignores Range sends the whole object in the first answer: read as is.
+   */
   async open(key: string): Promise<OpenedBackup> {
-    const cmd = new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) });
-    const res = await this.mapped("GetObject", () => this.reader.send(cmd));
-    if (!res.Body) throw new Error(`empty response body for ${key}`);
+    const Bucket = this.s.bucket, Key = this.objectKey(key);
+    const chunkSize = this.s.partSize;
+    const first = await this.mapped("GetObject", () =>
+      this.reader.send(
+        new GetObjectCommand({ Bucket, Key, Range: `bytes=0-${chunkSize - 1}` }),
+      ));
+    if (!first.Body) throw new Error(`empty response body for ${key}`);
+    const meta = metaFromRecord(first.Metadata ?? {});
+    const body = first.Body.transformToWebStream() as ReadableStream<Uint8Array>;
+    const size = sizeFromContentRange(first.ContentRange, 0, chunkSize - 1);
+    // The fetch handler's timeout ends at the headers: the reader guards the body itself.
+    if (size === undefined) return { body, idleMs: this.s.timeoutMs, meta };
+    const fetchRange = async (start: number, end: number, abortSignal: AbortSignal) => {
+      const range = `bytes=${start}-${end - 1}`;
+      const cmd = new GetObjectCommand({ Bucket, Key, Range: range, IfMatch: first.ETag });
+      const res = await this.mapped("GetObject", () => this.reader.send(cmd, { abortSignal }));
+      if (sizeFromContentRange(res.ContentRange, start, end - 1) !== size || !res.Body) {
+        throw new Error(
+          `asked for ${range} of ${Key} (${size} bytes), the store answered ` +
+            `${res.ContentRange ? `Content-Range ${res.ContentRange}` : "without Content-Range"}`,
+        );
+      }
+      return res.Body.transformToWebStream() as ReadableStream<Uint8Array>;
+    };
     return {
-      body: res.Body.transformToWebStream() as ReadableStream<Uint8Array>,
-      // The fetch handler's timeout ends at the headers: the reader guards the body itself.
-      idleMs: this.s.timeoutMs,
-      meta: metaFromRecord(res.Metadata ?? {}),
+      body: rangedStream(body, fetchRange, {
+        size,
+        chunkSize,
+        concurrency: this.s.queueSize,
+        idleMs: this.s.timeoutMs,
+      }),
+      meta,
     };
   }
 
@@ -399,6 +429,21 @@ export class S3Store implements Store {
 /** Base64 MD5 of a request body, for Content-MD5 (understood by every S3 implementation). */
 function md5(body: Uint8Array): string {
   return createHash("md5").update(body).digest("base64");
+}
+
+/**
+ * The object's total size from a Content-Range that answers `bytes=from-to` (the last range may
+ * end earlier); undefined when there is none (the server sent the whole object). Throws when it
+ * is not the range asked for.
+ */
+function sizeFromContentRange(header: string | undefined, from: number, to: number) {
+  if (header === undefined) return undefined;
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header.trim());
+  const [start, end, size] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [];
+  if (start !== from || end === undefined || size === undefined || end !== Math.min(to, size - 1)) {
+    throw new Error(`the store answered bytes=${from}-${to} with Content-Range ${header}`);
+  }
+  return size;
 }
 
 /** Returns `etag`, or throws when the store answered a write without one (nothing proves it). */
