@@ -2,7 +2,7 @@
 import { dirname } from "node:path";
 import type { Clock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
-import { LifeboatError, oneLine, operationError } from "../errors.ts";
+import { isFinal, oneLine, operationError } from "../errors.ts";
 import { restoreTarget } from "../dbfile.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
@@ -90,7 +90,7 @@ export async function restoreDatabase(
   // The app may create the database on a fresh start: make sure its directory exists.
   await Deno.mkdir(dirname(o.db), { recursive: true });
   const unreadable = (what: string) => (err: unknown): never => {
-    if (err instanceof LifeboatError) throw err;
+    if (isFinal(err)) throw err;
     throw operationError(
       `cannot ${what} in ${deps.store.location}: ${oneLine(err)}`,
       "Check the URL, credentials and network; nothing was restored and the app must not start",
@@ -186,7 +186,7 @@ export async function restoreDatabase(
         futureMs,
       };
     } catch (err) {
-      if (err instanceof LifeboatError) throw err;
+      if (isFinal(err)) throw err;
       if (isDiskFull(err)) {
         throw operationError(
           `disk full while restoring ${c.key} (${sizeOf(c)}) into ${dirname(o.db)}`,

@@ -6,7 +6,7 @@
  * token is ever logged or kept beyond the one STS call that needs it.
  */
 import { fromTokenFile, fromWebToken } from "@aws-sdk/credential-providers";
-import { LifeboatError, oneLine, operationError } from "../errors.ts";
+import { isFinal, oneLine, operationError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { addSecret } from "../redact.ts";
 import { mapStsError, redact, type TokenClaims } from "./s3_errors.ts";
@@ -194,7 +194,7 @@ async function tokenFileState(path: string): Promise<"ok" | "missing" | "empty">
     }
     return st.size === 0 ? "empty" : "ok";
   } catch (err) {
-    if (err instanceof LifeboatError) throw err;
+    if (isFinal(err)) throw err;
     if (err instanceof Deno.errors.NotFound) return "missing";
     throw operationError(
       `cannot read the web identity token file ${path}: ${describe(err)}`,
