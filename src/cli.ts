@@ -82,10 +82,7 @@ const backupCmd: Run = async (cfg) => {
 
 const restoreCmd: Run = async (cfg) => {
   const store = openStore(cfg.store, cfg.s3);
-  await restoreDatabase(
-    { ...cfg, attempts: cfg.restoreAttempts },
-    { store, clock: systemClock },
-  );
+  await restoreDatabase(cfg, { store, clock: systemClock });
   return 0;
 };
 
@@ -97,10 +94,7 @@ const watchCmd: Run = async (cfg) => {
     ? serveMetrics(cfg.metricsAddr, metrics)
     : undefined;
   try {
-    return await watch(
-      { ...cfg, attempts: cfg.restoreAttempts },
-      { store, clock: systemClock, signals: processSignals, metrics },
-    );
+    return await watch(cfg, { store, clock: systemClock, signals: processSignals, metrics });
   } finally {
     await server?.close();
   }

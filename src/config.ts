@@ -45,9 +45,8 @@ export interface Config {
   /** This machine's name, for keys and metadata. */
   machine: string;
   s3: S3Options;
-  /** How many times restore asks the store before giving up, and the first backoff delay. */
-  restoreAttempts: number;
-  retryBaseMs: number;
+  /** How many times restore asks the store before giving up (LIFEBOAT_RESTORE_ATTEMPTS). */
+  attempts: number;
   /** Upper bound for the final backup on shutdown, in milliseconds. */
   shutdownTimeoutMs: number;
   /** How long the app may take to exit after a forwarded SIGTERM/SIGINT before it gets SIGKILL. */
@@ -375,7 +374,7 @@ export function s3Options(env: Env): S3Options {
     sse,
     kmsKeyId,
     partSize: int(env, "LIFEBOAT_S3_PART_SIZE_MB", 8, 5, 512) * 1024 * 1024,
-    queueSize: int(env, "LIFEBOAT_S3_CONCURRENCY", 4, 1, 16),
+    concurrency: int(env, "LIFEBOAT_S3_CONCURRENCY", 4, 1, 16),
     maxAttempts: int(env, "LIFEBOAT_S3_MAX_ATTEMPTS", 3, 1, 10),
     timeoutMs: duration(
       "LIFEBOAT_S3_TIMEOUT",
@@ -479,8 +478,7 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
     command: checkCommand(command, env),
     machine: machineName(env),
     s3: s3Options(env),
-    restoreAttempts: int(env, "LIFEBOAT_RESTORE_ATTEMPTS", 5, 1, 100),
-    retryBaseMs: 500,
+    attempts: int(env, "LIFEBOAT_RESTORE_ATTEMPTS", 5, 1, 100),
     shutdownTimeoutMs: duration("LIFEBOAT_SHUTDOWN_TIMEOUT", shutdownRaw, 1000, MAX_STOP_MS),
     appStopTimeoutMs: duration("LIFEBOAT_APP_STOP_TIMEOUT", appStopRaw, 100, MAX_STOP_MS),
     // fly.io sets RELEASE_COMMAND=1 on the temporary machine that runs fly.toml's release_command.

@@ -9,10 +9,14 @@ import { configError, operationError } from "./errors.ts";
 import { statIfExists } from "./fsutil.ts";
 import { assertSqliteFile } from "./snapshot/snapshot.ts";
 
+/** The files SQLite keeps beside a database `NAME` (as `NAME-wal`, …): the one list of them. */
+export const SQLITE_SIDE_FILES = ["-wal", "-shm", "-journal"] as const;
+
 /** The longest file name most Linux file systems allow, in bytes. */
 const NAME_MAX = 255;
 /** The most lifeboat adds to the database's name: `.NAME.lifeboat-PID-XXXXXXXX.tmp-journal`. */
-const LONGEST_ADDITION = ".".length + ".lifeboat-".length + 7 + 1 + 8 + ".tmp-journal".length;
+const LONGEST_ADDITION = ".".length + ".lifeboat-".length + 7 + 1 + 8 + ".tmp".length +
+  Math.max(...SQLITE_SIDE_FILES.map((s) => s.length));
 /** The longest database file name lifeboat accepts, in bytes. */
 export const MAX_DB_NAME_BYTES = NAME_MAX - LONGEST_ADDITION;
 

@@ -21,6 +21,8 @@ function sizeOf(c: BackupInfo): string {
 export const MAX_CANDIDATES = 3;
 /** Downloads of one backup that fail verification before restore moves on to an older one. */
 export const VERIFY_ATTEMPTS = 3;
+/** The first wait between two attempts at a store request (it doubles, up to 8 s). */
+export const RETRY_BASE_MS = 500;
 /** A newest backup ordered this far ahead of the local clock is reported (a clock is off). */
 export const FUTURE_WARN_MS = 5 * 60_000;
 
@@ -28,9 +30,11 @@ export const FUTURE_WARN_MS = 5 * 60_000;
 export interface RestoreOptions {
   db: string;
   force: boolean;
-  /** Attempts at each store request before the store counts as unreachable. */
+  /** Attempts at each store request before the store counts as unreachable
+   * (LIFEBOAT_RESTORE_ATTEMPTS). */
   attempts: number;
-  retryBaseMs: number;
+  /** The first wait between attempts; RETRY_BASE_MS unless a test needs it shorter. */
+  retryBaseMs?: number;
   /** Start empty even when the store's marker says backups existed (`--allow-empty`). */
   allowEmpty?: boolean;
 }
@@ -75,7 +79,7 @@ export async function restoreDatabase(
     retry(fn, {
       retryable: (err) => !isDiskFull(err),
       attempts: o.attempts,
-      baseMs: o.retryBaseMs,
+      baseMs: o.retryBaseMs ?? RETRY_BASE_MS,
       clock: deps.clock,
       onRetry: (err, attempt, delay) =>
         log.warn("{what} failed (attempt {attempt}), retrying in {delay}: {error}", {

@@ -1,6 +1,6 @@
 /** Turning a downloaded backup into the live database file, only once it is proven sound. */
 import { basename, dirname } from "node:path";
-import { assertNotInUse } from "../dbfile.ts";
+import { assertNotInUse, SQLITE_SIDE_FILES } from "../dbfile.ts";
 import { fsyncDir, removeIfExists, statIfExists, writeStreamHashed } from "../fsutil.ts";
 import type { OpenedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
@@ -28,7 +28,7 @@ export async function downloadAndVerify(backup: OpenedBackup, tmp: string): Prom
 
 /**
  * Atomically replaces `db` with the verified file `tmp` (same directory), first removing any
- * stale `-wal`/`-shm` that would otherwise be replayed onto the restored database. The result
+ * stale side file (`-wal`, `-shm`, `-journal`) that would otherwise be replayed onto the restored database. The result
  * has mode 0600, or the replaced database's mode. Throws (exit 1), changing nothing, when
  * another process has `db` open.
  */
@@ -38,9 +38,7 @@ export async function installDatabase(tmp: string, db: string): Promise<void> {
   const old = await statIfExists(db);
   if (old?.size) assertNotInUse(db); // an app that opened it during the download
   if (old?.mode != null) await Deno.chmod(tmp, old.mode & 0o777);
-  await removeIfExists(`${db}-wal`);
-  await removeIfExists(`${db}-shm`);
-  await removeIfExists(`${db}-journal`);
+  for (const side of SQLITE_SIDE_FILES) await removeIfExists(db + side);
   await Deno.rename(tmp, db);
   await fsyncDir(dirname(db));
 }

@@ -67,7 +67,10 @@ export async function isWalMode(path: string): Promise<boolean> {
 }
 
 /** Runs one request in a fresh worker; terminating it on abort. */
-function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResponse> {
+function runWorker<R extends WorkerRequest>(
+  req: R,
+  signal?: AbortSignal,
+): Promise<WorkerResponse<R>> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
@@ -77,7 +80,7 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
     };
     signal?.addEventListener("abort", onAbort, { once: true });
     const finish = () => signal?.removeEventListener("abort", onAbort);
-    worker.onmessage = (e: MessageEvent<WorkerResponse>) => {
+    worker.onmessage = (e: MessageEvent<WorkerResponse<R>>) => {
       finish();
       worker.terminate();
       resolve(e.data);

@@ -50,9 +50,10 @@ export interface S3Settings {
   credentials?: S3ClientConfig["credentials"];
   /** Role to assume with a web identity token (fly.io OIDC); undefined for none. */
   role?: RoleSettings;
-  /** Upload part size floor in bytes and how many parts are in flight at once. */
+  /** Upload part size floor in bytes. */
   partSize: number;
-  queueSize: number;
+  /** How many parts of one upload are in flight at once (LIFEBOAT_S3_CONCURRENCY). */
+  concurrency: number;
   /** SDK attempts per request (the SDK backs off between them). */
   maxAttempts: number;
   /** A request with no progress for this long (connecting, or between bytes) fails and is retried. */
@@ -115,7 +116,7 @@ export class S3Store implements Store {
   /**
    * Uploads `file` as a new object: one PutObject when it fits in one part, else a multipart
    * upload whose parts are read straight from the file into one reused buffer per lane, so
-   * memory stays at queueSize × partSize whatever the size. Any failure or abort aborts it.
+   * memory stays at concurrency × partSize whatever the size. Any failure or abort aborts it.
    * Every body carries its Content-MD5, so a server that verifies it refuses a body damaged in
    * transit; every answer must carry an ETag; and the object only counts once a HeadObject shows
    * the expected size and SHA-256 (a 200 from something that is not the store proves nothing).
@@ -159,7 +160,7 @@ export class S3Store implements Store {
     }
   }
 
-  /** The multipart half of `put`: parts in `queueSize` lanes; aborted on any failure. */
+  /** The multipart half of `put`: parts in `concurrency` lanes; aborted on any failure. */
   private async multipart(
     head: CreateMultipartUploadCommandInput & { Bucket: string; Key: string },
     file: string,
@@ -214,7 +215,7 @@ export class S3Store implements Store {
         }
       };
       const lanes = Array.from(
-        { length: Math.min(this.s.queueSize, count) },
+        { length: Math.min(this.s.concurrency, count) },
         () =>
           lane().catch((err) => {
             stop.abort(err);
