@@ -4,10 +4,10 @@
  */
 import { formatDuration } from "../duration.ts";
 import { oneLine } from "../errors.ts";
+import { isWalMode } from "../dbfile.ts";
 import { statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
-import { isWalMode } from "../snapshot/snapshot.ts";
 import { FORWARDED_SIGNALS, SHUTDOWN_SIGNALS, type SignalSource } from "../signals.ts";
 import { type Child, startChild } from "../supervisor.ts";
 import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";

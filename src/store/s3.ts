@@ -13,14 +13,14 @@ import {
   PutObjectCommand,
   PutObjectTaggingCommand,
   S3Client,
-  type S3ClientConfig,
   type ServerSideEncryption,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
-import { roleCredentials, type RoleSettings } from "./s3_credentials.ts";
+import { roleCredentials } from "./s3_credentials.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
+import type { S3Settings } from "./settings.ts";
 import {
   type BackupInfo,
   type BackupMeta,
@@ -33,32 +33,6 @@ import {
   type StoreMarker,
   SUPERSEDED_TAG,
 } from "./store.ts";
-
-/** Everything the S3 store needs to know, already validated by config. */
-export interface S3Settings {
-  bucket: string;
-  /** Key prefix without leading or trailing slash; "" for the bucket root. */
-  prefix: string;
-  region: string;
-  /** Custom endpoint (MinIO, Tigris, R2, a local server); undefined for AWS. */
-  endpoint?: string;
-  forcePathStyle: boolean;
-  checksum: "when_supported" | "when_required";
-  sse: "AES256" | "aws:kms" | "none";
-  kmsKeyId?: string;
-  /** Credentials provider; undefined means `role`'s credentials, else the SDK's default chain. */
-  credentials?: S3ClientConfig["credentials"];
-  /** Role to assume with a web identity token (fly.io OIDC); undefined for none. */
-  role?: RoleSettings;
-  /** Upload part size floor in bytes. */
-  partSize: number;
-  /** How many parts of one upload are in flight at once (LIFEBOAT_S3_CONCURRENCY). */
-  concurrency: number;
-  /** SDK attempts per request (the SDK backs off between them). */
-  maxAttempts: number;
-  /** A request with no progress for this long (connecting, or between bytes) fails and is retried. */
-  timeoutMs: number;
-}
 
 /** S3 allows at most 10,000 parts in one multipart upload. */
 const MAX_PARTS = 10_000;
