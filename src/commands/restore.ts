@@ -6,7 +6,7 @@ import { isFinal, oneLine, operationError } from "../errors.ts";
 import { restoreTarget } from "../dbfile.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import { downloadAndVerify, installDatabase, type Verified } from "../snapshot/install.ts";
+import { installDatabase, type Verified, writeAndVerify } from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
@@ -149,7 +149,7 @@ export async function restoreDatabase(
         got = await withRetry(`downloading ${c.key}`, async () => {
           await removeTemp(tmp);
           const opened = await deps.store.open(c.key);
-          return await downloadAndVerify(opened, tmp);
+          return await writeAndVerify(opened, tmp);
         });
         if (!got.ok && attempt < VERIFY_ATTEMPTS) {
           log.warn("backup {key} failed verification ({problem}); downloading it again", {

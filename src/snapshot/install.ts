@@ -9,12 +9,13 @@ import { checkDatabase } from "./snapshot.ts";
 export type Verified = { ok: true; size: number; sha256: string } | { ok: false; problem: string };
 
 /**
- * Downloads `backup` into `tmp`, then checks its SHA-256 and size against the metadata and runs
- * `PRAGMA quick_check`. Transfer errors are thrown (worth retrying); a bad backup is reported
- * as `{ ok: false }` (worth trying an older one). `tmp` is left for the caller to remove.
+ * Writes the opened backup's body into the new file `tmp`, then checks its SHA-256 and size
+ * against the metadata and runs `PRAGMA quick_check`. Transfer errors are thrown (worth
+ * retrying); a bad backup is reported as `{ ok: false }` (worth trying an older one). `tmp` is
+ * left for the caller to remove.
  */
-export async function downloadAndVerify(backup: OpenedBackup, tmp: string): Promise<Verified> {
-  const { sha256, size } = await writeStreamHashed(backup.body, tmp, backup.idleMs);
+export async function writeAndVerify(backup: OpenedBackup, tmp: string): Promise<Verified> {
+  const { sha256, size } = await writeStreamHashed(backup.body, tmp);
   const meta = backup.meta;
   if (!meta.sha256) return { ok: false, problem: "no sha256 in its metadata" };
   if (meta.size !== undefined && meta.size !== size) {

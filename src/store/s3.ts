@@ -1,11 +1,5 @@
 /** A store under an S3 prefix (AWS or any S3-compatible endpoint). */
-import { createHash } from "node:crypto";
 import {
-  AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  type CreateMultipartUploadCommandInput,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -14,12 +8,13 @@ import {
   PutObjectTaggingCommand,
   S3Client,
   type ServerSideEncryption,
-  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
+import { TransientError } from "../errors.ts";
 import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
 import { roleCredentials } from "./s3_credentials.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
+import { md5, requireETag, uploadFile, type UploadHead } from "./s3_upload.ts";
 import type { S3Settings } from "./settings.ts";
 import {
   type BackupInfo,
@@ -33,16 +28,6 @@ import {
   type StoreMarker,
   SUPERSEDED_TAG,
 } from "./store.ts";
-
-/** S3 allows at most 10,000 parts in one multipart upload. */
-const MAX_PARTS = 10_000;
-const MiB = 1024 * 1024;
-
-/** Returns a part size ≥ `floor` (whole MiB) such that `size` fits in 10,000 parts. */
-export function partSizeFor(size: number, floor: number): number {
-  const needed = Math.ceil(size / MAX_PARTS);
-  return Math.max(floor, Math.ceil(needed / MiB) * MiB);
-}
 
 /** Backups as objects under `s3://bucket/prefix/`. */
 export class S3Store implements Store {
@@ -88,140 +73,30 @@ export class S3Store implements Store {
   }
 
   /**
-   * Uploads `file` as a new object: one PutObject when it fits in one part, else a multipart
-   * upload whose parts are read straight from the file into one reused buffer per lane, so
-   * memory stays at concurrency × partSize whatever the size. Any failure or abort aborts it.
-   * Every body carries its Content-MD5, so a server that verifies it refuses a body damaged in
-   * transit; every answer must carry an ETag; and the object only counts once a HeadObject shows
-   * the expected size and SHA-256 (a 200 from something that is not the store proves nothing).
+   * Uploads `file` as a new object (`s3_upload.ts`: one PutObject, or a multipart upload aborted
+   * on any failure), then counts it only once a HeadObject shows the expected size and SHA-256:
+   * a 200 from something that is not the store proves nothing.
    */
   async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
-    const Bucket = this.s.bucket, Key = this.objectKey(key);
+    const Key = this.objectKey(key);
     const sse = this.s.sse === "none" ? {} : {
       ServerSideEncryption: this.s.sse as ServerSideEncryption,
       ...(this.s.sse === "aws:kms" && this.s.kmsKeyId ? { SSEKMSKeyId: this.s.kmsKeyId } : {}),
     };
-    const head = {
-      Bucket,
+    const head: UploadHead = {
+      Bucket: this.s.bucket,
       Key,
       ContentType: "application/vnd.sqlite3",
       Metadata: metaToRecord(meta),
       ...sse,
     };
-    const size = (await Deno.stat(file)).size;
-    const partSize = partSizeFor(size, this.s.partSize);
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const opts = { abortSignal: stop.signal };
-    try {
-      signal?.throwIfAborted();
-      if (size <= partSize) {
-        const Body = await Deno.readFile(file);
-        const res = await this.mapped(
-          "PutObject",
-          () =>
-            this.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body) }), opts),
-          signal,
-        );
-        requireETag(res.ETag, `PutObject of ${Key}`);
-      } else {
-        await this.multipart(head, file, size, partSize, stop, signal);
-      }
-      await this.verifyStored(Key, meta, signal);
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
-  }
-
-  /** The multipart half of `put`: parts in `concurrency` lanes; aborted on any failure. */
-  private async multipart(
-    head: CreateMultipartUploadCommandInput & { Bucket: string; Key: string },
-    file: string,
-    size: number,
-    partSize: number,
-    stop: AbortController,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const { Bucket, Key } = head;
-    const opts = { abortSignal: stop.signal };
-    const { UploadId } = await this.mapped(
-      "PutObject",
-      () => this.client.send(new CreateMultipartUploadCommand(head), opts),
-      signal,
-    );
-    if (!UploadId) throw new Error(`CreateMultipartUpload of ${Key} answered without an UploadId`);
-    try {
-      const count = Math.ceil(size / partSize);
-      const parts: CompletedPart[] = new Array(count);
-      let next = 0;
-      const lane = async () => {
-        using f = await Deno.open(file, { read: true });
-        const buf = new Uint8Array(partSize);
-        while (next < count && !stop.signal.aborted) {
-          const n = next++;
-          const start = n * partSize;
-          const body = buf.subarray(0, Math.min(partSize, size - start));
-          await f.seek(start, Deno.SeekMode.Start);
-          for (let off = 0; off < body.length;) {
-            const got = await f.read(body.subarray(off));
-            if (got === null) throw new Error(`${file} got shorter during the upload`);
-            off += got;
-          }
-          const PartNumber = n + 1;
-          const res = await this.mapped(
-            "PutObject",
-            () =>
-              this.client.send(
-                new UploadPartCommand({
-                  Bucket,
-                  Key,
-                  UploadId,
-                  PartNumber,
-                  Body: body,
-                  ContentMD5: md5(body),
-                }),
-                opts,
-              ),
-            signal,
-          );
-          parts[n] = { PartNumber, ETag: requireETag(res.ETag, `part ${PartNumber} of ${Key}`) };
-        }
-      };
-      const lanes = Array.from(
-        { length: Math.min(this.s.concurrency, count) },
-        () =>
-          lane().catch((err) => {
-            stop.abort(err);
-            throw err;
-          }),
-      );
-      // Wait for every lane to stop before aborting, so no part lands after the abort.
-      const failed = (await Promise.allSettled(lanes)).find((r) => r.status === "rejected");
-      // The first failure aborted the other lanes: report it, not their "Request aborted".
-      if (failed) throw stop.signal.reason ?? failed.reason;
-      stop.signal.throwIfAborted();
-      // Some servers (Ceph radosgw) answer CompleteMultipartUpload without an ETag: the
-      // HeadObject that follows every upload is the proof that counts.
-      await this.mapped(
-        "PutObject",
-        () =>
-          this.client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket,
-              Key,
-              UploadId,
-              MultipartUpload: { Parts: parts },
-            }),
-            opts,
-          ),
-        signal,
-      );
-    } catch (err) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
-        .catch(() => {});
-      throw err;
-    }
+    await uploadFile(file, head, {
+      client: this.client,
+      partSize: this.s.partSize,
+      concurrency: this.s.concurrency,
+      request: (send) => this.mapped("PutObject", send, signal),
+    }, signal);
+    await this.verifyStored(Key, meta, signal);
   }
 
   /** Throws unless a HeadObject of `Key` shows `meta`'s size and SHA-256. */
@@ -233,10 +108,12 @@ export class S3Store implements Store {
     );
     const stored = metaFromRecord(res.Metadata ?? {});
     if (res.ContentLength !== meta.size || stored.sha256 !== meta.sha256) {
-      throw new Error(
+      throw new TransientError(
         `the store does not hold ${Key} as uploaded: HeadObject shows ` +
           `${res.ContentLength ?? "no"} bytes and ${stored.sha256 ? "another" : "no"} SHA-256, ` +
           `expected ${meta.size} bytes`,
+        "lifeboat uploads again under a new key; if it persists, check that the endpoint is an " +
+          "S3 store and not a proxy",
       );
     }
   }
@@ -293,11 +170,18 @@ export class S3Store implements Store {
   async open(key: string): Promise<OpenedBackup> {
     const cmd = new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) });
     const res = await this.mapped("GetObject", () => this.reader.send(cmd));
-    if (!res.Body) throw new Error(`empty response body for ${key}`);
+    if (!res.Body) {
+      throw new TransientError(
+        `GetObject of ${key} answered without a body`,
+        "lifeboat retries it; if it persists, check that the endpoint is an S3 store",
+      );
+    }
     return {
-      body: res.Body.transformToWebStream() as ReadableStream<Uint8Array>,
-      // The fetch handler's timeout ends at the headers: the reader guards the body itself.
-      idleMs: this.s.timeoutMs,
+      // The fetch handler's timeout ends at the headers: the body has a stall guard of its own.
+      body: failWhenStalled(
+        res.Body.transformToWebStream() as ReadableStream<Uint8Array>,
+        this.s.timeoutMs,
+      ),
       meta: metaFromRecord(res.Metadata ?? {}),
     };
   }
@@ -371,19 +255,6 @@ export class S3Store implements Store {
   }
 }
 
-/** Base64 MD5 of a request body, for Content-MD5 (understood by every S3 implementation). */
-function md5(body: Uint8Array): string {
-  return createHash("md5").update(body).digest("base64");
-}
-
-/** Returns `etag`, or throws when the store answered a write without one (nothing proves it). */
-function requireETag(etag: string | undefined, what: string): string {
-  if (!etag || etag.replaceAll('"', "").trim() === "") {
-    throw new Error(`${what} was answered without an ETag: the store did not confirm it`);
-  }
-  return etag;
-}
-
 /**
  * Throws unless `page` is a ListObjectsV2 result for `bucket` and `prefix`: a 200 whose body is
  * an HTML page, empty, or a listing of something else must never read as "no backups".
@@ -401,9 +272,71 @@ export function checkListing(page: ListObjectsV2CommandOutput, bucket: string, p
   const foreign = (page.Contents ?? []).find((o) => !o.Key?.startsWith(prefix));
   if (foreign) problems.push(`key ${JSON.stringify(foreign.Key ?? null)} outside the prefix`);
   if (problems.length > 0) {
-    throw new Error(
+    throw new TransientError(
       `the answer to ListObjectsV2 is not a listing of s3://${bucket}/${prefix} ` +
-        `(${problems.join(", ")}): is AWS_ENDPOINT_URL_S3 the S3 endpoint?`,
+        `(${problems.join(", ")})`,
+      "Check that LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) is the S3 endpoint",
     );
   }
+}
+
+/**
+ * Returns `body` as a byte stream whose reads fail (retryably) when `idleMs` pass without data:
+ * a stalled download must not hang a restore. BYOB reads pass through into the reader's own
+ * buffer, so memory stays flat; cancelling the result cancels `body`.
+ */
+export function failWhenStalled(
+  body: ReadableStream<Uint8Array>,
+  idleMs: number,
+): ReadableStream<Uint8Array> {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream: take its chunks as they come.
+  }
+  const plain = byob ? undefined : body.getReader();
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: 1 << 16,
+    async pull(controller) {
+      try {
+        if (byob) {
+          // The read fills the reader's own buffer (transferred), handed back as the answer.
+          const request = controller.byobRequest!;
+          const { value, done } = await withinIdle(byob.read(request.view as Uint8Array), idleMs);
+          if (done) controller.close();
+          if (value) request.respondWithNewView(value);
+          return;
+        }
+        const { value, done } = await withinIdle(plain!.read(), idleMs);
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        // The stream errors with `err`: stop the download underneath too.
+        await (byob ?? plain)!.cancel(err).catch(() => {});
+        throw err;
+      }
+    },
+    cancel: (reason) => (byob ?? plain)!.cancel(reason),
+  });
+}
+
+/** Resolves with `read`, or rejects (retryably) when it takes longer than `idleMs`. */
+function withinIdle<T>(read: Promise<T>, idleMs: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new TransientError(
+            `the download stalled: no data for ${idleMs} ms`,
+            "lifeboat downloads it again; if it persists, check the network or raise " +
+              "LIFEBOAT_S3_TIMEOUT",
+          ),
+        ),
+      idleMs,
+    );
+  });
+  return Promise.race([read, idle]).finally(() => clearTimeout(timer));
 }

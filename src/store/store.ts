@@ -32,8 +32,6 @@ export interface OpenedBackup {
   body: ReadableStream<Uint8Array>;
   /** Its metadata; a field the store could not read is left out rather than guessed. */
   meta: Partial<BackupMeta>;
-  /** Fail the read when the body delivers nothing for this long (network stores). */
-  idleMs?: number;
 }
 
 /**
