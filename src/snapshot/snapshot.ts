@@ -2,7 +2,7 @@
 import { dirname } from "node:path";
 import { exactDuration } from "../duration.ts";
 import { assertSqliteFile } from "../dbfile.ts";
-import { operationError } from "../errors.ts";
+import { operationError, TransientError } from "../errors.ts";
 import { ensureFreeSpace, hashAndSyncFile, isDiskFull, statIfExists } from "../fsutil.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
@@ -40,7 +40,12 @@ function runWorker<R extends WorkerRequest>(
       e.preventDefault();
       finish();
       worker.terminate();
-      reject(new Error(`snapshot worker failed: ${e.message}`));
+      reject(
+        new TransientError(
+          `snapshot worker failed: ${e.message}`,
+          "This is a lifeboat bug: please report it with this line",
+        ),
+      );
     };
     worker.postMessage(req);
   });

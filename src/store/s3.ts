@@ -11,7 +11,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { TransientError } from "../errors.ts";
-import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
+import { BACKUPS_DIR, checkKey, MARKER_NAME, parseKey } from "./keys.ts";
 import { roleCredentials } from "./s3_credentials.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
 import { md5, requireETag, uploadFile, type UploadHead } from "./s3_upload.ts";
@@ -250,8 +250,7 @@ export class S3Store implements Store {
   }
 
   private objectKey(key: string): string {
-    if (!parseKey(key)) throw new Error(`not a backup key: ${JSON.stringify(key)}`);
-    return this.keyPrefix + key;
+    return this.keyPrefix + checkKey(key);
   }
 }
 
