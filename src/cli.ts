@@ -9,7 +9,8 @@ import { checkNameLength, realDatabasePath } from "./dbfile.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
-import { Metrics, serveMetrics } from "./metrics.ts";
+import { Metrics } from "./metrics.ts";
+import { serveMetrics } from "./metrics_server.ts";
 import { addSecretsFromEnv, redactLine } from "./redact.ts";
 import { holdSignals, processSignals } from "./signals.ts";
 import { openStore } from "./store/open.ts";
@@ -82,10 +83,7 @@ const backupCmd: Run = async (cfg) => {
 
 const restoreCmd: Run = async (cfg) => {
   const store = openStore(cfg.store, cfg.s3);
-  await restoreDatabase(
-    { ...cfg, attempts: cfg.restoreAttempts },
-    { store, clock: systemClock },
-  );
+  await restoreDatabase(cfg, { store, clock: systemClock });
   return 0;
 };
 
@@ -97,10 +95,7 @@ const watchCmd: Run = async (cfg) => {
     ? serveMetrics(cfg.metricsAddr, metrics)
     : undefined;
   try {
-    return await watch(
-      { ...cfg, attempts: cfg.restoreAttempts },
-      { store, clock: systemClock, signals: processSignals, metrics },
-    );
+    return await watch(cfg, { store, clock: systemClock, signals: processSignals, metrics });
   } finally {
     await server?.close();
   }

@@ -54,7 +54,6 @@ export interface BackupResult {
   key?: string;
   bytes: number;
   ms: number;
-  sha256: string;
   /** A backup by another writer found newest in the store since this process last looked. */
   foreign?: BackupInfo;
 }
@@ -100,7 +99,7 @@ export async function backupOnce(
         bytes: snap.size,
         ms,
       });
-      return { outcome: "unchanged", bytes: snap.size, ms, sha256: snap.sha256, foreign };
+      return { outcome: "unchanged", bytes: snap.size, ms, foreign };
     }
     const meta: BackupMeta = {
       ...snap,
@@ -143,7 +142,7 @@ export async function backupOnce(
       duration: formatDuration(ms),
       store: deps.store.location,
     });
-    return { outcome: "uploaded", key, bytes: snap.size, ms, sha256: snap.sha256, foreign };
+    return { outcome: "uploaded", key, bytes: snap.size, ms, foreign };
   } finally {
     await removeTemp(tmp);
   }

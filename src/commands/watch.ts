@@ -4,13 +4,13 @@
  */
 import { formatDuration } from "../duration.ts";
 import { oneLine } from "../errors.ts";
+import { isWalMode } from "../dbfile.ts";
 import { statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
-import { isWalMode } from "../snapshot/snapshot.ts";
 import { FORWARDED_SIGNALS, SHUTDOWN_SIGNALS, type SignalSource } from "../signals.ts";
 import { type Child, startChild } from "../supervisor.ts";
-import { backupOnce, type BackupOptions, type BackupResult, type BackupState } from "./backup.ts";
+import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";
 import {
   restoreDatabase,
   type RestoreDeps,
@@ -37,10 +37,6 @@ export interface WatchOptions extends BackupOptions, RestoreOptions {
 /** What watch touches outside itself. */
 export interface WatchDeps extends RestoreDeps {
   signals: SignalSource;
-  /** Starts the child (tests may substitute). */
-  spawn?: (cmd: string[]) => Child;
-  /** Called after every backup attempt, for metrics. */
-  onBackup?: (r: BackupResult | Error, final: boolean) => void;
   /** Records the restore and every backup; the stale-backup check reads its age. Default: new. */
   metrics?: Metrics;
 }
@@ -70,7 +66,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     stopping.abort(sig);
   });
   try {
-    if (o.releaseCommand) return await runReleaseCommand(o, deps);
+    if (o.releaseCommand) return await runReleaseCommand(o);
     const metrics = deps.metrics ?? new Metrics(deps.clock, o);
     const restored = await restoreFor(o, deps, metrics);
     // After a fallback (the newest backup failed verification) the restored data is not the
@@ -101,7 +97,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     }
 
     if (o.command.length > 0) {
-      child = (deps.spawn ?? startChild)(o.command);
+      child = startChild(o.command);
       log.info("started {cmd} (pid {pid}); backing up every {interval}", {
         event: "child_started",
         cmd: o.command.join(" "),
@@ -191,14 +187,14 @@ async function restoreFor(o: WatchOptions, deps: WatchDeps, metrics: Metrics) {
  * On a fly.io release machine (RELEASE_COMMAND set): runs the app alone. A restore there would
  * run the migration on a copy, and an upload would fork the database the live machine writes.
  */
-async function runReleaseCommand(o: WatchOptions, deps: WatchDeps): Promise<number> {
+async function runReleaseCommand(o: WatchOptions): Promise<number> {
   log.info(
     "RELEASE_COMMAND is set (a fly.io release machine): running {cmd} without restore or backup; " +
       "run migrations in the app's start command instead",
     { event: "release_command", cmd: o.command.join(" ") || "nothing" },
   );
   if (o.command.length === 0) return 0;
-  return await (deps.spawn ?? startChild)(o.command).exitCode;
+  return await startChild(o.command).exitCode;
 }
 
 /**
@@ -267,13 +263,10 @@ async function backupIfPresent(
   try {
     const r = await backupOnce(o, deps, state, signal);
     metrics.backedUp(r);
-    deps.onBackup?.(r, final);
     warnIfOverBudget(o, r.ms, what);
     return true;
   } catch (err) {
-    const e = err instanceof Error ? err : new Error(String(err));
     metrics.notBackedUp(signal.aborted ? "aborted" : "failed", oneLine(err));
-    deps.onBackup?.(e, final);
     if (signal.aborted) {
       const why = final
         ? `cut short after ${formatDuration(o.shutdownTimeoutMs)} (LIFEBOAT_SHUTDOWN_TIMEOUT)`

@@ -1,7 +1,8 @@
 /** Consistent copies of a live SQLite database, and checks that a file is a sound database. */
 import { dirname } from "node:path";
 import { exactDuration } from "../duration.ts";
-import { configError, operationError } from "../errors.ts";
+import { assertSqliteFile } from "../dbfile.ts";
+import { operationError, TransientError } from "../errors.ts";
 import { ensureFreeSpace, hashAndSyncFile, isDiskFull, statIfExists } from "../fsutil.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
@@ -13,61 +14,14 @@ export interface SnapshotInfo {
   pageCount: number;
 }
 
-const HEADER = new TextEncoder().encode("SQLite format 3\0");
 /** How long a snapshot waits for its read lock before it fails (the app holds the database). */
 export const SNAPSHOT_LOCK_TIMEOUT_MS = 10_000;
 
-/** Reads the first 100 bytes of a file, or fewer if it is shorter. */
-async function readHeader(path: string): Promise<Uint8Array> {
-  using f = await Deno.open(path, { read: true });
-  const buf = new Uint8Array(100);
-  let off = 0;
-  while (off < buf.length) {
-    const n = await f.read(buf.subarray(off));
-    if (n === null) break;
-    off += n;
-  }
-  return buf.subarray(0, off);
-}
-
-/** Returns the header if `path` starts like a SQLite database; throws a config error otherwise. */
-export async function assertSqliteFile(path: string): Promise<Uint8Array> {
-  let header: Uint8Array;
-  try {
-    const st = await Deno.stat(path);
-    if (!st.isFile) {
-      throw configError(`${path} is not a file`, "Point --db / LIFEBOAT_DB at the database file");
-    }
-    header = await readHeader(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      throw configError(
-        `database ${path} does not exist`,
-        "Check --db / LIFEBOAT_DB (restore creates it; backup needs it)",
-      );
-    }
-    if (e instanceof Deno.errors.PermissionDenied) {
-      throw configError(`cannot read ${path}: permission denied`, "Run as a user that can read it");
-    }
-    throw e;
-  }
-  if (header.length < 100 || !HEADER.every((b, i) => header[i] === b)) {
-    throw configError(
-      `${path} is not a SQLite database`,
-      "Point --db / LIFEBOAT_DB at the SQLite database file",
-    );
-  }
-  return header;
-}
-
-/** True when the database at `path` is in WAL mode (header bytes 18–19 are 2). */
-export async function isWalMode(path: string): Promise<boolean> {
-  const h = await readHeader(path);
-  return h.length >= 20 && h[18] === 2 && h[19] === 2;
-}
-
 /** Runs one request in a fresh worker; terminating it on abort. */
-function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResponse> {
+function runWorker<R extends WorkerRequest>(
+  req: R,
+  signal?: AbortSignal,
+): Promise<WorkerResponse<R>> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
@@ -77,7 +31,7 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
     };
     signal?.addEventListener("abort", onAbort, { once: true });
     const finish = () => signal?.removeEventListener("abort", onAbort);
-    worker.onmessage = (e: MessageEvent<WorkerResponse>) => {
+    worker.onmessage = (e: MessageEvent<WorkerResponse<R>>) => {
       finish();
       worker.terminate();
       resolve(e.data);
@@ -86,7 +40,12 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
       e.preventDefault();
       finish();
       worker.terminate();
-      reject(new Error(`snapshot worker failed: ${e.message}`));
+      reject(
+        new TransientError(
+          `snapshot worker failed: ${e.message}`,
+          "This is a lifeboat bug: please report it with this line",
+        ),
+      );
     };
     worker.postMessage(req);
   });

@@ -1,8 +1,8 @@
 /** A store in a local directory: one file per backup plus a `.json` metadata sidecar. */
 import { basename, dirname, join } from "node:path";
-import { operationError } from "../errors.ts";
+import { operationError, TransientError } from "../errors.ts";
 import { fsyncDir, fsyncFile, randomSuffix, removeIfExists } from "../fsutil.ts";
-import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
+import { BACKUPS_DIR, checkKey, MARKER_NAME, parseKey } from "./keys.ts";
 import {
   type BackupInfo,
   type BackupMeta,
@@ -60,7 +60,10 @@ export class FileStore implements Store {
     const stored = metaFromRecord(JSON.parse(await Deno.readTextFile(sidecar)));
     const size = (await Deno.stat(target)).size;
     if (size !== meta.size || stored.sha256 !== meta.sha256) {
-      throw new Error(`${target} does not hold the backup just written (size ${size})`);
+      throw new TransientError(
+        `${target} does not hold the backup just written (size ${size})`,
+        "lifeboat writes it again under a new key; if it persists, check the store's disk",
+      );
     }
   }
 
@@ -147,8 +150,7 @@ export class FileStore implements Store {
   }
 
   private pathOf(key: string): string {
-    if (!parseKey(key)) throw new Error(`not a backup key: ${JSON.stringify(key)}`);
-    const path = join(this.dir, key);
+    const path = join(this.dir, checkKey(key));
     if (!path.startsWith(this.dir + "/")) throw new Error(`key escapes the store: ${key}`);
     return path;
   }

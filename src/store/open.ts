@@ -1,7 +1,6 @@
 /** Builds the Store that a store URL names. */
-import type { S3Options, StoreUrl } from "../config.ts";
 import { FileStore } from "./file.ts";
-import type { S3Settings } from "./s3.ts";
+import type { S3Options, S3Settings, StoreUrl } from "./settings.ts";
 import type { Store } from "./store.ts";
 
 /**

@@ -8,6 +8,8 @@
  * ahead into a fixed pool of buffers (concurrency + 1 of `chunkSize`), so memory stays flat at
  * any object size, and the consumer still reads (writes, hashes) the bytes strictly in order.
  */
+import { TransientError } from "../errors.ts";
+import { withinIdle } from "./stall.ts";
 
 /** Fetches the bytes [start, end) of the object; the stream must yield exactly that many. */
 export type FetchRange = (
@@ -125,10 +127,14 @@ async function readInto(
   let off = 0;
   try {
     for (;;) {
-      const { value, done } = await withinIdle(reader.read(), idleMs);
+      const { value, done } =
+        await (idleMs === undefined ? reader.read() : withinIdle(reader.read(), idleMs));
       if (done) break;
       if (off + value.length > buf.length) {
-        throw new Error(`the store sent more than ${buf.length} bytes for ${what}`);
+        throw new TransientError(
+          `the store sent more than the ${buf.length} bytes of ${what}`,
+          "lifeboat downloads it again; if it persists, check that the endpoint is an S3 store",
+        );
       }
       buf.set(value, off);
       off += value.length;
@@ -138,17 +144,4 @@ async function readInto(
     throw err;
   }
   return buf.subarray(0, off);
-}
-
-/** Resolves with `read`, or rejects when it takes longer than `idleMs` (no limit if undefined). */
-export function withinIdle<T>(read: Promise<T>, idleMs?: number): Promise<T> {
-  if (idleMs === undefined) return read;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`the download stalled: no data for ${idleMs} ms`)),
-      idleMs,
-    );
-  });
-  return Promise.race([read, idle]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,5 @@
 /** The one seam to the outside world: where backups are written, listed and read. */
+import { TransientError } from "../errors.ts";
 
 /** What every backup records about itself, stored beside its bytes. */
 export interface BackupMeta {
@@ -32,8 +33,6 @@ export interface OpenedBackup {
   body: ReadableStream<Uint8Array>;
   /** Its metadata; a field the store could not read is left out rather than guessed. */
   meta: Partial<BackupMeta>;
-  /** Fail the read when the body delivers nothing for this long (network stores). */
-  idleMs?: number;
 }
 
 /**
@@ -88,7 +87,8 @@ export function markerToJson(m: StoreMarker): string {
   return JSON.stringify(m) + "\n";
 }
 
-/** Parses a marker; throws when the text is not a lifeboat marker (a 200 with the wrong body). */
+/** Parses a marker; throws (retryable) when the text is not a lifeboat marker (a 200 with the
+ * wrong body). */
 export function markerFromJson(text: string, where: string): StoreMarker {
   let v: Partial<StoreMarker> | undefined;
   try {
@@ -98,7 +98,11 @@ export function markerFromJson(text: string, where: string): StoreMarker {
     !v || typeof v !== "object" || typeof v.format !== "number" ||
     typeof v.createdAt !== "string" || typeof v.machine !== "string"
   ) {
-    throw new Error(`${where} is not a lifeboat marker (got ${JSON.stringify(text.slice(0, 60))})`);
+    throw new TransientError(
+      `${where} is not a lifeboat marker (got ${JSON.stringify(text.slice(0, 60))})`,
+      "lifeboat reads it again; if it persists, check that the URL and endpoint name the store " +
+        "lifeboat writes to, and remove a foreign lifeboat.json there",
+    );
   }
   return {
     format: v.format,
