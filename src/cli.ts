@@ -24,6 +24,7 @@ Environment (flags win):
   LIFEBOAT_APP_STOP_TIMEOUT (default 10s: then the app gets SIGKILL)
   LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
   LIFEBOAT_ALLOW_EMPTY=1 (restore: start empty although the store once held backups)
+  LIFEBOAT_RESTORE_CHECK=auto|quick_check|integrity_check (restore: the SQLite check after SHA-256)
   RELEASE_COMMAND (set by fly.io on release machines: watch runs the app alone, backup refuses)
   LIFEBOAT_S3_ENDPOINT, LIFEBOAT_S3_REGION, LIFEBOAT_ACCESS_KEY_ID (else AWS_ENDPOINT_URL_S3,
   AWS_REGION, AWS_ACCESS_KEY_ID), AWS_ROLE_ARN, BUCKET_NAME, LIFEBOAT_S3_* (see README)

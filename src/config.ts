@@ -9,6 +9,7 @@ import type { ListenAddr } from "./metrics_server.ts";
 import { sanitizeMachine } from "./store/keys.ts";
 import type { RoleSettings } from "./store/s3_credentials.ts";
 import type { S3Options, StaticKeys, StoreUrl } from "./store/settings.ts";
+import { RESTORE_CHECKS, type RestoreCheck } from "./snapshot/install.ts";
 
 /** Everything a command needs, validated. */
 export interface Config {
@@ -21,6 +22,8 @@ export interface Config {
   force: boolean;
   /** `--allow-empty` / LIFEBOAT_ALLOW_EMPTY: start empty even if the store's marker says backups existed. */
   allowEmpty: boolean;
+  /** LIFEBOAT_RESTORE_CHECK: the SQLite check a restore runs once the SHA-256 matched. */
+  restoreCheck: RestoreCheck;
   /** `watch -- CMD ARGS…`: the app to run as a child; empty when none. */
   command: string[];
   /** This machine's name, for keys and metadata. */
@@ -432,6 +435,7 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
     ),
     force: flags.force ?? false,
     allowEmpty: flags.allowEmpty ?? bool(env, "LIFEBOAT_ALLOW_EMPTY", false),
+    restoreCheck: choice(env, "LIFEBOAT_RESTORE_CHECK", RESTORE_CHECKS, "auto"),
     command: checkCommand(command, env.PATH),
     machine: machineName(env),
     s3: s3Options(env),

@@ -103,16 +103,16 @@ export function isDiskFull(err: unknown): boolean {
 }
 
 /**
- * Hashes a file (SHA-256) in 1 MiB reads into one buffer, then fsyncs it. The thread is free
- * between reads (≈ 1 ms each); stops at the next read once `signal` aborts.
+ * Hashes a file (SHA-256) in 1 MiB reads into one buffer. The thread is free between reads
+ * (≈ 1 ms each); stops at the next read once `signal` aborts. No fsync: it only reads.
  */
-export async function hashAndSyncFile(
+export async function hashFile(
   path: string,
   signal?: AbortSignal,
 ): Promise<{ sha256: string; size: number }> {
   const hash = createHash("sha256");
   let size = 0;
-  using f = await Deno.open(path, { read: true, write: true });
+  using f = await Deno.open(path, { read: true });
   const buf = new Uint8Array(1 << 20);
   for (;;) {
     signal?.throwIfAborted();
@@ -121,7 +121,6 @@ export async function hashAndSyncFile(
     hash.update(buf.subarray(0, n));
     size += n;
   }
-  await f.sync();
   return { sha256: hash.digest("hex"), size };
 }
 

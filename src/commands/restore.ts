@@ -6,7 +6,12 @@ import { isFinal, oneLine, operationError } from "../errors.ts";
 import { restoreTarget } from "../dbfile.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import { installDatabase, type Verified, writeAndVerify } from "../snapshot/install.ts";
+import {
+  installDatabase,
+  type RestoreCheck,
+  type Verified,
+  writeAndVerify,
+} from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
@@ -37,6 +42,8 @@ export interface RestoreOptions {
   retryBaseMs?: number;
   /** Start empty even when the store's marker says backups existed (`--allow-empty`). */
   allowEmpty?: boolean;
+  /** The SQLite check after the SHA-256 matched (LIFEBOAT_RESTORE_CHECK; default "auto"). */
+  restoreCheck?: RestoreCheck;
 }
 
 /** What a restore touches outside itself. */
@@ -149,7 +156,7 @@ export async function restoreDatabase(
         got = await withRetry(`downloading ${c.key}`, async () => {
           await removeTemp(tmp);
           const opened = await deps.store.open(c.key);
-          return await writeAndVerify(opened, tmp);
+          return await writeAndVerify(opened, tmp, o.restoreCheck);
         });
         if (!got.ok && attempt < VERIFY_ATTEMPTS) {
           log.warn("backup {key} failed verification ({problem}); downloading it again", {

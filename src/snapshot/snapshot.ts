@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import { exactDuration } from "../duration.ts";
 import { assertSqliteFile } from "../dbfile.ts";
 import { operationError, TransientError } from "../errors.ts";
-import { ensureFreeSpace, hashAndSyncFile, isDiskFull, statIfExists } from "../fsutil.ts";
+import { ensureFreeSpace, hashFile, isDiskFull, statIfExists } from "../fsutil.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
 /** What a finished snapshot file is: its checksum, size and page geometry. */
@@ -12,6 +12,15 @@ export interface SnapshotInfo {
   size: number;
   pageSize: number;
   pageCount: number;
+}
+
+/** A snapshot file, hashed, with its quick_check still running in a worker. */
+export interface Snapshot extends SnapshotInfo {
+  /**
+   * Resolves once `quick_check` passed on the copy; rejects (exit 1, never retried) when the
+   * database is damaged, or when the snapshot's signal aborts. Never an unhandled rejection.
+   */
+  checked: Promise<void>;
 }
 
 /** How long a snapshot waits for its read lock before it fails (the app holds the database). */
@@ -52,17 +61,20 @@ function runWorker<R extends WorkerRequest>(
 }
 
 /**
- * Copies `db` into `out` with SQLite's online backup API (off the main thread), checks the copy
- * with `quick_check`, fsyncs it and hashes it. Throws (exit 1) if the copy fails or is damaged,
- * if the read lock is not granted within SNAPSHOT_LOCK_TIMEOUT_MS, or, before writing anything,
- * if the copy would leave the disk nearly full; a config error if `db` is not a SQLite database.
- * `out` may be left behind on failure and is the caller's to remove.
+ * Copies `db` into `out` with SQLite's online backup API (off the main thread) and hashes the
+ * copy; its `quick_check` runs on in a second worker (`checked`), so a backup can upload while
+ * it runs and must await it before the object becomes visible. Abort `signal` to stop that
+ * worker once it no longer matters. Throws (exit 1) if the copy fails, if the read lock is not
+ * granted within SNAPSHOT_LOCK_TIMEOUT_MS, or, before writing anything, if the copy would leave
+ * the disk nearly full; a config error if `db` is not a SQLite database. `out` may be left
+ * behind on failure and is the caller's to remove. The copy is not fsynced: it is only read
+ * back by this process (a crash discards it).
  */
 export async function takeSnapshot(
   db: string,
   out: string,
   signal?: AbortSignal,
-): Promise<SnapshotInfo> {
+): Promise<Snapshot> {
   await assertSqliteFile(db);
   // The copy is at most the database plus its WAL: never let it fill the app's disk.
   const size = async (p: string) => (await statIfExists(p))?.size ?? 0;
@@ -97,31 +109,35 @@ export async function takeSnapshot(
   }
   // quick_check on the copy, never the live database: a damaged database must not become the
   // newest backup, and checking the copy holds no lock the app could wait on. It runs in a
-  // second worker while this thread hashes and fsyncs the copy: two passes, overlapped.
-  const [check, hashed] = await Promise.all([
-    checkDatabase(out, signal),
-    hashAndSyncFile(out, signal),
-  ]);
-  if (check !== "ok") {
-    throw operationError(
-      `${db} is damaged (quick_check: ${check.slice(0, 200)})`,
-      "Nothing was uploaded; repair it (sqlite3 .recover) or restore a backup with --force",
-    );
-  }
-  return { ...hashed, pageSize: copied.pageSize, pageCount: copied.pageCount };
+  // second worker while this thread hashes the copy and, after that, while the bytes upload.
+  const checked = checkDatabase(out, signal).then((check) => {
+    if (check !== "ok") {
+      throw operationError(
+        `${db} is damaged (quick_check: ${check.slice(0, 200)})`,
+        "Nothing was uploaded; repair it (sqlite3 .recover) or restore a backup with --force",
+      );
+    }
+  });
+  checked.catch(() => {}); // the caller awaits it; an early failure must not go unhandled
+  const hashed = await hashFile(out, signal);
+  return { ...hashed, pageSize: copied.pageSize, pageCount: copied.pageCount, checked };
 }
 
 /**
- * Returns "ok" when `PRAGMA quick_check` passes on `path` (off the main thread), else a
- * description of what is wrong; throws only if `signal` aborts.
+ * Returns "ok" when `PRAGMA quick_check` (or `integrity_check`) passes on `path` (off the main
+ * thread), else a description of what is wrong; throws only if `signal` aborts.
  */
-export async function checkDatabase(path: string, signal?: AbortSignal): Promise<string> {
+export async function checkDatabase(
+  path: string,
+  signal?: AbortSignal,
+  pragma: "quick_check" | "integrity_check" = "quick_check",
+): Promise<string> {
   try {
     await assertSqliteFile(path);
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }
-  const res = await runWorker({ op: "verify", path }, signal);
+  const res = await runWorker({ op: "verify", path, pragma }, signal);
   if (!res.ok) return res.error;
   return res.check;
 }

@@ -9,13 +9,13 @@ import { SQLITE_SIDE_FILES } from "../dbfile.ts";
 /** A request to the worker. */
 export type WorkerRequest =
   | { op: "snapshot"; db: string; out: string; lockTimeoutMs: number }
-  | { op: "verify"; path: string };
+  | { op: "verify"; path: string; pragma: "quick_check" | "integrity_check" };
 
 /** A request that failed: SQLite's message, and whether it was the read lock (snapshot). */
 export type WorkerFailure = { ok: false; error: string; locked?: boolean };
 /** The answer to a snapshot: the copy's page geometry. */
 export type SnapshotAnswer = { ok: true; pageSize: number; pageCount: number } | WorkerFailure;
-/** The answer to a verify: quick_check's verdict ("ok" or what is wrong). */
+/** The answer to a verify: the check's verdict ("ok" or what is wrong). */
 export type VerifyAnswer = { ok: true; check: string } | WorkerFailure;
 /** The worker's answer to `R`. */
 export type WorkerResponse<R extends WorkerRequest = WorkerRequest> = R extends { op: "snapshot" }
@@ -86,10 +86,10 @@ async function snapshot(
   return { ok: true, ...withReadOnly(out, pageInfo) };
 }
 
-function verify(path: string): VerifyAnswer {
+function verify(path: string, pragma: "quick_check" | "integrity_check"): VerifyAnswer {
   return withReadOnly(path, (db) => {
-    const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
-    return { ok: true, check: rows.map((r) => r.quick_check).join("; ") };
+    const rows = db.prepare(`PRAGMA ${pragma}`).all() as Record<string, string>[];
+    return { ok: true, check: rows.map((r) => r[pragma]).join("; ") };
   });
 }
 
@@ -99,7 +99,7 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   try {
     res = req.op === "snapshot"
       ? await snapshot(req.db, req.out, req.lockTimeoutMs)
-      : verify(req.path);
+      : verify(req.path, req.pragma);
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
     res = { ok: false, error };

@@ -28,7 +28,14 @@ export class FileStore implements Store {
    * Copies `file` in under a temporary name, fsyncs it, links it to `key` (never replaces), then
    * checks the stored size and metadata against `meta`.
    */
-  async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
+  async put(
+    key: string,
+    file: string,
+    meta: BackupMeta,
+    signal?: AbortSignal,
+    ready?: Promise<void>,
+  ): Promise<void> {
+    ready?.catch(() => {}); // awaited before the link that makes it visible; never unhandled
     const target = this.pathOf(key);
     const dir = dirname(target);
     await Deno.mkdir(dir, { recursive: true });
@@ -48,6 +55,7 @@ export class FileStore implements Store {
       });
       ownSidecar = true;
       await fsyncFile(sidecar);
+      await ready;
       signal?.throwIfAborted();
       await Deno.link(tmp, target); // fails if the key exists: never overwrite
       await fsyncDir(dir);

@@ -34,7 +34,8 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
   const store = () => (loaded ??= load());
   return {
     location,
-    put: async (key, file, meta, signal) => (await store()).put(key, file, meta, signal),
+    put: async (key, file, meta, signal, ready) =>
+      (await store()).put(key, file, meta, signal, ready),
     newest: async (limit) => (await store()).newest(limit),
     open: async (key) => (await store()).open(key),
     marker: async () => (await store()).marker(),

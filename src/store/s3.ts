@@ -79,7 +79,14 @@ export class S3Store implements Store {
    * on any failure), then counts it only once a HeadObject shows the expected size and SHA-256:
    * a 200 from something that is not the store proves nothing.
    */
-  async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
+  async put(
+    key: string,
+    file: string,
+    meta: BackupMeta,
+    signal?: AbortSignal,
+    ready?: Promise<void>,
+  ): Promise<void> {
+    ready?.catch(() => {}); // awaited before the object becomes visible; never unhandled
     const Key = this.objectKey(key);
     const sse = this.s.sse === "none" ? {} : {
       ServerSideEncryption: this.s.sse as ServerSideEncryption,
@@ -97,6 +104,7 @@ export class S3Store implements Store {
       partSize: this.s.partSize,
       concurrency: this.s.concurrency,
       request: (send) => this.mapped("PutObject", send, signal),
+      ready,
     }, signal);
     await this.verifyStored(Key, meta, signal);
   }

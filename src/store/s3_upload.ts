@@ -42,6 +42,12 @@ export interface UploadOptions {
   concurrency: number;
   /** Runs one request and maps its failure to a one-line error (the store's context). */
   request: <T>(send: () => Promise<T>) => Promise<T>;
+  /**
+   * Must resolve before the object becomes visible (before the PutObject, or before
+   * CompleteMultipartUpload, so the parts upload meanwhile); when it rejects, the upload is
+   * aborted and its error thrown.
+   */
+  ready?: Promise<void>;
 }
 
 /** Returns a part size ≥ `floor` (whole MiB) such that `size` fits in 10,000 parts. */
@@ -51,9 +57,10 @@ export function partSizeFor(size: number, floor: number): number {
 }
 
 /**
- * Uploads `file` under `head`, one PutObject or a multipart upload. Resolves once every answer
- * carried an ETag; on failure or once `signal` aborts it throws, and a multipart upload is
- * aborted first (no part lands after the abort).
+ * Uploads `file` under `head`, one PutObject or a multipart upload, made visible only once
+ * `o.ready` resolved. Resolves once every answer carried an ETag; on failure, when `o.ready`
+ * rejects or once `signal` aborts it throws, and a multipart upload is aborted first (no part
+ * lands after the abort).
  */
 export async function uploadFile(
   file: string,
@@ -69,6 +76,7 @@ export async function uploadFile(
   try {
     signal?.throwIfAborted();
     if (size <= partSize) {
+      await o.ready;
       const Body = await Deno.readFile(file);
       const res = await o.request(() =>
         o.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body) }), {
@@ -150,6 +158,8 @@ async function multipart(
     const failed = (await Promise.allSettled(workers)).find((r) => r.status === "rejected");
     // The first failure stopped the other workers: report it, not their "Request aborted".
     if (failed) throw stop.signal.reason ?? failed.reason;
+    stop.signal.throwIfAborted();
+    await o.ready;
     stop.signal.throwIfAborted();
     // Some servers (Ceph radosgw) answer CompleteMultipartUpload without an ETag: the
     // HeadObject that follows every upload is the proof that counts.

@@ -15,6 +15,11 @@ export interface BackupMeta {
   version: string;
   /** The machine it came from (FLY_MACHINE_ID or hostname). */
   machine: string;
+  /**
+   * The check these exact bytes passed before the backup became visible ("quick_check"); a
+   * restore whose SHA-256 matches need not run it again. Absent on backups of lifeboat < 0.2.
+   */
+  checked?: "quick_check";
 }
 
 /** A backup found by listing: its key, and what the listing told about it. */
@@ -57,9 +62,17 @@ export interface Store {
   /**
    * Writes a new backup object and resolves only once the store has proved it holds it (an ETag,
    * then the size and SHA-256 read back); never overwrites; on failure or abort it throws and
-   * leaves nothing that a restore would accept.
+   * leaves nothing that a restore would accept. `ready`, when given, must resolve before the
+   * backup becomes visible (the bytes may be sent meanwhile); when it rejects, its error is
+   * thrown and nothing is stored.
    */
-  put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void>;
+  put(
+    key: string,
+    file: string,
+    meta: BackupMeta,
+    signal?: AbortSignal,
+    ready?: Promise<void>,
+  ): Promise<void>;
   /**
    * Newest backups first, at most `limit`. An empty array means a well-formed answer said there
    * are none; an answer that is not a listing of this store throws.
@@ -122,6 +135,7 @@ export function metaToRecord(meta: BackupMeta): Record<string, string> {
     "created-at": meta.createdAt,
     version: meta.version,
     machine: meta.machine,
+    ...(meta.checked ? { checked: meta.checked } : {}),
   };
 }
 
@@ -137,5 +151,6 @@ export function metaFromRecord(rec: Record<string, string | undefined>): Partial
   if (rec["created-at"]) out.createdAt = rec["created-at"];
   if (rec.version) out.version = rec.version;
   if (rec.machine) out.machine = rec.machine;
+  if (rec.checked === "quick_check") out.checked = rec.checked;
   return out;
 }
