@@ -4,7 +4,7 @@ import { systemClock } from "./clock.ts";
 import { backupOnce } from "./commands/backup.ts";
 import { listBackups, type ListFlags } from "./commands/list.ts";
 import { restoreDatabase } from "./commands/restore.ts";
-import { forEachDatabase, openTargets } from "./commands/several.ts";
+import { assertNotMovedAway, forEachDatabase, openTargets } from "./commands/several.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
 import { DB_SEPARATOR, resolveDatabases } from "./databases.ts";
@@ -99,11 +99,13 @@ const restoreCmd: Run = async (cfg) => {
     targets,
     targets.length,
     "restore",
-    ({ db, store }) =>
-      restoreDatabase(
-        { ...cfg, db, attempts: cfg.restoreAttempts },
-        { store, clock: systemClock },
-      ),
+    async (t) => {
+      const r = await restoreDatabase(
+        { ...cfg, db: t.db, attempts: cfg.restoreAttempts },
+        { store: t.store, clock: systemClock },
+      );
+      if (r.outcome === "fresh") await assertNotMovedAway(t, targets, cfg.allowEmpty);
+    },
     "The databases that were restored stay in place, untouched; the app must not start. Fix " +
       "the cause and run restore again",
   );

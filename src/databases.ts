@@ -61,13 +61,13 @@ export function derivedName(path: string): string {
  */
 export function databaseEntries(flag: string | string[] | undefined, env?: string): string[] {
   const flags = flag === undefined ? [] : Array.isArray(flag) ? flag : [flag];
-  if (flags.length > 0) {
+  if (flags.length > 0 && flags.some((f) => f.trim() !== "")) {
     if (flags.some((f) => f.trim() === "")) {
       throw configError("--db is empty", "Pass --db PATH, once per database");
     }
     return flags;
   }
-  if (env === undefined || env.trim() === "") {
+  if (flags.length > 0 || env === undefined || env.trim() === "") {
     throw configError("no database given", "Pass --db PATH or set LIFEBOAT_DB");
   }
   const entries = env.split(DB_SEPARATOR).map((e) => e.trim());

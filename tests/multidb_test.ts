@@ -361,6 +361,41 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
   });
 });
 
+Deno.test("adding a second database: the first one's single-database backups are never skipped", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    await Deno.mkdir(`${dir}/store`);
+    const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
+    makeDb(a, 7);
+    await backupOk(a, env); // the old layout: backups at the store's root
+    const next = [`${dir}/n/a.sqlite3`, `${dir}/n/b.sqlite3`];
+    const both = next.flatMap((p) => ["--db", p]);
+    const r = await runLifeboat(["watch", ...both, "--", "sh", "-c", "exit 0"], env);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.lines.at(-1)!, /store\/a holds no backup, but .* holds a single database's/);
+    assert.doesNotMatch(r.stderr, /started sh/);
+    await assert.rejects(Deno.stat(next[0]), Deno.errors.NotFound, "a not started empty");
+    // The way out the message gives: restore it alone, then run with both.
+    assert.equal((await runLifeboat(["restore", "--db", next[0]], env)).code, 0);
+    makeDb(b, 2);
+    const up = await runLifeboat(["backup", "--db", next[0], "--db", b], env);
+    assert.equal(up.code, 0, up.stderr);
+    const fresh = [`${dir}/m/a.sqlite3`, `${dir}/m/b.sqlite3`];
+    const again = await runLifeboat(["restore", ...fresh.flatMap((p) => ["--db", p])], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(readRows(fresh[0]).length, 7);
+    assert.equal(readRows(fresh[1]).length, 2);
+    // A third database added later starts fresh: the old single-database backups are history.
+    const three = [...fresh.map((p) => p.replace("/m/", "/k/")), `${dir}/k/c.sqlite3`];
+    const later = await runLifeboat(["restore", ...three.flatMap((p) => ["--db", p])], env);
+    assert.equal(later.code, 0, later.stderr);
+    await assert.rejects(Deno.stat(three[2]), Deno.errors.NotFound, "c: a fresh start");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("list in a directory store: SHA-256 from the metadata files, a new database is empty", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -1,7 +1,7 @@
 /** Running one command over several databases: bounded concurrency, labels, one verdict. */
 import { withContext } from "@logtape/logtape";
 import type { Config } from "../config.ts";
-import { EXIT_FAILURE, exitCodeOf, LifeboatError, oneLine } from "../errors.ts";
+import { EXIT_FAILURE, exitCodeOf, LifeboatError, oneLine, operationError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { openStore } from "../store/open.ts";
 import type { Store } from "../store/store.ts";
@@ -14,6 +14,8 @@ export interface DbTarget {
   store: Store;
   /** The database's store name, on every log line and metric; undefined for a lone database. */
   label?: string;
+  /** The store's own prefix, when the database has a sub-prefix of its own under it. */
+  parent?: Store;
 }
 
 /**
@@ -23,6 +25,7 @@ export interface DbTarget {
  */
 export async function openTargets(cfg: Config): Promise<DbTarget[]> {
   const targets: DbTarget[] = [];
+  const parent = cfg.databases.some((d) => d.own) ? openStore(cfg.store, cfg.s3) : undefined;
   for (const d of cfg.databases) {
     if (d.own && d.store.kind === "file" && cfg.store.kind === "file") {
       const root = await Deno.stat(cfg.store.dir).catch(() => undefined);
@@ -32,9 +35,38 @@ export async function openTargets(cfg: Config): Promise<DbTarget[]> {
       db: d.path,
       store: openStore(d.store, cfg.s3),
       label: d.own ? d.name : undefined,
+      parent: d.own ? parent : undefined,
     });
   }
   return targets;
+}
+
+/**
+ * After a restore of `t` found its sub-prefix empty ("fresh"): throws (exit 1) when the store's
+ * own prefix holds a single database's backups or marker while no database of `all` has a
+ * sub-prefix marker yet, i.e. a database was backed up alone before others were added and
+ * starting it empty would lose it. `allowEmpty` starts it empty anyway. Resolves when there is
+ * nothing there; throws when the store cannot be read.
+ */
+export async function assertNotMovedAway(
+  t: DbTarget,
+  all: readonly DbTarget[],
+  allowEmpty?: boolean,
+): Promise<void> {
+  if (!t.parent || allowEmpty) return;
+  const [newest] = await t.parent.newest(1);
+  if (!newest && !(await t.parent.marker())) return;
+  // Once any database has its own prefix, the single-database backups are an older history.
+  for (const other of all) {
+    if (other !== t && other.parent && await other.store.marker()) return;
+  }
+  throw operationError(
+    `${t.store.location} holds no backup, but ${t.parent.location} holds a single database's ` +
+      `backups from before the databases had prefixes of their own: starting empty could lose it`,
+    "Nothing was started. Copy that database's objects (backups/ and lifeboat.json) under its " +
+      "NAME/ prefix, or restore it alone (lifeboat restore --db PATH) and run `lifeboat backup` " +
+      "with all the databases once; or pass --allow-empty to start empty on purpose",
+  );
 }
 
 /** Runs `fn` with every log line inside it labelled `db=label` (nothing added without a label). */

@@ -18,7 +18,13 @@ import {
   type RestoreOptions,
   type RestoreResult,
 } from "./restore.ts";
-import { type DbTarget, forEachDatabase, mapBounded, withDbLabel } from "./several.ts";
+import {
+  assertNotMovedAway,
+  type DbTarget,
+  forEachDatabase,
+  mapBounded,
+  withDbLabel,
+} from "./several.ts";
 
 const log = logger("watch");
 
@@ -106,6 +112,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
           label: t.label,
         };
         const restored = await restoreFor(w.o, w.deps, w.metrics);
+        if (restored.outcome === "fresh") await assertNotMovedAway(t, targets, o.allowEmpty);
         // After a fallback (the newest backup failed verification) the restored data is not the
         // store's newest: the first backup must upload it, even unchanged, so a sound one sorts
         // first.
