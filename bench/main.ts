@@ -140,7 +140,8 @@ if (import.meta.main) {
     }
     if (want("P8")) {
       log(`P8: 4 × 25 MiB vs 1 × 100 MiB, ${runsFor(100)} runs`);
-      multidb = await benchMultiDb(await ensureDb(100), await ensureDb(25), runsFor(100), log);
+      const [big, small, tiny] = [await ensureDb(100), await ensureDb(25), await ensureDb(1)];
+      multidb = await benchMultiDb(big, small, tiny, runsFor(100), log);
     }
   } catch (e) {
     console.error(`bench: failed: ${e instanceof Error ? e.stack : e}`);

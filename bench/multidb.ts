@@ -2,8 +2,11 @@
  * P8: the cost of several databases. `lifeboat backup` of four 25 MiB databases in one process
  * (LIFEBOAT_BACKUP_CONCURRENCY 1, 2 and 4) against one 100 MiB database, same bytes in all, on a
  * fresh local S3 per run, in an order rotated from run to run. Wall time and peak RSS, and each
- * ratio to the single database taken per run before the median.
+ * ratio to the single database taken per run before the median. Then the latency-bound case: four
+ * 1 MiB databases through a proxy that holds every request 40 ms (a store 40 ms away), so the
+ * requests per database (LIST, PUT, HEAD, tagging, marker) rather than the bytes dominate.
  */
+import { startFaultProxy } from "../tests/helpers/fault_proxy.ts";
 import {
   assertOk,
   BUCKET,
@@ -21,7 +24,15 @@ import {
 } from "./lib.ts";
 
 /** The contenders: one 100 MiB database, or four of 25 MiB backed up N at a time. */
-export const MULTI_CONTENDERS = ["one100", "four25c1", "four25c2", "four25c4"] as const;
+export const MULTI_CONTENDERS = [
+  "one100",
+  "four25c1",
+  "four25c2",
+  "four25c4",
+  "four1c1",
+  "four1c2",
+  "four1c4",
+] as const;
 type Contender = typeof MULTI_CONTENDERS[number];
 
 /** One run of one contender. */
@@ -41,12 +52,18 @@ const LABELS: Record<Contender, string> = {
   four25c1: "4 × 25 MiB, one at a time (`LIFEBOAT_BACKUP_CONCURRENCY=1`)",
   four25c2: "4 × 25 MiB, two at a time (`=2`, the default)",
   four25c4: "4 × 25 MiB, all four at once (`=4`)",
+  four1c1: "4 × 1 MiB, 40 ms per request, one at a time",
+  four1c2: "4 × 1 MiB, 40 ms per request, two at a time",
+  four1c4: "4 × 1 MiB, 40 ms per request, all four at once",
 };
+/** Added to every request of the latency-bound contenders. */
+const LATENCY_MS = 40;
 
-/** Runs P8 `runs` times with `big` (100 MiB) and `small` (25 MiB, copied four times). */
+/** Runs P8 `runs` times: `big` (100 MiB), `small` (25 MiB) and `tiny` (1 MiB), four copies each. */
 export async function benchMultiDb(
   big: string,
   small: string,
+  tiny: string,
   runs: number,
   progress: (msg: string) => void,
 ): Promise<MultiDbResult> {
@@ -54,20 +71,26 @@ export async function benchMultiDb(
   const one = `${dir}/one.sqlite3`;
   const four = ["a", "b", "c", "d"].map((n) => `${dir}/${n}.sqlite3`);
   await copyFile(big, one);
+  const fourTiny = ["a", "b", "c", "d"].map((n) => `${dir}/tiny-${n}.sqlite3`);
   for (const f of four) await copyFile(small, f);
+  for (const f of fourTiny) await copyFile(tiny, f);
   const samples = Object.fromEntries(MULTI_CONTENDERS.map((c) => [c, []])) as unknown as Record<
     Contender,
     MultiSample[]
   >;
   for (let run = 0; run < runs; run++) {
-    const order = MULTI_CONTENDERS.map((_, i) => MULTI_CONTENDERS[(i + run) % 4]);
+    const n = MULTI_CONTENDERS.length;
+    const order = MULTI_CONTENDERS.map((_, i) => MULTI_CONTENDERS[(i + run) % n]);
     const s3 = await freshS3();
+    const slow = startFaultProxy(s3.endpoint);
+    slow.faults.push({ match: () => true, action: { kind: "stall", ms: LATENCY_MS } });
     try {
       for (const c of order) {
-        const dbs = c === "one100" ? [one] : four;
+        const dbs = c === "one100" ? [one] : c.startsWith("four1c") ? fourTiny : four;
         const concurrency = c === "one100" ? "1" : c.slice(-1);
+        const endpoint = c.startsWith("four1c") ? slow.endpoint : s3.endpoint;
         const r = await timed([...lifeboatCmd(), "backup", ...dbs.flatMap((d) => ["--db", d])], {
-          env: lifeboatEnv(s3.endpoint, {
+          env: lifeboatEnv(endpoint, {
             LIFEBOAT_URL: `s3://${BUCKET}/multi-${run}-${c}`,
             LIFEBOAT_BACKUP_CONCURRENCY: concurrency,
           }),
@@ -82,6 +105,7 @@ export async function benchMultiDb(
         progress(`P8 run ${run + 1}: ${c} ${fmtMs(r.ms)}, ${Math.round(r.rssKiB / 1024)} MiB`);
       }
     } finally {
+      await slow.stop();
       await s3.stop();
     }
   }
@@ -95,17 +119,19 @@ const times = (x: number) => `${x.toFixed(2)}×`;
 
 /** Renders P8 as a markdown section: one row per contender, ratios to the single database. */
 export function renderMultiDb(r: MultiDbResult): string {
-  const base = r.samples.one100;
+  // Ratios: to the single 100 MiB database; the latency-bound rows to their one-at-a-time row.
+  const baseOf = (c: Contender) => r.samples[c.startsWith("four1c") ? "four1c1" : "one100"];
   const out = [
     "### P8: several databases",
     "",
-    `\`lifeboat backup\` of the same 100 MiB as one database or four; ${r.runs} runs, median (min–max).`,
+    `\`lifeboat backup\` of the same 100 MiB as one database or four, and of four small ones ` +
+    `behind ${LATENCY_MS} ms per request; ${r.runs} runs, median (min–max); ratios per run to 1 × 100 MiB (the 1 MiB rows: to one at a time).`,
     "",
-    "| databases | wall time | ÷ 1 × 100 MiB | peak RSS | ÷ 1 × 100 MiB |",
+    "| databases | wall time | ÷ | peak RSS | ÷ |",
     "| --- | ---: | ---: | ---: | ---: |",
   ];
   for (const c of MULTI_CONTENDERS) {
-    const xs = r.samples[c];
+    const xs = r.samples[c], base = baseOf(c);
     const ms = xs.map((x) => x.ms), rss = xs.map((x) => x.rssKiB);
     out.push(
       `| ${LABELS[c]} | ${fmt(summarize(ms), fmtMs)} | ${

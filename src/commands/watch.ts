@@ -73,8 +73,9 @@ export interface WatchDeps extends RestoreDeps {
  * child exited 0. Backups never overlap; a failed periodic backup is logged and retried at the
  * next tick. With several databases every one is restored at once and all must succeed before
  * the app starts; each interval backs them up `backupConcurrency` at a time (one failing never
- * stops the others), and the final backups of all share the one shutdown budget. Signals are taken over before the restore: SIGTERM/SIGINT stop (and are forwarded),
- * every other catchable signal is forwarded to the app. An app still running
+ * stops the others), and the final backups of all share the one shutdown budget. Signals are
+ * taken over before the restore: SIGTERM/SIGINT stop (and are forwarded), every other catchable
+ * signal is forwarded to the app. An app still running
  * `appStopTimeoutMs` after a forwarded stop signal gets SIGKILL, and the final backup runs.
  */
 export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
