@@ -1,6 +1,7 @@
 /** Turns flags and environment variables into one validated Config (flags win over env). */
 import { isAbsolute, resolve } from "node:path";
 import type { LogLevel } from "@logtape/logtape";
+import { databaseEntries, type DatabaseSpec, planDatabases } from "./databases.ts";
 import { exactDuration, parseDuration } from "./duration.ts";
 import { configError } from "./errors.ts";
 import type { LogSettings } from "./log.ts";
@@ -13,9 +14,13 @@ import { RESTORE_CHECKS, type RestoreCheck } from "./snapshot/install.ts";
 
 /** Everything a command needs, validated. */
 export interface Config {
-  /** Absolute path of the SQLite database. */
+  /** Absolute path of the SQLite database (the first one when there are several). */
   db: string;
   store: StoreUrl;
+  /** Every database of this run (one or more), each with its own store (see databases.ts). */
+  databases: DatabaseSpec[];
+  /** Databases backed up at once when there are several (LIFEBOAT_BACKUP_CONCURRENCY). */
+  backupConcurrency: number;
   /** Milliseconds between periodic backups in `watch`. */
   interval: number;
   /** `restore --force`: replace an existing database. */
@@ -44,7 +49,8 @@ export interface Config {
 
 /** Flags as the CLI parsed them; undefined means not given. */
 export interface Flags {
-  db?: string;
+  /** One path, or several (`--db` repeated). */
+  db?: string | string[];
   url?: string;
   interval?: string;
   force?: boolean;
@@ -70,6 +76,8 @@ const MAX_S3_TIMEOUT_MS = 10 * 60_000;
 /** Defaults: app stop + final backup + a margin fit fly.toml's kill_timeout (45s). */
 const DEFAULT_APP_STOP = "10s";
 const DEFAULT_SHUTDOWN = "30s";
+/** Databases backed up at once in `watch` and `backup` (measured: BENCHMARKS.md, P12). */
+const DEFAULT_BACKUP_CONCURRENCY = 2;
 const LEVELS: Record<string, LogLevel> = {
   trace: "trace",
   debug: "debug",
@@ -413,10 +421,7 @@ export function machineName(env: Env): string {
 
 /** Builds the Config for one command; throws a config error (exit 2) naming the fix. */
 export function loadConfig(flags: Flags, env: Env, command: string[] = []): Config {
-  const dbRaw = flags.db ?? env.LIFEBOAT_DB;
-  if (!dbRaw) {
-    throw configError("no database given", "Pass --db PATH or set LIFEBOAT_DB");
-  }
+  const dbEntries = databaseEntries(flags.db, env.LIFEBOAT_DB);
   const urlRaw = flags.url ?? env.LIFEBOAT_URL;
   if (!urlRaw) {
     throw configError("no store given", "Pass --url s3://BUCKET/PREFIX or set LIFEBOAT_URL");
@@ -424,9 +429,13 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
   const intervalRaw = flags.interval ?? env.LIFEBOAT_INTERVAL ?? "5m";
   const shutdownRaw = env.LIFEBOAT_SHUTDOWN_TIMEOUT || DEFAULT_SHUTDOWN;
   const appStopRaw = env.LIFEBOAT_APP_STOP_TIMEOUT || DEFAULT_APP_STOP;
+  const store = parseStoreUrl(urlRaw, Deno.cwd(), env.BUCKET_NAME);
+  const databases = planDatabases(dbEntries, store);
   return {
-    db: resolve(dbRaw),
-    store: parseStoreUrl(urlRaw, Deno.cwd(), env.BUCKET_NAME),
+    db: databases[0].path,
+    store,
+    databases,
+    backupConcurrency: int(env, "LIFEBOAT_BACKUP_CONCURRENCY", DEFAULT_BACKUP_CONCURRENCY, 1, 16),
     interval: duration(
       flags.interval ? "--interval" : "LIFEBOAT_INTERVAL",
       intervalRaw,

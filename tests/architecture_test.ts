@@ -13,13 +13,13 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 const LAYERS: { name: string; holds: (path: string) => boolean }[] = [
   { name: "entry", holds: (p) => p === "main.ts" },
   { name: "cli", holds: (p) => p === "src/cli.ts" },
-  { name: "config", holds: (p) => p === "src/config.ts" },
+  { name: "config", holds: (p) => p === "src/config.ts" || p === "src/databases.ts" },
   { name: "commands", holds: (p) => p.startsWith("src/commands/") },
   {
     name: "services",
     holds: (p) =>
       p.startsWith("src/snapshot/") || p.startsWith("src/store/") ||
-      /^src\/metrics(_[a-z]+)?\.ts$/.test(p),
+      /^src\/metrics(_[a-z_]+)?\.ts$/.test(p),
   },
   { name: "leaves", holds: (p) => /^src\/[a-z_]+\.ts$/.test(p) },
 ];

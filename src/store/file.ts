@@ -100,6 +100,16 @@ export class FileStore implements Store {
     return { body: file.readable, meta };
   }
 
+  /** Reads a backup's `.json` metadata file; a missing or malformed one yields `{}`. */
+  async describe(key: string): Promise<Partial<BackupMeta>> {
+    try {
+      return metaFromRecord(JSON.parse(await Deno.readTextFile(`${this.pathOf(key)}.json`)));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return {};
+      throw e;
+    }
+  }
+
   /** Reads `dir/lifeboat.json`; undefined when absent from an existing directory. */
   async marker(): Promise<StoreMarker | undefined> {
     const path = join(this.dir, MARKER_NAME);

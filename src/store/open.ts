@@ -38,6 +38,7 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
       (await store()).put(key, file, meta, signal, ready),
     newest: async (limit) => (await store()).newest(limit),
     open: async (key) => (await store()).open(key),
+    describe: async (key) => (await (await store()).describe?.(key)) ?? {},
     marker: async () => (await store()).marker(),
     putMarker: async (marker) => (await store()).putMarker(marker),
     supersede: async (key) => (await store()).supersede(key),

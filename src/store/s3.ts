@@ -217,6 +217,16 @@ export class S3Store implements Store {
     };
   }
 
+  /** One HeadObject: the backup's user metadata (sha256, size, …) without its bytes. */
+  async describe(key: string): Promise<Partial<BackupMeta>> {
+    const Key = this.objectKey(key);
+    const res = await this.mapped(
+      "HeadObject",
+      () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
+    );
+    return metaFromRecord(res.Metadata ?? {});
+  }
+
   /** Reads `PREFIX/lifeboat.json`; undefined only on the store's own NoSuchKey answer. */
   async marker(): Promise<StoreMarker | undefined> {
     const Key = this.keyPrefix + MARKER_NAME;

@@ -50,3 +50,15 @@ export interface S3Settings {
 export type S3Options = Omit<S3Settings, "bucket" | "prefix" | "credentials"> & {
   keys?: StaticKeys;
 };
+
+/** One database: its file, the name of its store sub-prefix, and its store. */
+export interface DatabaseSpec {
+  /** Absolute path of the SQLite file (symlinks resolved by `resolveDatabases`). */
+  path: string;
+  /** Store name: given with `=NAME` or derived from the file name; the label in logs and metrics. */
+  name: string;
+  /** True when the database has its own sub-prefix `PREFIX/NAME/` (several, or `=NAME` given). */
+  own: boolean;
+  /** Where its backups live: the URL's prefix (one database) or `PREFIX/NAME`. */
+  store: StoreUrl;
+}

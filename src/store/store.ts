@@ -80,6 +80,11 @@ export interface Store {
   newest(limit: number): Promise<BackupInfo[]>;
   /** Streams one backup's bytes with its metadata; throws if it cannot be read. */
   open(key: string): Promise<OpenedBackup>;
+  /**
+   * Returns one backup's stored metadata without its bytes (S3: one HeadObject; a directory: its
+   * `.json` file); a field the store could not read is left out. Throws if it cannot be read.
+   */
+  describe?(key: string): Promise<Partial<BackupMeta>>;
   /** Returns the marker, or undefined when the store confirmed there is none; throws otherwise. */
   marker(): Promise<StoreMarker | undefined>;
   /** Writes the marker unless one is there; throws if it cannot be written. */
