@@ -4,7 +4,8 @@
  * Knobs (environment):
  * - BENCH_SIZES=10,100,1024  database sizes in MiB (generated once into bench/.data/)
  * - BENCH_RUNS=N             runs per figure (default 5 / 3 / 2 for ≤ 10 / ≤ 100 / larger)
- * - BENCH_ONLY=P1,P4,…       a subset of figures (P1: backups only; P2: restores; P3: lifeboat's)
+ * - BENCH_ONLY=P1,P4,…       a subset of figures (P1: backups only; P2: restores; P3: lifeboat's;
+ *                            P12: 4 × 25 MiB databases vs 1 × 100 MiB, bench/multidb.ts)
  * - BENCH_LIST_KEYS=10000    backups in the P5 listing
  * - BENCH_LIFEBOAT_ROOT=DIR  benchmark another checkout of lifeboat instead of this one
  * - BENCH_LIFEBOAT_ALT=DIR   also run another checkout in the same P1–P3 runs ("lifeboatAlt")
@@ -15,6 +16,7 @@
 import { ensureDb } from "./dbgen.ts";
 import { benchCommitLatency } from "./latency.ts";
 import { DATA, lifeboatCmd, runCleanups } from "./lib.ts";
+import { benchMultiDb, type MultiDbResult, renderMultiDb } from "./multidb.ts";
 import { type Meta, renderMarkdown, type Results } from "./report.ts";
 import { benchIdleWrites, benchListNewest } from "./requests.ts";
 import { benchSigterm } from "./shutdown.ts";
@@ -84,7 +86,7 @@ if (import.meta.main) {
   const sizes = (Deno.env.get("BENCH_SIZES") ?? "10,100,1024").split(",").map(Number)
     .filter((n) => n > 0).sort((a, b) => a - b);
   const only = new Set(
-    (Deno.env.get("BENCH_ONLY") ?? "P1,P2,P3,P4,P5,P6,P7").toUpperCase().split(","),
+    (Deno.env.get("BENCH_ONLY") ?? "P1,P2,P3,P4,P5,P6,P7,P12").toUpperCase().split(","),
   );
   const want = (...ids: string[]) => ids.some((id) => only.has(id));
   const knobText = Object.entries(Deno.env.toObject())
@@ -97,6 +99,7 @@ if (import.meta.main) {
   };
 
   let code = 0;
+  let multidb: MultiDbResult | undefined;
   try {
     const dbs = new Map<number, string>();
     for (const size of sizes) dbs.set(size, await ensureDb(size));
@@ -135,6 +138,11 @@ if (import.meta.main) {
       log(`P7 at ${smallest} MiB`);
       results.idle = await benchIdleWrites(dbs.get(smallest)!, smallest, 5, log);
     }
+    if (want("P12")) {
+      log(`P12: 4 × 25 MiB vs 1 × 100 MiB, ${runsFor(100)} runs`);
+      const [big, small, tiny] = [await ensureDb(100), await ensureDb(25), await ensureDb(1)];
+      multidb = await benchMultiDb(big, small, tiny, runsFor(100), log);
+    }
   } catch (e) {
     console.error(`bench: failed: ${e instanceof Error ? e.stack : e}`);
     code = 1;
@@ -142,9 +150,12 @@ if (import.meta.main) {
     await runCleanups();
   }
   results.meta.wallS = (performance.now() - started) / 1000;
-  const md = renderMarkdown(results);
+  const md = renderMarkdown(results) + (multidb ? "\n" + renderMultiDb(multidb) : "");
   await Deno.mkdir(DATA, { recursive: true });
-  await Deno.writeTextFile(`${DATA}/results.json`, JSON.stringify(results, null, 1));
+  await Deno.writeTextFile(
+    `${DATA}/results.json`,
+    JSON.stringify({ ...results, multidb }, null, 1),
+  );
   await Deno.writeTextFile(`${DATA}/results.md`, md);
   console.log(md);
   log(`done; wrote ${DATA}/results.md and results.json`);

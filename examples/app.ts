@@ -9,6 +9,11 @@
  * Environment: PORT (default 8080), HOST (default 0.0.0.0), LIFEBOAT_DB or DB_PATH (the SQLite
  * file, default ./app.db). Permissions: the "example" set in deno.json.
  *
+ * Several databases (LIFEBOAT_DB=/data/app.db,/data/audit.db, as `lifeboat watch` takes them,
+ * `=NAME` suffixes ignored): the first holds the records; every other one gets a copy of each
+ * record under the same id (an audit log, say), committed before the 201. So each acknowledged
+ * write must come back in every database: what lifeboat's multi-database tests check.
+ *
  * The database settings, and why:
  * - journal_mode=WAL: lifeboat's snapshot holds a read transaction; in WAL mode writers go on.
  * - busy_timeout=5000: wait up to 5 s for a lock instead of failing at once (SQLITE_BUSY).
@@ -26,20 +31,32 @@ import { DatabaseSync } from "node:sqlite";
 
 const port = Number(Deno.env.get("PORT") || "8080");
 const hostname = Deno.env.get("HOST") || "0.0.0.0";
-const path = Deno.env.get("LIFEBOAT_DB") || Deno.env.get("DB_PATH") || "app.db";
+const paths = (Deno.env.get("LIFEBOAT_DB") || Deno.env.get("DB_PATH") || "app.db").split(",")
+  .map((p) => p.trim().replace(/(.)=[A-Za-z0-9._-]+$/, "$1"));
+const path = paths[0];
 /** Largest record accepted, in bytes. */
 const MAX_BODY = 64 * 1024;
 
-Deno.mkdirSync(dirname(path), { recursive: true });
-const db = new DatabaseSync(path);
-db.exec("PRAGMA journal_mode=WAL");
-db.exec("PRAGMA busy_timeout=5000");
-db.exec("PRAGMA synchronous=NORMAL");
-db.exec(
-  "CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, body TEXT NOT NULL, " +
-    "created_at TEXT NOT NULL)",
-);
+/** Opens one database with the settings above and its `records` table. */
+function open(file: string): DatabaseSync {
+  Deno.mkdirSync(dirname(file), { recursive: true });
+  const conn = new DatabaseSync(file);
+  conn.exec("PRAGMA journal_mode=WAL");
+  conn.exec("PRAGMA busy_timeout=5000");
+  conn.exec("PRAGMA synchronous=NORMAL");
+  conn.exec(
+    "CREATE TABLE IF NOT EXISTS records(id INTEGER PRIMARY KEY, body TEXT NOT NULL, " +
+      "created_at TEXT NOT NULL)",
+  );
+  return conn;
+}
+
+const db = open(path);
+const copies = paths.slice(1).map(open);
 const insert = db.prepare("INSERT INTO records(body, created_at) VALUES (?, ?)");
+const copy = copies.map((c) =>
+  c.prepare("INSERT OR REPLACE INTO records(id, body, created_at) VALUES (?, ?, ?)")
+);
 const count = db.prepare("SELECT count(*) AS n FROM records");
 
 function json(status: number, value: unknown, headers: HeadersInit = {}): Response {
@@ -58,8 +75,10 @@ async function handle(req: Request): Promise<Response> {
       return json(413, { error: `record larger than ${MAX_BODY} bytes` });
     }
     // One statement in autocommit mode: run() returns after the COMMIT, so the 201 follows it.
-    const { lastInsertRowid } = insert.run(body, new Date().toISOString());
+    const at = new Date().toISOString();
+    const { lastInsertRowid } = insert.run(body, at);
     const id = Number(lastInsertRowid);
+    for (const stmt of copy) stmt.run(id, body, at);
     return json(201, { id }, { location: `/records/${id}` });
   }
   if (pathname === "/records/count" && req.method === "GET") {
@@ -75,7 +94,8 @@ async function handle(req: Request): Promise<Response> {
 const server = Deno.serve({
   hostname,
   port,
-  onListen: (a) => console.log(`example app listening on http://${a.hostname}:${a.port} (${path})`),
+  onListen: (a) =>
+    console.log(`example app listening on http://${a.hostname}:${a.port} (${paths.join(", ")})`),
 }, handle);
 
 let stopping = false;
@@ -86,6 +106,7 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
     console.log(`example app: ${sig}, finishing requests in flight`);
     await server.shutdown();
     db.close();
+    for (const c of copies) c.close();
     Deno.exit(0);
   });
 }

@@ -2,27 +2,33 @@
 import { Command, CommanderError } from "commander";
 import { systemClock } from "./clock.ts";
 import { backupOnce } from "./commands/backup.ts";
+import { listBackups, type ListFlags } from "./commands/list.ts";
 import { restoreDatabase } from "./commands/restore.ts";
+import { assertNotMovedAway, forEachDatabase, openTargets } from "./commands/several.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
-import { checkNameLength, realDatabasePath } from "./dbfile.ts";
+import { DB_SEPARATOR, resolveDatabases } from "./databases.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
-import { Metrics, serveMetrics } from "./metrics.ts";
+import { Metrics } from "./metrics.ts";
+import { MetricsByDb } from "./metrics_by_db.ts";
+import { serveMetrics } from "./metrics_server.ts";
 import { addSecretsFromEnv, redactLine } from "./redact.ts";
 import { holdSignals, processSignals } from "./signals.ts";
-import { openStore } from "./store/open.ts";
 import { cleanStaleTemps } from "./tempfiles.ts";
 import { VERSION } from "./version.ts";
 
 const ENV_HELP = `
 Environment (flags win):
-  LIFEBOAT_DB, LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
+  LIFEBOAT_DB (several: comma-separated; PATH=NAME picks a database's store name; a path with
+  a comma needs repeated --db), LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
+  LIFEBOAT_BACKUP_CONCURRENCY (default 2: databases backed up at once)
   LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
   LIFEBOAT_APP_STOP_TIMEOUT (default 10s: then the app gets SIGKILL)
   LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
   LIFEBOAT_ALLOW_EMPTY=1 (restore: start empty although the store once held backups)
+  LIFEBOAT_RESTORE_CHECK=auto|quick_check|integrity_check (restore: the SQLite check after SHA-256)
   RELEASE_COMMAND (set by fly.io on release machines: watch runs the app alone, backup refuses)
   LIFEBOAT_S3_ENDPOINT, LIFEBOAT_S3_REGION, LIFEBOAT_ACCESS_KEY_ID (else AWS_ENDPOINT_URL_S3,
   AWS_REGION, AWS_ACCESS_KEY_ID), AWS_ROLE_ARN, BUCKET_NAME, LIFEBOAT_S3_* (see README)
@@ -41,28 +47,31 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
   try {
     cfg = loadConfig(flags, env, command);
     // Symlinks resolved once, here: restore replaces the link's target, the lock is on it.
-    cfg = { ...cfg, db: checkNameLength(await realDatabasePath(cfg.db)) };
+    const databases = await resolveDatabases(cfg.databases);
+    cfg = { ...cfg, db: databases[0].path, databases };
   } catch (err) {
     printLine(`lifeboat: ${oneLine(err)}`);
     return exitCodeOf(err);
   }
   await setupLogging(cfg.log);
-  let lock: Lock | undefined;
+  const locks: Lock[] = [];
   try {
-    lock = await acquireLock(cfg.db);
-    const removed = await cleanStaleTemps(cfg.db);
-    if (removed.length) {
-      logger("cli").info("removed {count} leftover temporary file(s) of a crashed run", {
-        event: "temps_cleaned",
-        count: removed.length,
-      });
+    for (const { path } of cfg.databases) {
+      locks.push(await acquireLock(path));
+      const removed = await cleanStaleTemps(path);
+      if (removed.length) {
+        logger("cli").info("removed {count} leftover temporary file(s) of a crashed run", {
+          event: "temps_cleaned",
+          count: removed.length,
+        });
+      }
     }
     return await run(cfg);
   } catch (err) {
     logger("cli").error("{error}", { event: "failed", error: oneLine(err) });
     return exitCodeOf(err);
   } finally {
-    lock?.release();
+    for (const lock of locks) lock.release();
   }
 }
 
@@ -75,36 +84,74 @@ const backupCmd: Run = async (cfg) => {
         "`lifeboat watch -- …`, after the restore",
     );
   }
-  const store = openStore(cfg.store, cfg.s3);
-  await backupOnce(cfg, { store, clock: systemClock }, {});
+  const targets = await openTargets(cfg);
+  await forEachDatabase(
+    targets,
+    cfg.backupConcurrency,
+    "backup",
+    ({ db, store }) => backupOnce({ ...cfg, db }, { store, clock: systemClock }, {}),
+  );
   return 0;
 };
 
 const restoreCmd: Run = async (cfg) => {
-  const store = openStore(cfg.store, cfg.s3);
-  await restoreDatabase(
-    { ...cfg, attempts: cfg.restoreAttempts },
-    { store, clock: systemClock },
+  const targets = await openTargets(cfg);
+  // Every database at once: one slow store prefix does not delay the others.
+  await forEachDatabase(
+    targets,
+    targets.length,
+    "restore",
+    async (t) => {
+      const r = await restoreDatabase(
+        { ...cfg, db: t.db },
+        { store: t.store, clock: systemClock },
+      );
+      if (r.outcome === "fresh") await assertNotMovedAway(t, targets, cfg.allowEmpty);
+    },
+    "The databases that were restored stay in place, untouched; the app must not start. Fix " +
+      "the cause and run restore again",
   );
   return 0;
 };
 
 const watchCmd: Run = async (cfg) => {
-  const store = openStore(cfg.store, cfg.s3);
-  const metrics = new Metrics(systemClock, cfg);
+  const targets = await openTargets(cfg);
+  const store = targets[0].store;
+  const labels = targets.flatMap((t) => t.label ?? []);
+  const metrics = labels.length
+    ? new MetricsByDb(systemClock, cfg, labels)
+    : new Metrics(systemClock, cfg);
   // A release machine serves nothing: it runs the release command alone.
   const server = cfg.metricsAddr && !cfg.releaseCommand
     ? serveMetrics(cfg.metricsAddr, metrics)
     : undefined;
   try {
     return await watch(
-      { ...cfg, attempts: cfg.restoreAttempts },
+      { ...cfg, databases: targets },
       { store, clock: systemClock, signals: processSignals, metrics },
     );
   } finally {
     await server?.close();
   }
 };
+
+/** `lifeboat list`: needs no lock and no database file; maps every error to one line. */
+async function executeList(flags: ListFlags & Flags, env: Env): Promise<number> {
+  let cfg: Config;
+  try {
+    cfg = loadConfig(flags, env);
+  } catch (err) {
+    printLine(`lifeboat: ${oneLine(err)}`);
+    return exitCodeOf(err);
+  }
+  await setupLogging(cfg.log);
+  try {
+    return await listBackups(cfg, flags);
+  } catch (err) {
+    logger("cli").error("{error}", { event: "failed", error: oneLine(err) });
+    return exitCodeOf(err);
+  }
+}
 
 /** Rewrites commander's error text as lifeboat's one-line usage error. */
 function usageLine(text: string, write: (s: string) => void): void {
@@ -122,7 +169,12 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     .addHelpText("after", ENV_HELP)
     .exitOverride();
   const common = (c: Command) =>
-    c.option("--db <path>", "SQLite database file (env LIFEBOAT_DB)")
+    c.option(
+      "--db <path>",
+      `SQLite database file; repeat for several, PATH=NAME names its store prefix (env ` +
+        `LIFEBOAT_DB, '${DB_SEPARATOR}'-separated)`,
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    )
       .option(
         "--url <url>",
         "store: s3://BUCKET/PREFIX, file:///DIR or a directory (env LIFEBOAT_URL)",
@@ -156,6 +208,16 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
       holdSignals();
       done(execute(f, cmd, watchCmd, env));
     });
+
+  common(
+    p.command("list").description(
+      "List each database's backups, newest first (read-only; restores nothing).",
+    ),
+  )
+    .option("--limit <n>", "backups shown per database (default 20)")
+    .option("--json", "print one JSON document instead of a table")
+    .option("--sha256", "S3: read each listed backup's SHA-256 (one HEAD request per backup)")
+    .action((f: ListFlags & Flags) => done(executeList(f, env)));
   return p;
 }
 

@@ -1,53 +1,41 @@
 /** Turns flags and environment variables into one validated Config (flags win over env). */
 import { isAbsolute, resolve } from "node:path";
 import type { LogLevel } from "@logtape/logtape";
+import { databaseEntries, type DatabaseSpec, planDatabases } from "./databases.ts";
 import { exactDuration, parseDuration } from "./duration.ts";
 import { configError } from "./errors.ts";
 import type { LogSettings } from "./log.ts";
-import type { ListenAddr } from "./metrics.ts";
+import { checkCommand } from "./supervisor.ts";
+import type { ListenAddr } from "./metrics_server.ts";
 import { sanitizeMachine } from "./store/keys.ts";
-import type { S3Settings } from "./store/s3.ts";
 import type { RoleSettings } from "./store/s3_credentials.ts";
-
-/** Where backups live, parsed from `--url`. */
-export type StoreUrl =
-  | { kind: "file"; dir: string }
-  | { kind: "s3"; bucket: string; prefix: string };
-
-/** Access keys given to lifeboat alone (LIFEBOAT_ACCESS_KEY_ID…); never logged. */
-export interface StaticKeys {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-}
-
-/**
- * S3 settings that come from configuration (bucket and prefix come from the URL); `keys` are
- * lifeboat's own keys, which win over a role and over the SDK's default chain.
- */
-export type S3Options = Omit<S3Settings, "bucket" | "prefix" | "credentials"> & {
-  keys?: StaticKeys;
-};
+import type { S3Options, StaticKeys, StoreUrl } from "./store/settings.ts";
+import { RESTORE_CHECKS, type RestoreCheck } from "./snapshot/install.ts";
 
 /** Everything a command needs, validated. */
 export interface Config {
-  /** Absolute path of the SQLite database. */
+  /** Absolute path of the SQLite database (the first one when there are several). */
   db: string;
   store: StoreUrl;
+  /** Every database of this run (one or more), each with its own store (see databases.ts). */
+  databases: DatabaseSpec[];
+  /** Databases backed up at once when there are several (LIFEBOAT_BACKUP_CONCURRENCY). */
+  backupConcurrency: number;
   /** Milliseconds between periodic backups in `watch`. */
   interval: number;
   /** `restore --force`: replace an existing database. */
   force: boolean;
   /** `--allow-empty` / LIFEBOAT_ALLOW_EMPTY: start empty even if the store's marker says backups existed. */
   allowEmpty: boolean;
+  /** LIFEBOAT_RESTORE_CHECK: the SQLite check a restore runs once the SHA-256 matched. */
+  restoreCheck: RestoreCheck;
   /** `watch -- CMD ARGS…`: the app to run as a child; empty when none. */
   command: string[];
   /** This machine's name, for keys and metadata. */
   machine: string;
   s3: S3Options;
-  /** How many times restore asks the store before giving up, and the first backoff delay. */
-  restoreAttempts: number;
-  retryBaseMs: number;
+  /** How many times restore asks the store before giving up (LIFEBOAT_RESTORE_ATTEMPTS). */
+  attempts: number;
   /** Upper bound for the final backup on shutdown, in milliseconds. */
   shutdownTimeoutMs: number;
   /** How long the app may take to exit after a forwarded SIGTERM/SIGINT before it gets SIGKILL. */
@@ -61,7 +49,8 @@ export interface Config {
 
 /** Flags as the CLI parsed them; undefined means not given. */
 export interface Flags {
-  db?: string;
+  /** One path, or several (`--db` repeated). */
+  db?: string | string[];
   url?: string;
   interval?: string;
   force?: boolean;
@@ -87,6 +76,8 @@ const MAX_S3_TIMEOUT_MS = 10 * 60_000;
 /** Defaults: app stop + final backup + a margin fit fly.toml's kill_timeout (45s). */
 const DEFAULT_APP_STOP = "10s";
 const DEFAULT_SHUTDOWN = "30s";
+/** Databases backed up at once in `watch` and `backup` (measured: BENCHMARKS.md, P12). */
+const DEFAULT_BACKUP_CONCURRENCY = 2;
 const LEVELS: Record<string, LogLevel> = {
   trace: "trace",
   debug: "debug",
@@ -375,7 +366,7 @@ export function s3Options(env: Env): S3Options {
     sse,
     kmsKeyId,
     partSize: int(env, "LIFEBOAT_S3_PART_SIZE_MB", 8, 5, 512) * 1024 * 1024,
-    queueSize: int(env, "LIFEBOAT_S3_CONCURRENCY", 4, 1, 16),
+    concurrency: int(env, "LIFEBOAT_S3_CONCURRENCY", 4, 1, 16),
     maxAttempts: int(env, "LIFEBOAT_S3_MAX_ATTEMPTS", 3, 1, 10),
     timeoutMs: duration(
       "LIFEBOAT_S3_TIMEOUT",
@@ -428,36 +419,9 @@ export function machineName(env: Env): string {
   return sanitizeMachine(env.FLY_MACHINE_ID || hostName() || "unknown");
 }
 
-/** Returns `cmd` if its program can be found (a path, or a name on PATH); throws a config error. */
-export function checkCommand(cmd: string[], env: Env): string[] {
-  if (cmd.length === 0) return cmd;
-  const prog = cmd[0];
-  const candidates = prog.includes("/")
-    ? [resolve(prog)]
-    : (env.PATH ?? "").split(":").filter(Boolean).map((d) => resolve(d, prog));
-  const runnable = candidates.some((p) => {
-    try {
-      const st = Deno.statSync(p);
-      return st.isFile && ((st.mode ?? 0o111) & 0o111) !== 0;
-    } catch {
-      return false;
-    }
-  });
-  if (!runnable) {
-    throw configError(
-      `command not found: ${prog}`,
-      prog.includes("/") ? "Check the path after `--`" : "Check the command after `--` and PATH",
-    );
-  }
-  return cmd;
-}
-
 /** Builds the Config for one command; throws a config error (exit 2) naming the fix. */
 export function loadConfig(flags: Flags, env: Env, command: string[] = []): Config {
-  const dbRaw = flags.db ?? env.LIFEBOAT_DB;
-  if (!dbRaw) {
-    throw configError("no database given", "Pass --db PATH or set LIFEBOAT_DB");
-  }
+  const dbEntries = databaseEntries(flags.db, env.LIFEBOAT_DB);
   const urlRaw = flags.url ?? env.LIFEBOAT_URL;
   if (!urlRaw) {
     throw configError("no store given", "Pass --url s3://BUCKET/PREFIX or set LIFEBOAT_URL");
@@ -465,9 +429,13 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
   const intervalRaw = flags.interval ?? env.LIFEBOAT_INTERVAL ?? "5m";
   const shutdownRaw = env.LIFEBOAT_SHUTDOWN_TIMEOUT || DEFAULT_SHUTDOWN;
   const appStopRaw = env.LIFEBOAT_APP_STOP_TIMEOUT || DEFAULT_APP_STOP;
+  const store = parseStoreUrl(urlRaw, Deno.cwd(), env.BUCKET_NAME);
+  const databases = planDatabases(dbEntries, store);
   return {
-    db: resolve(dbRaw),
-    store: parseStoreUrl(urlRaw, Deno.cwd(), env.BUCKET_NAME),
+    db: databases[0].path,
+    store,
+    databases,
+    backupConcurrency: int(env, "LIFEBOAT_BACKUP_CONCURRENCY", DEFAULT_BACKUP_CONCURRENCY, 1, 16),
     interval: duration(
       flags.interval ? "--interval" : "LIFEBOAT_INTERVAL",
       intervalRaw,
@@ -476,11 +444,11 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
     ),
     force: flags.force ?? false,
     allowEmpty: flags.allowEmpty ?? bool(env, "LIFEBOAT_ALLOW_EMPTY", false),
-    command: checkCommand(command, env),
+    restoreCheck: choice(env, "LIFEBOAT_RESTORE_CHECK", RESTORE_CHECKS, "auto"),
+    command: checkCommand(command, env.PATH),
     machine: machineName(env),
     s3: s3Options(env),
-    restoreAttempts: int(env, "LIFEBOAT_RESTORE_ATTEMPTS", 5, 1, 100),
-    retryBaseMs: 500,
+    attempts: int(env, "LIFEBOAT_RESTORE_ATTEMPTS", 5, 1, 100),
     shutdownTimeoutMs: duration("LIFEBOAT_SHUTDOWN_TIMEOUT", shutdownRaw, 1000, MAX_STOP_MS),
     appStopTimeoutMs: duration("LIFEBOAT_APP_STOP_TIMEOUT", appStopRaw, 100, MAX_STOP_MS),
     // fly.io sets RELEASE_COMMAND=1 on the temporary machine that runs fly.toml's release_command.

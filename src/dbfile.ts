@@ -7,12 +7,15 @@ import { basename, dirname, join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { configError, operationError } from "./errors.ts";
 import { statIfExists } from "./fsutil.ts";
-import { assertSqliteFile } from "./snapshot/snapshot.ts";
+
+/** The files SQLite keeps beside a database `NAME` (as `NAME-wal`, …): the one list of them. */
+export const SQLITE_SIDE_FILES = ["-wal", "-shm", "-journal"] as const;
 
 /** The longest file name most Linux file systems allow, in bytes. */
 const NAME_MAX = 255;
 /** The most lifeboat adds to the database's name: `.NAME.lifeboat-PID-XXXXXXXX.tmp-journal`. */
-const LONGEST_ADDITION = ".".length + ".lifeboat-".length + 7 + 1 + 8 + ".tmp-journal".length;
+const LONGEST_ADDITION = ".".length + ".lifeboat-".length + 7 + 1 + 8 + ".tmp".length +
+  Math.max(...SQLITE_SIDE_FILES.map((s) => s.length));
 /** The longest database file name lifeboat accepts, in bytes. */
 export const MAX_DB_NAME_BYTES = NAME_MAX - LONGEST_ADDITION;
 
@@ -54,6 +57,57 @@ export async function realDatabasePath(db: string): Promise<string> {
   } catch {
     return path;
   }
+}
+
+const HEADER = new TextEncoder().encode("SQLite format 3\0");
+
+/** Reads the first 100 bytes of a file, or fewer if it is shorter. */
+async function readHeader(path: string): Promise<Uint8Array> {
+  using f = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(100);
+  let off = 0;
+  while (off < buf.length) {
+    const n = await f.read(buf.subarray(off));
+    if (n === null) break;
+    off += n;
+  }
+  return buf.subarray(0, off);
+}
+
+/** Returns the header if `path` starts like a SQLite database; throws a config error otherwise. */
+export async function assertSqliteFile(path: string): Promise<Uint8Array> {
+  let header: Uint8Array;
+  try {
+    const st = await Deno.stat(path);
+    if (!st.isFile) {
+      throw configError(`${path} is not a file`, "Point --db / LIFEBOAT_DB at the database file");
+    }
+    header = await readHeader(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+      throw configError(
+        `database ${path} does not exist`,
+        "Check --db / LIFEBOAT_DB (restore creates it; backup needs it)",
+      );
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw configError(`cannot read ${path}: permission denied`, "Run as a user that can read it");
+    }
+    throw e;
+  }
+  if (header.length < 100 || !HEADER.every((b, i) => header[i] === b)) {
+    throw configError(
+      `${path} is not a SQLite database`,
+      "Point --db / LIFEBOAT_DB at the SQLite database file",
+    );
+  }
+  return header;
+}
+
+/** True when the database at `path` is in WAL mode (header bytes 18–19 are 2). */
+export async function isWalMode(path: string): Promise<boolean> {
+  const h = await readHeader(path);
+  return h.length >= 20 && h[18] === 2 && h[19] === 2;
 }
 
 /** What lies at the database path. */

@@ -45,13 +45,11 @@ export function randomSuffix(): string {
 
 /**
  * Writes a stream to a new file (mode 0600, never replacing one) while hashing it; fsyncs before
- * returning. A read that brings nothing for `idleMs` fails. On failure the partial file is
- * removed, the stream cancelled and the error rethrown.
+ * returning. On failure the partial file is removed, the stream cancelled and the error rethrown.
  */
 export async function writeStreamHashed(
   body: ReadableStream<Uint8Array>,
   path: string,
-  idleMs?: number,
 ): Promise<{ sha256: string; size: number }> {
   const hash = createHash("sha256");
   let size = 0;
@@ -75,7 +73,7 @@ export async function writeStreamHashed(
       // One 1 MiB buffer, refilled in place: no garbage per chunk, memory flat at any size.
       let buf = new Uint8Array(1 << 20);
       for (;;) {
-        const { value, done } = await withinIdle(reader.read(buf), idleMs);
+        const { value, done } = await reader.read(buf);
         if (done || !value) break;
         await write(value);
         buf = new Uint8Array(value.buffer);
@@ -84,7 +82,7 @@ export async function writeStreamHashed(
       const chunks = body.getReader();
       cancel = (reason) => chunks.cancel(reason);
       for (;;) {
-        const { value, done } = await withinIdle(chunks.read(), idleMs);
+        const { value, done } = await chunks.read();
         if (done) break;
         await write(value);
       }
@@ -98,19 +96,6 @@ export async function writeStreamHashed(
   return { sha256: hash.digest("hex"), size };
 }
 
-/** Resolves with `read`, or rejects when it takes longer than `idleMs` (no limit if undefined). */
-function withinIdle<T>(read: Promise<T>, idleMs?: number): Promise<T> {
-  if (idleMs === undefined) return read;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`the download stalled: no data for ${idleMs} ms`)),
-      idleMs,
-    );
-  });
-  return Promise.race([read, idle]).finally(() => clearTimeout(timer));
-}
-
 /** True when `err` is the operating system's "no space left on device" (ENOSPC). */
 export function isDiskFull(err: unknown): boolean {
   return err instanceof Error &&
@@ -118,16 +103,16 @@ export function isDiskFull(err: unknown): boolean {
 }
 
 /**
- * Hashes a file (SHA-256) in 1 MiB reads into one buffer, then fsyncs it. The thread is free
- * between reads (≈ 1 ms each); stops at the next read once `signal` aborts.
+ * Hashes a file (SHA-256) in 1 MiB reads into one buffer. The thread is free between reads
+ * (≈ 1 ms each); stops at the next read once `signal` aborts. No fsync: it only reads.
  */
-export async function hashAndSyncFile(
+export async function hashFile(
   path: string,
   signal?: AbortSignal,
 ): Promise<{ sha256: string; size: number }> {
   const hash = createHash("sha256");
   let size = 0;
-  using f = await Deno.open(path, { read: true, write: true });
+  using f = await Deno.open(path, { read: true });
   const buf = new Uint8Array(1 << 20);
   for (;;) {
     signal?.throwIfAborted();
@@ -136,7 +121,6 @@ export async function hashAndSyncFile(
     hash.update(buf.subarray(0, n));
     size += n;
   }
-  await f.sync();
   return { sha256: hash.digest("hex"), size };
 }
 

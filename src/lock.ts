@@ -7,7 +7,6 @@ import { configError, operationError } from "./errors.ts";
 
 /** A held lock; release it once (releasing twice is harmless). */
 export interface Lock {
-  readonly path: string;
   release(): void;
 }
 
@@ -62,7 +61,6 @@ export async function acquireLock(db: string): Promise<Lock> {
   await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
   let released = false;
   return {
-    path,
     release() {
       if (released) return;
       released = true;

@@ -1,4 +1,5 @@
 /** Logging: one line per event on stderr, as text or JSON, via @logtape/logtape. */
+import { AsyncLocalStorage } from "node:async_hooks";
 import {
   configure,
   getLogger,
@@ -31,11 +32,17 @@ function plain(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
 }
 
-/** Formats a record as one text line: time, level, part, message. */
+/**
+ * Formats a record as one text line: time, level, part, message. With several databases the
+ * part carries the database's name (`backup[queue]`), from the `db` label of `withDbLabel`.
+ */
 export function textLine(record: LogRecord): string {
   const time = new Date(record.timestamp).toISOString();
   const level = record.level.toUpperCase().padEnd(7);
-  const part = record.category.slice(1).join(".");
+  const db = record.properties.db;
+  // A label is a store name; a few events carry the database's path under `db` instead.
+  const label = typeof db === "string" && !db.includes("/") ? `[${db}]` : "";
+  const part = record.category.slice(1).join(".") + label;
   return `${time} ${level} ${part}: ${renderMessage(record)}`.replace(/\n/g, " ");
 }
 
@@ -69,6 +76,7 @@ export async function setupLogging(settings: LogSettings): Promise<void> {
   await reset();
   await configure({
     reset: true,
+    contextLocalStorage: new AsyncLocalStorage(),
     sinks: { stderr },
     loggers: [
       { category: ["lifeboat"], lowestLevel: settings.level, sinks: ["stderr"] },

@@ -1,23 +1,34 @@
 /**
- * Prometheus metrics for `watch`: a small registry of what the restore and the backups did, and
- * an HTTP endpoint serving it as Prometheus text at /metrics (LIFEBOAT_METRICS_ADDR).
+ * Prometheus metrics for `watch`: a small registry of what the restore and the backups did,
+ * rendered as Prometheus text (`metrics_server.ts` serves it). It defines the outcomes it
+ * counts; the commands' results fit them.
  */
 import type { Clock } from "./clock.ts";
-import type { BackupResult } from "./commands/backup.ts";
-import type { RestoreResult } from "./commands/restore.ts";
-import { oneLine, operationError } from "./errors.ts";
-import { logger } from "./log.ts";
-
-/** Where to listen; an empty hostname means every interface (IPv6 and IPv4). */
-export interface ListenAddr {
-  hostname: string;
-  port: number;
-}
 
 /** How one periodic or final backup ended, as counted in `lifeboat_backups_total`. */
 export type BackupOutcome = "uploaded" | "unchanged" | "skipped" | "failed" | "aborted";
 /** How the restore at start ended, as shown by `lifeboat_restore_outcome`. */
-export type RestoreOutcome = RestoreResult["outcome"] | "failed";
+export type RestoreOutcome = "restored" | "fresh" | "exists" | "failed";
+
+/** What the metrics read from a successful backup (a command's result may carry more). */
+export interface BackupRecord {
+  outcome: "uploaded" | "unchanged";
+  /** Duration in milliseconds and size of the snapshot in bytes. */
+  ms: number;
+  bytes: number;
+  /** A backup by another writer found newest in the store, if one was. */
+  foreign?: { machine: string };
+}
+
+/** What the metrics read from the restore at start (a command's result may carry more). */
+export interface RestoreRecord {
+  outcome: RestoreOutcome;
+  ms: number;
+  /** Size of the restored database; absent unless a backup was restored. */
+  bytes?: number;
+  /** How far the newest backup's order time was ahead of the local clock. */
+  futureMs?: number;
+}
 
 const BACKUP_OUTCOMES: readonly BackupOutcome[] = [
   "uploaded",
@@ -64,20 +75,21 @@ export class Metrics {
 
   /**
    * Records how the restore ended. A restored or fresh database matches the store, so the backup
-   * age restarts; an existing database keeps counting from lifeboat's start.
+   * age restarts; an existing database keeps counting from lifeboat's start. (Generic, so that a
+   * command's result is taken as it is, with fields the metrics do not read.)
    */
-  restored(r: RestoreResult | { outcome: "failed"; ms: number }): void {
+  restored<R extends RestoreRecord>(r: R): void {
     this.#restore = {
       outcome: r.outcome,
       ms: r.ms,
-      bytes: "bytes" in r ? r.bytes ?? 0 : 0,
-      futureMs: "futureMs" in r ? r.futureMs ?? 0 : 0,
+      bytes: r.bytes ?? 0,
+      futureMs: r.futureMs ?? 0,
     };
     if (r.outcome === "restored" || r.outcome === "fresh") this.#protectedAt = this.#clock.now();
   }
 
   /** Records a successful backup (uploaded, or unchanged since the last one): the age restarts. */
-  backedUp(r: BackupResult): void {
+  backedUp(r: BackupRecord): void {
     const now = this.#clock.now();
     this.#count(r.outcome);
     if (r.foreign) this.#foreign = { machine: r.foreign.machine, at: now };
@@ -209,160 +221,4 @@ function family(name: string, type: "gauge" | "counter", help: string, samples: 
 
 function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-}
-
-/** A running metrics endpoint. */
-export interface MetricsServer {
-  /** The address actually bound. */
-  readonly addr: Deno.NetAddr;
-  /** Stops serving and closes every open connection; never throws. */
-  close(): Promise<void>;
-}
-
-/** Connections served at once; more are closed at once (a scrape needs one). */
-export const MAX_METRICS_CONNECTIONS = 16;
-/** A connection must send its whole request within this long. */
-const REQUEST_TIMEOUT_MS = 5_000;
-const MAX_REQUEST_BYTES = 8192;
-
-/**
- * Serves `metrics.render()` at GET /metrics on `addr` (an empty hostname: IPv6 and IPv4, or
- * IPv4 alone where IPv6 is off). Throws an operation error (exit 1) naming the address when it
- * cannot listen, so `watch` stops before restoring anything. Once listening it can never take
- * lifeboat down: at most MAX_METRICS_CONNECTIONS connections are open at once (more are closed
- * on arrival), a request must arrive within 5 s, and errors (accept failing for lack of file
- * descriptors, a client gone) are logged once each and never thrown.
- */
-export function serveMetrics(addr: ListenAddr, metrics: Metrics): MetricsServer {
-  const listen = (hostname: string) => Deno.listen({ hostname, port: addr.port });
-  let listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
-  const shown = addr.hostname === "" ? `:${addr.port}` : `${addr.hostname}:${addr.port}`;
-  try {
-    if (addr.hostname !== "") listener = listen(addr.hostname);
-    else {
-      try {
-        listener = listen("::");
-      } catch (err) {
-        if (err instanceof Deno.errors.AddrInUse) throw err;
-        listener = listen("0.0.0.0"); // IPv6 is off in this container
-      }
-    }
-  } catch (err) {
-    throw operationError(
-      `cannot serve metrics on ${shown} (LIFEBOAT_METRICS_ADDR): ${oneLine(err)}`,
-      "Pick a free port that is not the app's, or unset LIFEBOAT_METRICS_ADDR",
-      err,
-    );
-  }
-  const log = logger("metrics");
-  const host = listener.addr.hostname.includes(":")
-    ? `[${listener.addr.hostname}]`
-    : listener.addr.hostname;
-  log.info("serving metrics at http://{host}:{port}/metrics", {
-    event: "metrics_listening",
-    host,
-    port: listener.addr.port,
-  });
-  const said = new Set<string>();
-  const once = (kind: string, text: string, error?: unknown) => {
-    if (said.has(kind)) return;
-    said.add(kind);
-    log.warn(text + " (logged once)", { event: "metrics_trouble", kind, error: oneLine(error) });
-  };
-  const open = new Set<Deno.Conn>();
-  let closed = false;
-  const accepting = (async () => {
-    while (!closed) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (closed || err instanceof Deno.errors.BadResource) return;
-        once("accept", "metrics endpoint cannot accept a connection: {error}; retrying", err);
-        await new Promise((r) => setTimeout(r, 100)); // e.g. out of file descriptors
-        continue;
-      }
-      if (open.size >= MAX_METRICS_CONNECTIONS) {
-        closeQuietly(conn);
-        once(
-          "cap",
-          `metrics endpoint has ${MAX_METRICS_CONNECTIONS} connections open: closing new ones ` +
-            "until they finish",
-        );
-        continue;
-      }
-      open.add(conn);
-      answer(conn, metrics)
-        .catch((err) => once("answer", "metrics endpoint could not answer: {error}", err))
-        .finally(() => {
-          open.delete(conn);
-          closeQuietly(conn);
-        });
-    }
-  })();
-  return {
-    addr: listener.addr,
-    async close() {
-      closed = true;
-      try {
-        listener.close();
-      } catch { /* already closed */ }
-      for (const conn of open) closeQuietly(conn);
-      await accepting;
-    },
-  };
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
-}
-
-/** Reads one HTTP/1.x request head from `conn` (within the timeout) and answers it, then closes. */
-async function answer(conn: Deno.Conn, metrics: Metrics): Promise<void> {
-  const timer = setTimeout(() => closeQuietly(conn), REQUEST_TIMEOUT_MS);
-  try {
-    const head = await readHead(conn);
-    if (head === undefined) return;
-    const [method = "", target = ""] = head.split("\r\n", 1)[0].split(" ");
-    const path = target.split("?")[0];
-    let status = "200 OK", body = "", extra = "";
-    if (path !== "/metrics") [status, body] = ["404 Not Found", "not found: try /metrics\n"];
-    else if (method !== "GET" && method !== "HEAD") {
-      [status, body, extra] = [
-        "405 Method Not Allowed",
-        "method not allowed\n",
-        "Allow: GET, HEAD\r\n",
-      ];
-    } else body = metrics.render();
-    const type = status.startsWith("200") ? METRICS_CONTENT_TYPE : "text/plain; charset=utf-8";
-    const bytes = new TextEncoder().encode(body);
-    const header =
-      `HTTP/1.1 ${status}\r\nContent-Type: ${type}\r\nContent-Length: ${bytes.length}` +
-      `\r\n${extra}Connection: close\r\n\r\n`;
-    await writeAll(conn, new TextEncoder().encode(header));
-    if (method !== "HEAD") await writeAll(conn, bytes);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Returns the request head (up to the blank line), or undefined when the client sent none. */
-async function readHead(conn: Deno.Conn): Promise<string | undefined> {
-  const buf = new Uint8Array(MAX_REQUEST_BYTES);
-  let len = 0;
-  const decoder = new TextDecoder();
-  while (len < buf.length) {
-    const n = await conn.read(buf.subarray(len));
-    if (n === null) return undefined;
-    len += n;
-    const text = decoder.decode(buf.subarray(0, len));
-    if (text.includes("\r\n\r\n")) return text;
-  }
-  return decoder.decode(buf.subarray(0, len));
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }

@@ -3,9 +3,12 @@
  * surprise), named so that a crashed run's leftovers are recognised and removed later.
  */
 import { basename, dirname, join } from "node:path";
+import { SQLITE_SIDE_FILES } from "./dbfile.ts";
 import { randomSuffix, removeIfExists } from "./fsutil.ts";
 
 const MARK = ".lifeboat-";
+/** A temporary file's name after `MARK`: the pid, the random part, and perhaps a side file. */
+const TEMP_NAME = new RegExp(String.raw`^(\d+)-[0-9a-f]+\.tmp(${SQLITE_SIDE_FILES.join("|")})?$`);
 
 /** Returns a fresh temporary path beside `db`, recognisable by `cleanStaleTemps`. */
 export function tempPathBeside(db: string): string {
@@ -14,7 +17,7 @@ export function tempPathBeside(db: string): string {
 
 /** Removes a temporary file and the SQLite sidecars it may have grown; never throws. */
 export async function removeTemp(path: string): Promise<void> {
-  for (const p of [path, `${path}-journal`, `${path}-wal`, `${path}-shm`]) {
+  for (const p of [path, ...SQLITE_SIDE_FILES.map((side) => path + side)]) {
     await removeIfExists(p).catch(() => {});
   }
 }
@@ -30,7 +33,7 @@ export async function cleanStaleTemps(db: string): Promise<string[]> {
   try {
     for await (const e of Deno.readDir(dirname(db))) {
       if (!e.isFile || !e.name.startsWith(prefix)) continue;
-      const m = /^(\d+)-[0-9a-f]+\.tmp(-journal|-wal|-shm)?$/.exec(e.name.slice(prefix.length));
+      const m = TEMP_NAME.exec(e.name.slice(prefix.length));
       if (!m || Number(m[1]) === Deno.pid) continue;
       await removeIfExists(join(dirname(db), e.name));
       removed.push(e.name);

@@ -34,6 +34,11 @@ export interface LifecycleOptions {
   seed?: number;
   /** Progress lines (e.g. console.log); default silent. */
   log?: (line: string) => void;
+  /**
+   * The database files of each machine, in its `data/` directory (default `["app.db"]`). With
+   * several, the example app copies every record into each, and each must come back.
+   */
+  dbs?: string[];
 }
 
 /** What happened on one machine. */
@@ -45,7 +50,7 @@ export interface MachineReport {
   restoreMs?: number;
   /** Writes this machine acknowledged. */
   acked: number;
-  /** Writes the previous machine acknowledged that this one did not restore. */
+  /** Writes the previous machine acknowledged that this one did not restore (per database). */
   lost: number;
   /** lifeboat's exit code. */
   code: number;
@@ -175,11 +180,11 @@ export async function runLifecycle(o: LifecycleOptions): Promise<LifecycleStats>
   for (let machine = 1; machine <= o.machines; machine++) {
     const home = `${o.dir}/machine-${machine}`;
     await Deno.mkdir(home, { recursive: true }); // the fresh, empty root file system
-    const db = `${home}/data/app.db`;
+    const files = (o.dbs ?? ["app.db"]).map((f) => `${home}/data/${f}`);
     // The app binds a port of the kernel's choice (PORT=0) and says which.
     const { w, metricsPort } = await spawnWithMetrics(["watch", "--", ...EXAMPLE_APP_CMD], {
       ...o.env,
-      LIFEBOAT_DB: db,
+      LIFEBOAT_DB: files.join(","),
       LIFEBOAT_INTERVAL: o.interval ?? "1s",
       LIFEBOAT_LOG_FORMAT: "json",
       FLY_MACHINE_ID: `machine-${machine}`,
@@ -191,7 +196,7 @@ export async function runLifecycle(o: LifecycleOptions): Promise<LifecycleStats>
       const listening = await w.waitForLine(/example app listening on (http:\/\/\S+:\d+) /);
       const url = /(http:\/\/\S+:\d+) /.exec(listening)![1];
       await waitHealthy(url, w);
-      const lost = missingAcks(db, previous).length;
+      const lost = files.reduce((n, f) => n + missingAcks(f, previous).length, 0);
       const sigtermAfterMs = Math.round(minMs + rand() * (maxMs - minMs));
       const writing = writeUntilDown(url, `m${machine}`);
       await new Promise((r) => setTimeout(r, sigtermAfterMs / 2));
@@ -229,10 +234,10 @@ export async function runLifecycle(o: LifecycleOptions): Promise<LifecycleStats>
   }
 
   // The last machine's writes: checked on one more (restore-only) machine.
-  const check = `${o.dir}/check/app.db`;
-  const r = await runLifeboat(["restore", "--db", check], o.env);
+  const checks = (o.dbs ?? ["app.db"]).map((f) => `${o.dir}/check/${f}`);
+  const r = await runLifeboat(["restore", ...checks.flatMap((c) => ["--db", c])], o.env);
   if (r.code !== 0) throw new Error(`the final restore failed (${r.code}):\n${r.stderr}`);
-  const lastLost = previous.length ? missingAcks(check, previous).length : 0;
+  const lastLost = checks.reduce((n, c) => n + missingAcks(c, previous).length, 0);
 
   return {
     machines: reports.length,

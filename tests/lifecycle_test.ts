@@ -73,6 +73,53 @@ Deno.test({
       );
 
       await t.step(
+        "Rails 8's three databases under continuous writes: SIGTERM, every write of every one on the next machine",
+        async () => {
+          await s3.createBucket("lifecycle-multi");
+          const dbs = [
+            "production.sqlite3",
+            "production_cache.sqlite3",
+            "production_queue.sqlite3",
+          ];
+          const stats = await runLifecycle({
+            machines: Math.max(2, Math.min(MACHINES, 3)),
+            env: baseEnv({ ...s3.env, LIFEBOAT_URL: "s3://lifecycle-multi/apps/rails" }),
+            dir: `${dir}/multi`,
+            dbs,
+          });
+          const why = `seed ${stats.seed} (LIFEBOAT_LIFECYCLE_SEED replays it)`;
+          assert.equal(stats.lost, 0, `acknowledged writes lost in some database; ${why}`);
+          const names = ["production", "production_cache", "production_queue"];
+          for (const m of stats.reports) {
+            const where = `machine ${m.machine}; ${why}:\n${m.lines.join("\n")}`;
+            assert.equal(m.code, 0, `exit code; ${where}`);
+            assert.ok(m.acked > 0, where);
+            const evs = events(m.lines);
+            assert.ok(!evs.some((e) => e.level === "error"), `no error; ${where}`);
+            const restored = evs.filter((e) => String(e.event).startsWith("restore_"));
+            assert.deepEqual(restored.map((e) => e.db).sort(), names, `one restore each; ${where}`);
+            // The final backup of each database, after the app exited.
+            const exited = evs.findIndex((e) => e.event === "child_exited");
+            const finals = evs.slice(exited).filter((e) => String(e.event).startsWith("backup_"));
+            assert.deepEqual(finals.map((e) => e.db).sort(), names, `one final each; ${where}`);
+            const prom = parseProm(m.metrics);
+            for (const db of names) {
+              const outcome = m.machine === 1 ? "fresh" : "restored";
+              assert.equal(
+                promValue(prom, "lifeboat_restore_outcome", { db, outcome }),
+                1,
+                `${db}; ${where}`,
+              );
+            }
+          }
+          const keys = await s3.backupKeys("lifecycle-multi", "apps/rails/");
+          for (const db of names) {
+            assert.ok(keys.some((k) => k.startsWith(`apps/rails/${db}/backups/`)), db);
+          }
+        },
+      );
+
+      await t.step(
         "a machine whose store is unreachable at start never starts the app",
         async () => {
           const port = closedPort();

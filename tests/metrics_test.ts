@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { exitCodeOf, oneLine } from "../src/errors.ts";
-import { Metrics, METRICS_CONTENT_TYPE, serveMetrics } from "../src/metrics.ts";
+import { Metrics, METRICS_CONTENT_TYPE } from "../src/metrics.ts";
+import { serveMetrics } from "../src/metrics_server.ts";
 import { assertOneLineError, baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";

@@ -5,7 +5,7 @@ import { loadConfig, parseStoreUrl, s3Options } from "../src/config.ts";
 import { exitCodeOf, LifeboatError, oneLine } from "../src/errors.ts";
 import { retry } from "../src/retry.ts";
 import { testClock } from "../testkit/clock.ts";
-import { partSizeFor } from "../src/store/s3.ts";
+import { partSizeFor } from "../src/store/s3_upload.ts";
 import { metaFromRecord, metaToRecord } from "../src/store/store.ts";
 
 Deno.test("parseDuration accepts s/m/h/ms and combinations, rejects junk", () => {

@@ -397,3 +397,23 @@ Deno.test("dependabot.yml: weekly updates of the pinned actions; npm only once a
   const readme = Deno.readTextFileSync(new URL("README.md", ROOT));
   assert.match(readme, /## Updating dependencies/, "the manual bump is documented");
 });
+
+Deno.test("infra.yml: every tofu init is -lockfile=readonly once infra/.terraform.lock.hcl exists, and a manual run prints one to commit", () => {
+  const READONLY =
+    "${{ hashFiles('infra/.terraform.lock.hcl') != '' && '-lockfile=readonly' || '' }}";
+  const inits = running(infra, /^tofu init\b/);
+  assert.equal(inits.length, 2, "the check job's init and the plan job's init");
+  for (const [job, , step] of inits) {
+    assert.match(step.run!, / \$LOCKFILE$/, job);
+    assert.equal(step.env?.LOCKFILE, READONLY, `${job}: ${step.name}`);
+  }
+  const [, , warn] = theStep(infra, /::warning file=infra\/versions\.tf::/);
+  assert.equal(warn.if, "hashFiles('infra/.terraform.lock.hcl') == ''");
+  const [, , lock] = theStep(infra, /\btofu providers lock\b/);
+  for (const platform of ["linux_amd64", "linux_arm64"]) {
+    assert.match(lock.run!, new RegExp(`-platform=${platform}\\b`));
+  }
+  assert.match(String(lock.if), /inputs\.lock_providers/);
+  const inputs = infra.on.workflow_dispatch?.inputs as Record<string, unknown> | undefined;
+  assert.ok(inputs?.lock_providers, "a lock_providers input");
+});

@@ -54,7 +54,6 @@ export interface BackupResult {
   key?: string;
   bytes: number;
   ms: number;
-  sha256: string;
   /** A backup by another writer found newest in the store since this process last looked. */
   foreign?: BackupInfo;
 }
@@ -62,7 +61,9 @@ export interface BackupResult {
 /**
  * Snapshots `db` and uploads it under a new key that sorts newer than the store's newest backup,
  * whatever the local clock says, unless it is byte-identical to the newest backup this process
- * knows to be in the store. A backup counts only when the store proved it holds the bytes; then
+ * knows to be in the store. The bytes upload while the snapshot's quick_check runs; the object
+ * becomes visible only once it passed. A backup counts only when the store proved it holds the
+ * bytes; then
  * the previous newest is marked as expirable and the store's marker is written if missing. The
  * temporary snapshot is removed on every path; on failure nothing a restore would pick is left
  * in the store and `state` is unchanged.
@@ -75,6 +76,9 @@ export async function backupOnce(
 ): Promise<BackupResult> {
   const started = deps.clock.now();
   const tmp = tempPathBeside(opts.db);
+  // Aborted when this backup ends, however it ends: stops a quick_check nobody waits for.
+  const done = new AbortController();
+  const snapSignal = signal ? AbortSignal.any([signal, done.signal]) : done.signal;
   log.debug("backup started: {db}", { db: opts.db });
   try {
     // The store's newest key and its marker are read while the snapshot is taken: the requests
@@ -83,7 +87,7 @@ export async function backupOnce(
     const listing = settle(deps.store.newest(1));
     // A marker that cannot be read now is looked for again when it is written (putMarker).
     const marker = state.marked ? undefined : deps.store.marker().catch(() => undefined);
-    const snap = await takeSnapshot(opts.db, tmp, signal);
+    const { checked, ...snap } = await takeSnapshot(opts.db, tmp, snapSignal);
     let [newest] = await unwrap(listing);
     if (await marker) state.marked = true;
     const seen = state.attempted?.includes(newest?.key ?? "")
@@ -100,13 +104,14 @@ export async function backupOnce(
         bytes: snap.size,
         ms,
       });
-      return { outcome: "unchanged", bytes: snap.size, ms, sha256: snap.sha256, foreign };
+      return { outcome: "unchanged", bytes: snap.size, ms, foreign };
     }
     const meta: BackupMeta = {
       ...snap,
       createdAt: new Date(started).toISOString(),
       version: VERSION,
       machine: opts.machine,
+      checked: "quick_check", // true of every object that becomes visible: put awaits `checked`
     };
     const key = await retry(async (attempt) => {
       if (attempt > 1) [newest] = await deps.store.newest(1);
@@ -115,7 +120,7 @@ export async function backupOnce(
         opts.machine,
       );
       state.attempted = [...(state.attempted ?? []).slice(-15), next];
-      await deps.store.put(next, tmp, meta, signal);
+      await deps.store.put(next, tmp, meta, signal, checked);
       return next;
     }, {
       attempts: UPLOAD_ATTEMPTS,
@@ -143,8 +148,9 @@ export async function backupOnce(
       duration: formatDuration(ms),
       store: deps.store.location,
     });
-    return { outcome: "uploaded", key, bytes: snap.size, ms, sha256: snap.sha256, foreign };
+    return { outcome: "uploaded", key, bytes: snap.size, ms, foreign };
   } finally {
+    done.abort();
     await removeTemp(tmp);
   }
 }

@@ -2,11 +2,16 @@
 import { dirname } from "node:path";
 import type { Clock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
-import { LifeboatError, oneLine, operationError } from "../errors.ts";
+import { isFinal, oneLine, operationError } from "../errors.ts";
 import { restoreTarget } from "../dbfile.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import { downloadAndVerify, installDatabase, type Verified } from "../snapshot/install.ts";
+import {
+  installDatabase,
+  type RestoreCheck,
+  type Verified,
+  writeAndVerify,
+} from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
@@ -21,6 +26,8 @@ function sizeOf(c: BackupInfo): string {
 export const MAX_CANDIDATES = 3;
 /** Downloads of one backup that fail verification before restore moves on to an older one. */
 export const VERIFY_ATTEMPTS = 3;
+/** The first wait between two attempts at a store request (it doubles, up to 8 s). */
+export const RETRY_BASE_MS = 500;
 /** A newest backup ordered this far ahead of the local clock is reported (a clock is off). */
 export const FUTURE_WARN_MS = 5 * 60_000;
 
@@ -28,11 +35,15 @@ export const FUTURE_WARN_MS = 5 * 60_000;
 export interface RestoreOptions {
   db: string;
   force: boolean;
-  /** Attempts at each store request before the store counts as unreachable. */
+  /** Attempts at each store request before the store counts as unreachable
+   * (LIFEBOAT_RESTORE_ATTEMPTS). */
   attempts: number;
-  retryBaseMs: number;
+  /** The first wait between attempts; RETRY_BASE_MS unless a test needs it shorter. */
+  retryBaseMs?: number;
   /** Start empty even when the store's marker says backups existed (`--allow-empty`). */
   allowEmpty?: boolean;
+  /** The SQLite check after the SHA-256 matched (LIFEBOAT_RESTORE_CHECK; default "auto"). */
+  restoreCheck?: RestoreCheck;
 }
 
 /** What a restore touches outside itself. */
@@ -75,7 +86,7 @@ export async function restoreDatabase(
     retry(fn, {
       retryable: (err) => !isDiskFull(err),
       attempts: o.attempts,
-      baseMs: o.retryBaseMs,
+      baseMs: o.retryBaseMs ?? RETRY_BASE_MS,
       clock: deps.clock,
       onRetry: (err, attempt, delay) =>
         log.warn("{what} failed (attempt {attempt}), retrying in {delay}: {error}", {
@@ -90,7 +101,7 @@ export async function restoreDatabase(
   // The app may create the database on a fresh start: make sure its directory exists.
   await Deno.mkdir(dirname(o.db), { recursive: true });
   const unreadable = (what: string) => (err: unknown): never => {
-    if (err instanceof LifeboatError) throw err;
+    if (isFinal(err)) throw err;
     throw operationError(
       `cannot ${what} in ${deps.store.location}: ${oneLine(err)}`,
       "Check the URL, credentials and network; nothing was restored and the app must not start",
@@ -145,7 +156,7 @@ export async function restoreDatabase(
         got = await withRetry(`downloading ${c.key}`, async () => {
           await removeTemp(tmp);
           const opened = await deps.store.open(c.key);
-          return await downloadAndVerify(opened, tmp);
+          return await writeAndVerify(opened, tmp, o.restoreCheck);
         });
         if (!got.ok && attempt < VERIFY_ATTEMPTS) {
           log.warn("backup {key} failed verification ({problem}); downloading it again", {
@@ -186,7 +197,7 @@ export async function restoreDatabase(
         futureMs,
       };
     } catch (err) {
-      if (err instanceof LifeboatError) throw err;
+      if (isFinal(err)) throw err;
       if (isDiskFull(err)) {
         throw operationError(
           `disk full while restoring ${c.key} (${sizeOf(c)}) into ${dirname(o.db)}`,

@@ -4,19 +4,27 @@
  */
 import { formatDuration } from "../duration.ts";
 import { oneLine } from "../errors.ts";
+import { isWalMode } from "../dbfile.ts";
 import { statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
-import { isWalMode } from "../snapshot/snapshot.ts";
+import { MetricsByDb } from "../metrics_by_db.ts";
 import { FORWARDED_SIGNALS, SHUTDOWN_SIGNALS, type SignalSource } from "../signals.ts";
 import { type Child, startChild } from "../supervisor.ts";
-import { backupOnce, type BackupOptions, type BackupResult, type BackupState } from "./backup.ts";
+import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";
 import {
   restoreDatabase,
   type RestoreDeps,
   type RestoreOptions,
   type RestoreResult,
 } from "./restore.ts";
+import {
+  assertNotMovedAway,
+  type DbTarget,
+  forEachDatabase,
+  mapBounded,
+  withDbLabel,
+} from "./several.ts";
 
 const log = logger("watch");
 
@@ -32,15 +40,25 @@ export interface WatchOptions extends BackupOptions, RestoreOptions {
   appStopTimeoutMs: number;
   /** On a fly.io release machine: run the app only, no restore, no backup. */
   releaseCommand?: boolean;
+  /** Several databases, each with its store (then `db` and the deps' store are not used). */
+  databases?: DbTarget[];
+  /** How many databases are backed up at once (default 1). */
+  backupConcurrency?: number;
+}
+
+/** One database under watch: its options and store, its metrics and its backup state. */
+interface Watched {
+  o: WatchOptions;
+  deps: WatchDeps;
+  metrics: Metrics;
+  state: BackupState;
+  label?: string;
+  walChecked?: boolean;
 }
 
 /** What watch touches outside itself. */
 export interface WatchDeps extends RestoreDeps {
   signals: SignalSource;
-  /** Starts the child (tests may substitute). */
-  spawn?: (cmd: string[]) => Child;
-  /** Called after every backup attempt, for metrics. */
-  onBackup?: (r: BackupResult | Error, final: boolean) => void;
   /** Records the restore and every backup; the stale-backup check reads its age. Default: new. */
   metrics?: Metrics;
 }
@@ -49,8 +67,11 @@ export interface WatchDeps extends RestoreDeps {
  * Restores (throwing, before anything starts, if that fails), then supervises. Resolves with
  * the exit code: the child's, or 0 without a child; 1 when the final backup failed and the
  * child exited 0. Backups never overlap; a failed periodic backup is logged and retried at the
- * next tick. Signals are taken over before the restore: SIGTERM/SIGINT stop (and are forwarded),
- * every other catchable signal is forwarded to the app. An app still running
+ * next tick. With several databases every one is restored at once and all must succeed before
+ * the app starts; each interval backs them up `backupConcurrency` at a time (one failing never
+ * stops the others), and the final backups of all share the one shutdown budget. Signals are
+ * taken over before the restore: SIGTERM/SIGINT stop (and are forwarded), every other catchable
+ * signal is forwarded to the app. An app still running
  * `appStopTimeoutMs` after a forwarded stop signal gets SIGKILL, and the final backup runs.
  */
 export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
@@ -70,28 +91,50 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     stopping.abort(sig);
   });
   try {
-    if (o.releaseCommand) return await runReleaseCommand(o, deps);
-    const metrics = deps.metrics ?? new Metrics(deps.clock, o);
-    const restored = await restoreFor(o, deps, metrics);
-    // After a fallback (the newest backup failed verification) the restored data is not the
-    // store's newest: the first backup must upload it, even unchanged, so a sound one sorts first.
-    const state: BackupState = {
-      lastSha256: restored.key === restored.newestKey ? restored.sha256 : undefined,
-      knownNewest: restored.newestKey,
-    };
-    let walChecked = false;
-    const warnIfNotWal = async () => {
-      if (walChecked || !(await statIfExists(o.db))?.size) return;
-      walChecked = true;
-      if (!(await isWalMode(o.db))) {
-        log.warn(
-          "{db} is not in WAL mode: each backup holds a read lock that the app's writers wait on. " +
-            "Run PRAGMA journal_mode=WAL once (it persists) to back up without blocking writers",
-          { event: "not_wal", db: o.db },
-        );
-      }
-    };
-    await warnIfNotWal();
+    if (o.releaseCommand) return await runReleaseCommand(o);
+    const targets = o.databases ?? [{ db: o.db, store: deps.store }];
+    const labels = targets.flatMap((t) => t.label ?? []);
+    const metrics = deps.metrics ??
+      (labels.length ? new MetricsByDb(deps.clock, o, labels) : new Metrics(deps.clock, o));
+    const watched = await forEachDatabase(
+      targets,
+      targets.length,
+      "restore",
+      async (t): Promise<Watched> => {
+        const w: Watched = {
+          o: { ...o, db: t.db },
+          deps: { ...deps, store: t.store },
+          metrics: t.label && metrics instanceof MetricsByDb ? metrics.of(t.label) : metrics,
+          state: {},
+          label: t.label,
+        };
+        const restored = await restoreFor(w.o, w.deps, w.metrics);
+        if (restored.outcome === "fresh") await assertNotMovedAway(t, targets, o.allowEmpty);
+        // After a fallback (the newest backup failed verification) the restored data is not the
+        // store's newest: the first backup must upload it, even unchanged, so a sound one sorts
+        // first.
+        w.state = {
+          lastSha256: restored.key === restored.newestKey ? restored.sha256 : undefined,
+          knownNewest: restored.newestKey,
+        };
+        return w;
+      },
+      "Nothing was started; the databases that were restored stay in place, untouched. Fix " +
+        "the cause and start again",
+    );
+    const each = (fn: (w: Watched) => Promise<unknown>) =>
+      mapBounded(watched, 1, (w) => withDbLabel(w.label, () => fn(w)));
+    const backupAll = (signal: AbortSignal, final: boolean) =>
+      mapBounded(
+        watched,
+        o.backupConcurrency ?? 1,
+        (w) =>
+          withDbLabel(
+            w.label,
+            () => backupIfPresent(w.o, w.deps, w.metrics, w.state, signal, final),
+          ),
+      );
+    await each(warnIfNotWal);
     if (stopping.signal.aborted) {
       log.info("{sig} arrived during the restore: not starting the app", {
         event: "stopped_before_start",
@@ -101,7 +144,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     }
 
     if (o.command.length > 0) {
-      child = (deps.spawn ?? startChild)(o.command);
+      child = startChild(o.command);
       log.info("started {cmd} (pid {pid}); backing up every {interval}", {
         event: "child_started",
         cmd: o.command.join(" "),
@@ -116,7 +159,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     } else {
       log.info("watching {db}; backing up every {interval}", {
         event: "watch_started",
-        db: o.db,
+        db: targets.map((t) => t.db).join(", "),
         interval: formatDuration(o.interval),
       });
     }
@@ -126,13 +169,19 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       if (stopping.signal.aborted) break;
       inflight = new AbortController();
       const finished = new AbortController();
-      const alarm = alarmWhileRunning(o, deps, metrics, finished.signal);
-      await backupIfPresent(o, deps, metrics, state, inflight.signal, false);
+      const alarm = Promise.all(
+        watched.map((w) =>
+          withDbLabel(w.label, () => alarmWhileRunning(w.o, w.deps, w.metrics, finished.signal))
+        ),
+      );
+      await backupAll(inflight.signal, false);
       finished.abort();
       await alarm;
-      await warnIfNotWal();
+      await each(warnIfNotWal);
       inflight = undefined;
-      if (!stopping.signal.aborted) errorIfStale(o, metrics);
+      if (!stopping.signal.aborted) {
+        await each((w) => Promise.resolve(errorIfStale(w.o, w.metrics)));
+      }
     }
 
     if (child) {
@@ -141,17 +190,24 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     }
     const code = childCode ?? 0;
 
-    const finalOk = await backupIfPresent(
-      o,
-      deps,
-      metrics,
-      state,
-      AbortSignal.timeout(o.shutdownTimeoutMs),
-      true,
-    );
+    const finalOk = (await backupAll(AbortSignal.timeout(o.shutdownTimeoutMs), true))
+      .every(Boolean);
     return code === 0 && !finalOk ? 1 : code;
   } finally {
     removeSignals();
+  }
+}
+
+/** Warns once per database, when it first exists, that it is not in WAL mode. */
+async function warnIfNotWal(w: Watched): Promise<void> {
+  if (w.walChecked || !(await statIfExists(w.o.db))?.size) return;
+  w.walChecked = true;
+  if (!(await isWalMode(w.o.db))) {
+    log.warn(
+      "{db} is not in WAL mode: each backup holds a read lock that the app's writers wait on. " +
+        "Run PRAGMA journal_mode=WAL once (it persists) to back up without blocking writers",
+      { event: "not_wal", db: w.o.db },
+    );
   }
 }
 
@@ -191,14 +247,14 @@ async function restoreFor(o: WatchOptions, deps: WatchDeps, metrics: Metrics) {
  * On a fly.io release machine (RELEASE_COMMAND set): runs the app alone. A restore there would
  * run the migration on a copy, and an upload would fork the database the live machine writes.
  */
-async function runReleaseCommand(o: WatchOptions, deps: WatchDeps): Promise<number> {
+async function runReleaseCommand(o: WatchOptions): Promise<number> {
   log.info(
     "RELEASE_COMMAND is set (a fly.io release machine): running {cmd} without restore or backup; " +
       "run migrations in the app's start command instead",
     { event: "release_command", cmd: o.command.join(" ") || "nothing" },
   );
   if (o.command.length === 0) return 0;
-  return await (deps.spawn ?? startChild)(o.command).exitCode;
+  return await startChild(o.command).exitCode;
 }
 
 /**
@@ -267,13 +323,10 @@ async function backupIfPresent(
   try {
     const r = await backupOnce(o, deps, state, signal);
     metrics.backedUp(r);
-    deps.onBackup?.(r, final);
     warnIfOverBudget(o, r.ms, what);
     return true;
   } catch (err) {
-    const e = err instanceof Error ? err : new Error(String(err));
     metrics.notBackedUp(signal.aborted ? "aborted" : "failed", oneLine(err));
-    deps.onBackup?.(e, final);
     if (signal.aborted) {
       const why = final
         ? `cut short after ${formatDuration(o.shutdownTimeoutMs)} (LIFEBOAT_SHUTDOWN_TIMEOUT)`

@@ -1,6 +1,6 @@
 /** Turning a downloaded backup into the live database file, only once it is proven sound. */
 import { basename, dirname } from "node:path";
-import { assertNotInUse } from "../dbfile.ts";
+import { assertNotInUse, SQLITE_SIDE_FILES } from "../dbfile.ts";
 import { fsyncDir, removeIfExists, statIfExists, writeStreamHashed } from "../fsutil.ts";
 import type { OpenedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
@@ -9,26 +9,43 @@ import { checkDatabase } from "./snapshot.ts";
 export type Verified = { ok: true; size: number; sha256: string } | { ok: false; problem: string };
 
 /**
- * Downloads `backup` into `tmp`, then checks its SHA-256 and size against the metadata and runs
- * `PRAGMA quick_check`. Transfer errors are thrown (worth retrying); a bad backup is reported
- * as `{ ok: false }` (worth trying an older one). `tmp` is left for the caller to remove.
+ * The SQLite check a restore runs after the SHA-256 matched: "auto" runs `quick_check` unless the
+ * backup's metadata says these exact bytes passed it before upload; the others always run
+ * that pragma (`integrity_check` is the slower, complete one).
  */
-export async function downloadAndVerify(backup: OpenedBackup, tmp: string): Promise<Verified> {
-  const { sha256, size } = await writeStreamHashed(backup.body, tmp, backup.idleMs);
+export type RestoreCheck = "auto" | "quick_check" | "integrity_check";
+/** Every RestoreCheck, for LIFEBOAT_RESTORE_CHECK. */
+export const RESTORE_CHECKS: readonly RestoreCheck[] = ["auto", "quick_check", "integrity_check"];
+
+/**
+ * Writes the opened backup's body into the new file `tmp`, then checks its SHA-256 and size
+ * against the metadata and runs the SQLite check `check` asks for. Transfer errors are thrown
+ * (worth retrying); a bad backup is reported as `{ ok: false }` (worth trying an older one).
+ * `tmp` is left for the caller to remove.
+ */
+export async function writeAndVerify(
+  backup: OpenedBackup,
+  tmp: string,
+  check: RestoreCheck = "auto",
+): Promise<Verified> {
+  const { sha256, size } = await writeStreamHashed(backup.body, tmp);
   const meta = backup.meta;
   if (!meta.sha256) return { ok: false, problem: "no sha256 in its metadata" };
   if (meta.size !== undefined && meta.size !== size) {
     return { ok: false, problem: `size ${size} bytes, metadata says ${meta.size}` };
   }
   if (meta.sha256 !== sha256) return { ok: false, problem: "SHA-256 mismatch" };
-  const check = await checkDatabase(tmp);
-  if (check !== "ok") return { ok: false, problem: `quick_check: ${check.slice(0, 200)}` };
+  // The SHA-256 proves these are the bytes that passed quick_check before they were uploaded.
+  if (check === "auto" && meta.checked === "quick_check") return { ok: true, size, sha256 };
+  const pragma = check === "integrity_check" ? check : "quick_check";
+  const verdict = await checkDatabase(tmp, undefined, pragma);
+  if (verdict !== "ok") return { ok: false, problem: `${pragma}: ${verdict.slice(0, 200)}` };
   return { ok: true, size, sha256 };
 }
 
 /**
  * Atomically replaces `db` with the verified file `tmp` (same directory), first removing any
- * stale `-wal`/`-shm` that would otherwise be replayed onto the restored database. The result
+ * stale side file (`-wal`, `-shm`, `-journal`) that would otherwise be replayed onto the restored database. The result
  * has mode 0600, or the replaced database's mode. Throws (exit 1), changing nothing, when
  * another process has `db` open.
  */
@@ -38,9 +55,7 @@ export async function installDatabase(tmp: string, db: string): Promise<void> {
   const old = await statIfExists(db);
   if (old?.size) assertNotInUse(db); // an app that opened it during the download
   if (old?.mode != null) await Deno.chmod(tmp, old.mode & 0o777);
-  await removeIfExists(`${db}-wal`);
-  await removeIfExists(`${db}-shm`);
-  await removeIfExists(`${db}-journal`);
+  for (const side of SQLITE_SIDE_FILES) await removeIfExists(db + side);
   await Deno.rename(tmp, db);
   await fsyncDir(dirname(db));
 }

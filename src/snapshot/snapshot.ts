@@ -1,8 +1,9 @@
 /** Consistent copies of a live SQLite database, and checks that a file is a sound database. */
 import { dirname } from "node:path";
 import { exactDuration } from "../duration.ts";
-import { configError, operationError } from "../errors.ts";
-import { ensureFreeSpace, hashAndSyncFile, isDiskFull, statIfExists } from "../fsutil.ts";
+import { assertSqliteFile } from "../dbfile.ts";
+import { operationError, TransientError } from "../errors.ts";
+import { ensureFreeSpace, hashFile, isDiskFull, statIfExists } from "../fsutil.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
 /** What a finished snapshot file is: its checksum, size and page geometry. */
@@ -13,61 +14,23 @@ export interface SnapshotInfo {
   pageCount: number;
 }
 
-const HEADER = new TextEncoder().encode("SQLite format 3\0");
+/** A snapshot file, hashed, with its quick_check still running in a worker. */
+export interface Snapshot extends SnapshotInfo {
+  /**
+   * Resolves once `quick_check` passed on the copy; rejects (exit 1, never retried) when the
+   * database is damaged, or when the snapshot's signal aborts. Never an unhandled rejection.
+   */
+  checked: Promise<void>;
+}
+
 /** How long a snapshot waits for its read lock before it fails (the app holds the database). */
 export const SNAPSHOT_LOCK_TIMEOUT_MS = 10_000;
 
-/** Reads the first 100 bytes of a file, or fewer if it is shorter. */
-async function readHeader(path: string): Promise<Uint8Array> {
-  using f = await Deno.open(path, { read: true });
-  const buf = new Uint8Array(100);
-  let off = 0;
-  while (off < buf.length) {
-    const n = await f.read(buf.subarray(off));
-    if (n === null) break;
-    off += n;
-  }
-  return buf.subarray(0, off);
-}
-
-/** Returns the header if `path` starts like a SQLite database; throws a config error otherwise. */
-export async function assertSqliteFile(path: string): Promise<Uint8Array> {
-  let header: Uint8Array;
-  try {
-    const st = await Deno.stat(path);
-    if (!st.isFile) {
-      throw configError(`${path} is not a file`, "Point --db / LIFEBOAT_DB at the database file");
-    }
-    header = await readHeader(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      throw configError(
-        `database ${path} does not exist`,
-        "Check --db / LIFEBOAT_DB (restore creates it; backup needs it)",
-      );
-    }
-    if (e instanceof Deno.errors.PermissionDenied) {
-      throw configError(`cannot read ${path}: permission denied`, "Run as a user that can read it");
-    }
-    throw e;
-  }
-  if (header.length < 100 || !HEADER.every((b, i) => header[i] === b)) {
-    throw configError(
-      `${path} is not a SQLite database`,
-      "Point --db / LIFEBOAT_DB at the SQLite database file",
-    );
-  }
-  return header;
-}
-
-/** True when the database at `path` is in WAL mode (header bytes 18–19 are 2). */
-export async function isWalMode(path: string): Promise<boolean> {
-  const h = await readHeader(path);
-  return h.length >= 20 && h[18] === 2 && h[19] === 2;
-}
-
 /** Runs one request in a fresh worker; terminating it on abort. */
-function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResponse> {
+function runWorker<R extends WorkerRequest>(
+  req: R,
+  signal?: AbortSignal,
+): Promise<WorkerResponse<R>> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
@@ -77,7 +40,7 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
     };
     signal?.addEventListener("abort", onAbort, { once: true });
     const finish = () => signal?.removeEventListener("abort", onAbort);
-    worker.onmessage = (e: MessageEvent<WorkerResponse>) => {
+    worker.onmessage = (e: MessageEvent<WorkerResponse<R>>) => {
       finish();
       worker.terminate();
       resolve(e.data);
@@ -86,24 +49,32 @@ function runWorker(req: WorkerRequest, signal?: AbortSignal): Promise<WorkerResp
       e.preventDefault();
       finish();
       worker.terminate();
-      reject(new Error(`snapshot worker failed: ${e.message}`));
+      reject(
+        new TransientError(
+          `snapshot worker failed: ${e.message}`,
+          "This is a lifeboat bug: please report it with this line",
+        ),
+      );
     };
     worker.postMessage(req);
   });
 }
 
 /**
- * Copies `db` into `out` with SQLite's online backup API (off the main thread), checks the copy
- * with `quick_check`, fsyncs it and hashes it. Throws (exit 1) if the copy fails or is damaged,
- * if the read lock is not granted within SNAPSHOT_LOCK_TIMEOUT_MS, or, before writing anything,
- * if the copy would leave the disk nearly full; a config error if `db` is not a SQLite database.
- * `out` may be left behind on failure and is the caller's to remove.
+ * Copies `db` into `out` with SQLite's online backup API (off the main thread) and hashes the
+ * copy; its `quick_check` runs on in a second worker (`checked`), so a backup can upload while
+ * it runs and must await it before the object becomes visible. Abort `signal` to stop that
+ * worker once it no longer matters. Throws (exit 1) if the copy fails, if the read lock is not
+ * granted within SNAPSHOT_LOCK_TIMEOUT_MS, or, before writing anything, if the copy would leave
+ * the disk nearly full; a config error if `db` is not a SQLite database. `out` may be left
+ * behind on failure and is the caller's to remove. The copy is not fsynced: it is only read
+ * back by this process (a crash discards it).
  */
 export async function takeSnapshot(
   db: string,
   out: string,
   signal?: AbortSignal,
-): Promise<SnapshotInfo> {
+): Promise<Snapshot> {
   await assertSqliteFile(db);
   // The copy is at most the database plus its WAL: never let it fill the app's disk.
   const size = async (p: string) => (await statIfExists(p))?.size ?? 0;
@@ -138,31 +109,35 @@ export async function takeSnapshot(
   }
   // quick_check on the copy, never the live database: a damaged database must not become the
   // newest backup, and checking the copy holds no lock the app could wait on. It runs in a
-  // second worker while this thread hashes and fsyncs the copy: two passes, overlapped.
-  const [check, hashed] = await Promise.all([
-    checkDatabase(out, signal),
-    hashAndSyncFile(out, signal),
-  ]);
-  if (check !== "ok") {
-    throw operationError(
-      `${db} is damaged (quick_check: ${check.slice(0, 200)})`,
-      "Nothing was uploaded; repair it (sqlite3 .recover) or restore a backup with --force",
-    );
-  }
-  return { ...hashed, pageSize: copied.pageSize, pageCount: copied.pageCount };
+  // second worker while this thread hashes the copy and, after that, while the bytes upload.
+  const checked = checkDatabase(out, signal).then((check) => {
+    if (check !== "ok") {
+      throw operationError(
+        `${db} is damaged (quick_check: ${check.slice(0, 200)})`,
+        "Nothing was uploaded; repair it (sqlite3 .recover) or restore a backup with --force",
+      );
+    }
+  });
+  checked.catch(() => {}); // the caller awaits it; an early failure must not go unhandled
+  const hashed = await hashFile(out, signal);
+  return { ...hashed, pageSize: copied.pageSize, pageCount: copied.pageCount, checked };
 }
 
 /**
- * Returns "ok" when `PRAGMA quick_check` passes on `path` (off the main thread), else a
- * description of what is wrong; throws only if `signal` aborts.
+ * Returns "ok" when `PRAGMA quick_check` (or `integrity_check`) passes on `path` (off the main
+ * thread), else a description of what is wrong; throws only if `signal` aborts.
  */
-export async function checkDatabase(path: string, signal?: AbortSignal): Promise<string> {
+export async function checkDatabase(
+  path: string,
+  signal?: AbortSignal,
+  pragma: "quick_check" | "integrity_check" = "quick_check",
+): Promise<string> {
   try {
     await assertSqliteFile(path);
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }
-  const res = await runWorker({ op: "verify", path }, signal);
+  const res = await runWorker({ op: "verify", path, pragma }, signal);
   if (!res.ok) return res.error;
   return res.check;
 }

@@ -4,17 +4,23 @@
  * thread that calls them for the whole copy, and the main thread must stay free for signals.
  */
 import { backup, DatabaseSync } from "node:sqlite";
+import { SQLITE_SIDE_FILES } from "../dbfile.ts";
 
 /** A request to the worker. */
 export type WorkerRequest =
   | { op: "snapshot"; db: string; out: string; lockTimeoutMs: number }
-  | { op: "verify"; path: string };
+  | { op: "verify"; path: string; pragma: "quick_check" | "integrity_check" };
 
-/** The worker's answer: the file's page geometry and (for verify) quick_check's verdict, or an
- * error message. */
-export type WorkerResponse =
-  | { ok: true; pageSize: number; pageCount: number; check: string }
-  | { ok: false; error: string; locked?: boolean };
+/** A request that failed: SQLite's message, and whether it was the read lock (snapshot). */
+export type WorkerFailure = { ok: false; error: string; locked?: boolean };
+/** The answer to a snapshot: the copy's page geometry. */
+export type SnapshotAnswer = { ok: true; pageSize: number; pageCount: number } | WorkerFailure;
+/** The answer to a verify: the check's verdict ("ok" or what is wrong). */
+export type VerifyAnswer = { ok: true; check: string } | WorkerFailure;
+/** The worker's answer to `R`. */
+export type WorkerResponse<R extends WorkerRequest = WorkerRequest> = R extends { op: "snapshot" }
+  ? SnapshotAnswer
+  : VerifyAnswer;
 
 function pageInfo(db: DatabaseSync): { pageSize: number; pageCount: number } {
   const pageSize = Number(
@@ -26,14 +32,14 @@ function pageInfo(db: DatabaseSync): { pageSize: number; pageCount: number } {
   return { pageSize, pageCount };
 }
 
-/** Opens `path` read-only, runs `fn`, closes it, and removes the empty -wal/-shm it may leave. */
+/** Opens `path` read-only, runs `fn`, closes it, and removes the empty side files it may leave. */
 function withReadOnly<T>(path: string, fn: (db: DatabaseSync) => T): T {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
     return fn(db);
   } finally {
     db.close();
-    for (const suffix of ["-wal", "-shm"]) {
+    for (const suffix of SQLITE_SIDE_FILES) {
       try {
         Deno.removeSync(path + suffix);
       } catch { /* not there */ }
@@ -54,7 +60,7 @@ async function snapshot(
   dbPath: string,
   out: string,
   lockTimeoutMs: number,
-): Promise<WorkerResponse> {
+): Promise<SnapshotAnswer> {
   // A hot rollback journal (the app died mid-transaction) must be rolled back before anyone
   // reads: that takes a read-write connection (read-only fails with "readonly database").
   const src = new DatabaseSync(dbPath, { readOnly: !hasJournal(dbPath), timeout: lockTimeoutMs });
@@ -77,14 +83,13 @@ async function snapshot(
     src.close();
   }
   // The caller checks the copy with quick_check (a second worker) while it hashes it.
-  return { ok: true, ...withReadOnly(out, pageInfo), check: "" };
+  return { ok: true, ...withReadOnly(out, pageInfo) };
 }
 
-function verify(path: string): WorkerResponse {
+function verify(path: string, pragma: "quick_check" | "integrity_check"): VerifyAnswer {
   return withReadOnly(path, (db) => {
-    const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
-    const check = rows.map((r) => r.quick_check).join("; ");
-    return { ok: true, ...pageInfo(db), check };
+    const rows = db.prepare(`PRAGMA ${pragma}`).all() as Record<string, string>[];
+    return { ok: true, check: rows.map((r) => r[pragma]).join("; ") };
   });
 }
 
@@ -94,7 +99,7 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   try {
     res = req.op === "snapshot"
       ? await snapshot(req.db, req.out, req.lockTimeoutMs)
-      : verify(req.path);
+      : verify(req.path, req.pragma);
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
     res = { ok: false, error };

@@ -1,8 +1,8 @@
 /** A store in a local directory: one file per backup plus a `.json` metadata sidecar. */
 import { basename, dirname, join } from "node:path";
-import { operationError } from "../errors.ts";
+import { operationError, TransientError } from "../errors.ts";
 import { fsyncDir, fsyncFile, randomSuffix, removeIfExists } from "../fsutil.ts";
-import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
+import { BACKUPS_DIR, checkKey, MARKER_NAME, parseKey } from "./keys.ts";
 import {
   type BackupInfo,
   type BackupMeta,
@@ -28,7 +28,14 @@ export class FileStore implements Store {
    * Copies `file` in under a temporary name, fsyncs it, links it to `key` (never replaces), then
    * checks the stored size and metadata against `meta`.
    */
-  async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
+  async put(
+    key: string,
+    file: string,
+    meta: BackupMeta,
+    signal?: AbortSignal,
+    ready?: Promise<void>,
+  ): Promise<void> {
+    ready?.catch(() => {}); // awaited before the link that makes it visible; never unhandled
     const target = this.pathOf(key);
     const dir = dirname(target);
     await Deno.mkdir(dir, { recursive: true });
@@ -48,6 +55,7 @@ export class FileStore implements Store {
       });
       ownSidecar = true;
       await fsyncFile(sidecar);
+      await ready;
       signal?.throwIfAborted();
       await Deno.link(tmp, target); // fails if the key exists: never overwrite
       await fsyncDir(dir);
@@ -60,7 +68,10 @@ export class FileStore implements Store {
     const stored = metaFromRecord(JSON.parse(await Deno.readTextFile(sidecar)));
     const size = (await Deno.stat(target)).size;
     if (size !== meta.size || stored.sha256 !== meta.sha256) {
-      throw new Error(`${target} does not hold the backup just written (size ${size})`);
+      throw new TransientError(
+        `${target} does not hold the backup just written (size ${size})`,
+        "lifeboat writes it again under a new key; if it persists, check the store's disk",
+      );
     }
   }
 
@@ -87,6 +98,16 @@ export class FileStore implements Store {
       // Unverifiable: restore will reject it for lack of a checksum.
     }
     return { body: file.readable, meta };
+  }
+
+  /** Reads a backup's `.json` metadata file; a missing or malformed one yields `{}`. */
+  async describe(key: string): Promise<Partial<BackupMeta>> {
+    try {
+      return metaFromRecord(JSON.parse(await Deno.readTextFile(`${this.pathOf(key)}.json`)));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return {};
+      throw e;
+    }
   }
 
   /** Reads `dir/lifeboat.json`; undefined when absent from an existing directory. */
@@ -147,8 +168,7 @@ export class FileStore implements Store {
   }
 
   private pathOf(key: string): string {
-    if (!parseKey(key)) throw new Error(`not a backup key: ${JSON.stringify(key)}`);
-    const path = join(this.dir, key);
+    const path = join(this.dir, checkKey(key));
     if (!path.startsWith(this.dir + "/")) throw new Error(`key escapes the store: ${key}`);
     return path;
   }

@@ -65,6 +65,12 @@ export function parseKey(key: string): ParsedKey | undefined {
   return { ms: MAX_MS - Number(m[1]), machine: m[2], legacy };
 }
 
+/** Returns `key` if it is a backup key of either layout; throws otherwise (a bug, not input). */
+export function checkKey(key: string): string {
+  if (!parseKey(key)) throw new Error(`not a backup key: ${JSON.stringify(key)}`);
+  return key;
+}
+
 /**
  * Returns the order time for a new backup: the local clock, unless the store's newest backup is
  * ordered at or after it (a clock behind, stepped back, or another machine's clock ahead), in

@@ -1,7 +1,6 @@
 /** Builds the Store that a store URL names. */
-import type { S3Options, StoreUrl } from "../config.ts";
 import { FileStore } from "./file.ts";
-import type { S3Settings } from "./s3.ts";
+import type { S3Options, S3Settings, StoreUrl } from "./settings.ts";
 import type { Store } from "./store.ts";
 
 /**
@@ -35,9 +34,11 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
   const store = () => (loaded ??= load());
   return {
     location,
-    put: async (key, file, meta, signal) => (await store()).put(key, file, meta, signal),
+    put: async (key, file, meta, signal, ready) =>
+      (await store()).put(key, file, meta, signal, ready),
     newest: async (limit) => (await store()).newest(limit),
     open: async (key) => (await store()).open(key),
+    describe: async (key) => (await (await store()).describe?.(key)) ?? {},
     marker: async () => (await store()).marker(),
     putMarker: async (marker) => (await store()).putMarker(marker),
     supersede: async (key) => (await store()).supersede(key),

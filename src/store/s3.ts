@@ -1,11 +1,5 @@
 /** A store under an S3 prefix (AWS or any S3-compatible endpoint). */
-import { createHash } from "node:crypto";
 import {
-  AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  type CreateMultipartUploadCommandInput,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -13,14 +7,17 @@ import {
   PutObjectCommand,
   PutObjectTaggingCommand,
   S3Client,
-  type S3ClientConfig,
   type ServerSideEncryption,
-  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
-import { BACKUPS_DIR, MARKER_NAME, parseKey } from "./keys.ts";
-import { roleCredentials, type RoleSettings } from "./s3_credentials.ts";
+import { TransientError } from "../errors.ts";
+import { BACKUPS_DIR, checkKey, MARKER_NAME, parseKey } from "./keys.ts";
+import { rangedStream } from "./ranged_stream.ts";
+import { roleCredentials } from "./s3_credentials.ts";
+import { failWhenStalled } from "./stall.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
+import { md5, requireETag, uploadFile, type UploadHead } from "./s3_upload.ts";
+import type { S3Settings } from "./settings.ts";
 import {
   type BackupInfo,
   type BackupMeta,
@@ -33,41 +30,6 @@ import {
   type StoreMarker,
   SUPERSEDED_TAG,
 } from "./store.ts";
-
-/** Everything the S3 store needs to know, already validated by config. */
-export interface S3Settings {
-  bucket: string;
-  /** Key prefix without leading or trailing slash; "" for the bucket root. */
-  prefix: string;
-  region: string;
-  /** Custom endpoint (MinIO, Tigris, R2, a local server); undefined for AWS. */
-  endpoint?: string;
-  forcePathStyle: boolean;
-  checksum: "when_supported" | "when_required";
-  sse: "AES256" | "aws:kms" | "none";
-  kmsKeyId?: string;
-  /** Credentials provider; undefined means `role`'s credentials, else the SDK's default chain. */
-  credentials?: S3ClientConfig["credentials"];
-  /** Role to assume with a web identity token (fly.io OIDC); undefined for none. */
-  role?: RoleSettings;
-  /** Upload part size floor in bytes and how many parts are in flight at once. */
-  partSize: number;
-  queueSize: number;
-  /** SDK attempts per request (the SDK backs off between them). */
-  maxAttempts: number;
-  /** A request with no progress for this long (connecting, or between bytes) fails and is retried. */
-  timeoutMs: number;
-}
-
-/** S3 allows at most 10,000 parts in one multipart upload. */
-const MAX_PARTS = 10_000;
-const MiB = 1024 * 1024;
-
-/** Returns a part size ≥ `floor` (whole MiB) such that `size` fits in 10,000 parts. */
-export function partSizeFor(size: number, floor: number): number {
-  const needed = Math.ceil(size / MAX_PARTS);
-  return Math.max(floor, Math.ceil(needed / MiB) * MiB);
-}
 
 /** Backups as objects under `s3://bucket/prefix/`. */
 export class S3Store implements Store {
@@ -113,140 +75,38 @@ export class S3Store implements Store {
   }
 
   /**
-   * Uploads `file` as a new object: one PutObject when it fits in one part, else a multipart
-   * upload whose parts are read straight from the file into one reused buffer per lane, so
-   * memory stays at queueSize × partSize whatever the size. Any failure or abort aborts it.
-   * Every body carries its Content-MD5, so a server that verifies it refuses a body damaged in
-   * transit; every answer must carry an ETag; and the object only counts once a HeadObject shows
-   * the expected size and SHA-256 (a 200 from something that is not the store proves nothing).
+   * Uploads `file` as a new object (`s3_upload.ts`: one PutObject, or a multipart upload aborted
+   * on any failure), then counts it only once a HeadObject shows the expected size and SHA-256:
+   * a 200 from something that is not the store proves nothing.
    */
-  async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void> {
-    const Bucket = this.s.bucket, Key = this.objectKey(key);
+  async put(
+    key: string,
+    file: string,
+    meta: BackupMeta,
+    signal?: AbortSignal,
+    ready?: Promise<void>,
+  ): Promise<void> {
+    ready?.catch(() => {}); // awaited before the object becomes visible; never unhandled
+    const Key = this.objectKey(key);
     const sse = this.s.sse === "none" ? {} : {
       ServerSideEncryption: this.s.sse as ServerSideEncryption,
       ...(this.s.sse === "aws:kms" && this.s.kmsKeyId ? { SSEKMSKeyId: this.s.kmsKeyId } : {}),
     };
-    const head = {
-      Bucket,
+    const head: UploadHead = {
+      Bucket: this.s.bucket,
       Key,
       ContentType: "application/vnd.sqlite3",
       Metadata: metaToRecord(meta),
       ...sse,
     };
-    const size = (await Deno.stat(file)).size;
-    const partSize = partSizeFor(size, this.s.partSize);
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const opts = { abortSignal: stop.signal };
-    try {
-      signal?.throwIfAborted();
-      if (size <= partSize) {
-        const Body = await Deno.readFile(file);
-        const res = await this.mapped(
-          "PutObject",
-          () =>
-            this.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body) }), opts),
-          signal,
-        );
-        requireETag(res.ETag, `PutObject of ${Key}`);
-      } else {
-        await this.multipart(head, file, size, partSize, stop, signal);
-      }
-      await this.verifyStored(Key, meta, signal);
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
-  }
-
-  /** The multipart half of `put`: parts in `queueSize` lanes; aborted on any failure. */
-  private async multipart(
-    head: CreateMultipartUploadCommandInput & { Bucket: string; Key: string },
-    file: string,
-    size: number,
-    partSize: number,
-    stop: AbortController,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const { Bucket, Key } = head;
-    const opts = { abortSignal: stop.signal };
-    const { UploadId } = await this.mapped(
-      "PutObject",
-      () => this.client.send(new CreateMultipartUploadCommand(head), opts),
-      signal,
-    );
-    if (!UploadId) throw new Error(`CreateMultipartUpload of ${Key} answered without an UploadId`);
-    try {
-      const count = Math.ceil(size / partSize);
-      const parts: CompletedPart[] = new Array(count);
-      let next = 0;
-      const lane = async () => {
-        using f = await Deno.open(file, { read: true });
-        const buf = new Uint8Array(partSize);
-        while (next < count && !stop.signal.aborted) {
-          const n = next++;
-          const start = n * partSize;
-          const body = buf.subarray(0, Math.min(partSize, size - start));
-          await f.seek(start, Deno.SeekMode.Start);
-          for (let off = 0; off < body.length;) {
-            const got = await f.read(body.subarray(off));
-            if (got === null) throw new Error(`${file} got shorter during the upload`);
-            off += got;
-          }
-          const PartNumber = n + 1;
-          const res = await this.mapped(
-            "PutObject",
-            () =>
-              this.client.send(
-                new UploadPartCommand({
-                  Bucket,
-                  Key,
-                  UploadId,
-                  PartNumber,
-                  Body: body,
-                  ContentMD5: md5(body),
-                }),
-                opts,
-              ),
-            signal,
-          );
-          parts[n] = { PartNumber, ETag: requireETag(res.ETag, `part ${PartNumber} of ${Key}`) };
-        }
-      };
-      const lanes = Array.from(
-        { length: Math.min(this.s.queueSize, count) },
-        () =>
-          lane().catch((err) => {
-            stop.abort(err);
-            throw err;
-          }),
-      );
-      // Wait for every lane to stop before aborting, so no part lands after the abort.
-      const failed = (await Promise.allSettled(lanes)).find((r) => r.status === "rejected");
-      // The first failure aborted the other lanes: report it, not their "Request aborted".
-      if (failed) throw stop.signal.reason ?? failed.reason;
-      stop.signal.throwIfAborted();
-      // Some servers (Ceph radosgw) answer CompleteMultipartUpload without an ETag: the
-      // HeadObject that follows every upload is the proof that counts.
-      await this.mapped(
-        "PutObject",
-        () =>
-          this.client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket,
-              Key,
-              UploadId,
-              MultipartUpload: { Parts: parts },
-            }),
-            opts,
-          ),
-        signal,
-      );
-    } catch (err) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
-        .catch(() => {});
-      throw err;
-    }
+    await uploadFile(file, head, {
+      client: this.client,
+      partSize: this.s.partSize,
+      concurrency: this.s.concurrency,
+      request: (send) => this.mapped("PutObject", send, signal),
+      ready,
+    }, signal);
+    await this.verifyStored(Key, meta, signal);
   }
 
   /** Throws unless a HeadObject of `Key` shows `meta`'s size and SHA-256. */
@@ -258,10 +118,12 @@ export class S3Store implements Store {
     );
     const stored = metaFromRecord(res.Metadata ?? {});
     if (res.ContentLength !== meta.size || stored.sha256 !== meta.sha256) {
-      throw new Error(
+      throw new TransientError(
         `the store does not hold ${Key} as uploaded: HeadObject shows ` +
           `${res.ContentLength ?? "no"} bytes and ${stored.sha256 ? "another" : "no"} SHA-256, ` +
           `expected ${meta.size} bytes`,
+        "lifeboat uploads again under a new key; if it persists, check that the endpoint is an " +
+          "S3 store and not a proxy",
       );
     }
   }
@@ -314,17 +176,55 @@ export class S3Store implements Store {
     return out;
   }
 
-  /** Starts a GetObject and returns its body stream and user metadata. */
+  /**
+   * Opens the object for reading: one ranged GetObject tells its size and metadata, then the
+   * rest arrives as `queueSize` ranges of `partSize` in parallel, still as one in-order stream
+   * (ranged_stream.ts). Every range must be the one asked for, of the same object (If-Match its
+   * ETag). A server that ignores Range sends the whole object in the first answer: read as is.
+   */
   async open(key: string): Promise<OpenedBackup> {
-    const cmd = new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) });
-    const res = await this.mapped("GetObject", () => this.reader.send(cmd));
-    if (!res.Body) throw new Error(`empty response body for ${key}`);
-    return {
-      body: res.Body.transformToWebStream() as ReadableStream<Uint8Array>,
-      // The fetch handler's timeout ends at the headers: the reader guards the body itself.
-      idleMs: this.s.timeoutMs,
-      meta: metaFromRecord(res.Metadata ?? {}),
+    const Bucket = this.s.bucket, Key = this.objectKey(key);
+    const chunkSize = this.s.partSize;
+    const first = await this.mapped("GetObject", () =>
+      this.reader.send(
+        new GetObjectCommand({ Bucket, Key, Range: `bytes=0-${chunkSize - 1}` }),
+      ));
+    const meta = metaFromRecord(first.Metadata ?? {});
+    const body = bodyOf(first, key);
+    const size = sizeFromContentRange(first.ContentRange, 0, chunkSize - 1);
+    // The fetch handler's timeout ends at the headers: the body has a stall guard of its own.
+    if (size === undefined) return { body: failWhenStalled(body, this.s.timeoutMs), meta };
+    const fetchRange = async (start: number, end: number, abortSignal: AbortSignal) => {
+      const Range = `bytes=${start}-${end - 1}`;
+      const cmd = new GetObjectCommand({ Bucket, Key, Range, IfMatch: first.ETag });
+      const res = await this.mapped("GetObject", () => this.reader.send(cmd, { abortSignal }));
+      if (sizeFromContentRange(res.ContentRange, start, end - 1) !== size) {
+        throw new TransientError(
+          `GetObject of ${Range} of ${Key} said the object has another size than ${size} bytes`,
+          "lifeboat downloads it again; if it persists, check that the endpoint is an S3 store",
+        );
+      }
+      return bodyOf(res, key);
     };
+    return {
+      body: rangedStream(body, fetchRange, {
+        size,
+        chunkSize,
+        concurrency: this.s.concurrency,
+        idleMs: this.s.timeoutMs,
+      }),
+      meta,
+    };
+  }
+
+  /** One HeadObject: the backup's user metadata (sha256, size, …) without its bytes. */
+  async describe(key: string): Promise<Partial<BackupMeta>> {
+    const Key = this.objectKey(key);
+    const res = await this.mapped(
+      "HeadObject",
+      () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
+    );
+    return metaFromRecord(res.Metadata ?? {});
   }
 
   /** Reads `PREFIX/lifeboat.json`; undefined only on the store's own NoSuchKey answer. */
@@ -391,22 +291,37 @@ export class S3Store implements Store {
   }
 
   private objectKey(key: string): string {
-    if (!parseKey(key)) throw new Error(`not a backup key: ${JSON.stringify(key)}`);
-    return this.keyPrefix + key;
+    return this.keyPrefix + checkKey(key);
   }
 }
 
-/** Base64 MD5 of a request body, for Content-MD5 (understood by every S3 implementation). */
-function md5(body: Uint8Array): string {
-  return createHash("md5").update(body).digest("base64");
+/** The body of a GetObject answer as a web stream; a retryable error when there is none. */
+function bodyOf(res: { Body?: { transformToWebStream(): ReadableStream } }, key: string) {
+  if (!res.Body) {
+    throw new TransientError(
+      `GetObject of ${key} answered without a body`,
+      "lifeboat retries it; if it persists, check that the endpoint is an S3 store",
+    );
+  }
+  return res.Body.transformToWebStream() as ReadableStream<Uint8Array>;
 }
 
-/** Returns `etag`, or throws when the store answered a write without one (nothing proves it). */
-function requireETag(etag: string | undefined, what: string): string {
-  if (!etag || etag.replaceAll('"', "").trim() === "") {
-    throw new Error(`${what} was answered without an ETag: the store did not confirm it`);
+/**
+ * The object's total size from a Content-Range that answers `bytes=from-to` (the last range may
+ * end earlier); undefined when there is none (the server sent the whole object). Throws
+ * (retryably) when it is not the range asked for.
+ */
+function sizeFromContentRange(header: string | undefined, from: number, to: number) {
+  if (header === undefined) return undefined;
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header.trim());
+  const [start, end, size] = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [];
+  if (start !== from || end === undefined || size === undefined || end !== Math.min(to, size - 1)) {
+    throw new TransientError(
+      `GetObject of bytes=${from}-${to} was answered with Content-Range ${header}`,
+      "lifeboat downloads it again; if it persists, check that the endpoint is an S3 store",
+    );
   }
-  return etag;
+  return size;
 }
 
 /**
@@ -426,9 +341,10 @@ export function checkListing(page: ListObjectsV2CommandOutput, bucket: string, p
   const foreign = (page.Contents ?? []).find((o) => !o.Key?.startsWith(prefix));
   if (foreign) problems.push(`key ${JSON.stringify(foreign.Key ?? null)} outside the prefix`);
   if (problems.length > 0) {
-    throw new Error(
+    throw new TransientError(
       `the answer to ListObjectsV2 is not a listing of s3://${bucket}/${prefix} ` +
-        `(${problems.join(", ")}): is AWS_ENDPOINT_URL_S3 the S3 endpoint?`,
+        `(${problems.join(", ")})`,
+      "Check that LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) is the S3 endpoint",
     );
   }
 }

@@ -6,7 +6,7 @@
  * token is ever logged or kept beyond the one STS call that needs it.
  */
 import { fromTokenFile, fromWebToken } from "@aws-sdk/credential-providers";
-import { LifeboatError, oneLine, operationError } from "../errors.ts";
+import { isFinal, oneLine, operationError, TransientError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { addSecret } from "../redact.ts";
 import { mapStsError, redact, type TokenClaims } from "./s3_errors.ts";
@@ -194,7 +194,7 @@ async function tokenFileState(path: string): Promise<"ok" | "missing" | "empty">
     }
     return st.size === 0 ? "empty" : "ok";
   } catch (err) {
-    if (err instanceof LifeboatError) throw err;
+    if (isFinal(err)) throw err;
     if (err instanceof Deno.errors.NotFound) return "missing";
     throw operationError(
       `cannot read the web identity token file ${path}: ${describe(err)}`,
@@ -213,10 +213,14 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** What to do when fly.io's machine API cannot mint a token for now. */
+const FLY_API_HINT = "lifeboat retries; outside fly.io set AWS_WEB_IDENTITY_TOKEN_FILE to a " +
+  "token file (or LIFEBOAT_FLY_API_SOCKET to the API's socket)";
+
 /**
  * Asks fly.io's machine API (a unix socket) for a fresh OIDC token with audience
  * sts.amazonaws.com. Throws a LifeboatError when the API refuses (4xx) or answers with nothing;
- * throws a plain Error (worth retrying) when the socket cannot be reached or answers 5xx.
+ * throws a TransientError (worth retrying) when the socket cannot be reached or answers 5xx.
  */
 export async function mintFlyToken(socket: string): Promise<string> {
   using client = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
@@ -230,13 +234,17 @@ export async function mintFlyToken(socket: string): Promise<string> {
       signal: AbortSignal.timeout(MINT_TIMEOUT_MS),
     });
   } catch (err) {
-    throw new Error(`cannot reach the fly.io machine API at ${socket}: ${describe(err)}`);
+    throw new TransientError(
+      `cannot reach the fly.io machine API at ${socket}: ${describe(err)}`,
+      FLY_API_HINT,
+      err,
+    );
   }
   const body = (await res.text()).trim();
   if (!res.ok) {
     const text = `the fly.io machine API at ${socket} refused to mint an OIDC token ` +
       `(HTTP ${res.status}${body ? `: ${redact(body)}` : ""})`;
-    if (res.status >= 500) throw new Error(text);
+    if (res.status >= 500) throw new TransientError(text, FLY_API_HINT);
     throw operationError(text, "Check that the app may use fly.io OIDC tokens (fly.io docs)");
   }
   if (body === "") {

@@ -6,7 +6,7 @@
  * else is returned unchanged. No message built here ever contains a credential: only
  * error codes, bucket/key names, ARNs, token claims (`sub`, `aud`) and redacted server text.
  */
-import { LifeboatError, operationError, TransientError } from "../errors.ts";
+import { operationError, ShownError, TransientError } from "../errors.ts";
 
 /** The S3 requests lifeboat makes, each with the IAM action it needs. */
 export type S3Operation =
@@ -81,10 +81,10 @@ const is = (code: string, ...names: string[]) =>
 
 /**
  * Returns a LifeboatError (exit 1) for a permanent S3 failure; returns `err` itself, unchanged,
- * when it is already a LifeboatError or when retrying may help.
+ * when it is already shown (a LifeboatError or TransientError) or when retrying may help.
  */
 export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
-  if (err instanceof LifeboatError) return err;
+  if (err instanceof ShownError) return err;
   const code = errorCode(err);
   const where = ctx.prefix ? `s3://${ctx.bucket}/${ctx.prefix}` : `s3://${ctx.bucket}`;
   const who = ctx.roleArn ? `role ${ctx.roleArn}` : "the credentials lifeboat uses";
@@ -184,10 +184,10 @@ function transientS3Error(
 
 /**
  * Returns a LifeboatError (exit 1) for a permanent STS AssumeRoleWithWebIdentity failure;
- * returns `err` itself, unchanged, when it is already a LifeboatError or retrying may help.
+ * returns `err` itself, unchanged, when it is already shown or retrying may help.
  */
 export function mapStsError(err: unknown, ctx: StsErrorContext): unknown {
-  if (err instanceof LifeboatError) return err;
+  if (err instanceof ShownError) return err;
   const code = errorCode(err);
   const claims = ctx.claims ?? {};
   const shown = [

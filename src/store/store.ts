@@ -1,4 +1,5 @@
 /** The one seam to the outside world: where backups are written, listed and read. */
+import { TransientError } from "../errors.ts";
 
 /** What every backup records about itself, stored beside its bytes. */
 export interface BackupMeta {
@@ -14,6 +15,11 @@ export interface BackupMeta {
   version: string;
   /** The machine it came from (FLY_MACHINE_ID or hostname). */
   machine: string;
+  /**
+   * The check these exact bytes passed before the backup became visible ("quick_check"); a
+   * restore whose SHA-256 matches need not run it again. Absent on backups of lifeboat < 0.2.
+   */
+  checked?: "quick_check";
 }
 
 /** A backup found by listing: its key, and what the listing told about it. */
@@ -32,8 +38,6 @@ export interface OpenedBackup {
   body: ReadableStream<Uint8Array>;
   /** Its metadata; a field the store could not read is left out rather than guessed. */
   meta: Partial<BackupMeta>;
-  /** Fail the read when the body delivers nothing for this long (network stores). */
-  idleMs?: number;
 }
 
 /**
@@ -58,9 +62,17 @@ export interface Store {
   /**
    * Writes a new backup object and resolves only once the store has proved it holds it (an ETag,
    * then the size and SHA-256 read back); never overwrites; on failure or abort it throws and
-   * leaves nothing that a restore would accept.
+   * leaves nothing that a restore would accept. `ready`, when given, must resolve before the
+   * backup becomes visible (the bytes may be sent meanwhile); when it rejects, its error is
+   * thrown and nothing is stored.
    */
-  put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal): Promise<void>;
+  put(
+    key: string,
+    file: string,
+    meta: BackupMeta,
+    signal?: AbortSignal,
+    ready?: Promise<void>,
+  ): Promise<void>;
   /**
    * Newest backups first, at most `limit`. An empty array means a well-formed answer said there
    * are none; an answer that is not a listing of this store throws.
@@ -68,6 +80,11 @@ export interface Store {
   newest(limit: number): Promise<BackupInfo[]>;
   /** Streams one backup's bytes with its metadata; throws if it cannot be read. */
   open(key: string): Promise<OpenedBackup>;
+  /**
+   * Returns one backup's stored metadata without its bytes (S3: one HeadObject; a directory: its
+   * `.json` file); a field the store could not read is left out. Throws if it cannot be read.
+   */
+  describe?(key: string): Promise<Partial<BackupMeta>>;
   /** Returns the marker, or undefined when the store confirmed there is none; throws otherwise. */
   marker(): Promise<StoreMarker | undefined>;
   /** Writes the marker unless one is there; throws if it cannot be written. */
@@ -88,7 +105,8 @@ export function markerToJson(m: StoreMarker): string {
   return JSON.stringify(m) + "\n";
 }
 
-/** Parses a marker; throws when the text is not a lifeboat marker (a 200 with the wrong body). */
+/** Parses a marker; throws (retryable) when the text is not a lifeboat marker (a 200 with the
+ * wrong body). */
 export function markerFromJson(text: string, where: string): StoreMarker {
   let v: Partial<StoreMarker> | undefined;
   try {
@@ -98,7 +116,11 @@ export function markerFromJson(text: string, where: string): StoreMarker {
     !v || typeof v !== "object" || typeof v.format !== "number" ||
     typeof v.createdAt !== "string" || typeof v.machine !== "string"
   ) {
-    throw new Error(`${where} is not a lifeboat marker (got ${JSON.stringify(text.slice(0, 60))})`);
+    throw new TransientError(
+      `${where} is not a lifeboat marker (got ${JSON.stringify(text.slice(0, 60))})`,
+      "lifeboat reads it again; if it persists, check that the URL and endpoint name the store " +
+        "lifeboat writes to, and remove a foreign lifeboat.json there",
+    );
   }
   return {
     format: v.format,
@@ -118,6 +140,7 @@ export function metaToRecord(meta: BackupMeta): Record<string, string> {
     "created-at": meta.createdAt,
     version: meta.version,
     machine: meta.machine,
+    ...(meta.checked ? { checked: meta.checked } : {}),
   };
 }
 
@@ -133,5 +156,6 @@ export function metaFromRecord(rec: Record<string, string | undefined>): Partial
   if (rec["created-at"]) out.createdAt = rec["created-at"];
   if (rec.version) out.version = rec.version;
   if (rec.machine) out.machine = rec.machine;
+  if (rec.checked === "quick_check") out.checked = rec.checked;
   return out;
 }

@@ -1,0 +1,206 @@
+/**
+ * The SQLite checks, where they run now: a backup's quick_check overlaps its upload but the
+ * object becomes visible only once it passed; a restore whose SHA-256 matches skips a second
+ * quick_check when the metadata says the bytes passed one, unless LIFEBOAT_RESTORE_CHECK asks.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
+import { s3Options } from "../src/config.ts";
+import { FileStore } from "../src/store/file.ts";
+import { backupKey } from "../src/store/keys.ts";
+import { S3Store } from "../src/store/s3.ts";
+import { metaFor, randomFile } from "../testkit/backup_files.ts";
+import { runLifeboat } from "../testkit/cli.ts";
+import { proxiedTest, scene, tempDir } from "../testkit/scene.ts";
+import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
+import { startLocalS3 } from "../testkit/moto.ts";
+
+const MiB = 1024 * 1024;
+
+Deno.test("put: a multipart upload whose `ready` rejects after its parts were sent stores nothing; one that resolves late becomes visible only then", async () => {
+  const local = await startLocalS3();
+  for (const [k, v] of Object.entries(local.env)) Deno.env.set(k, v); // the SDK's credentials
+  const dir = await tempDir();
+  try {
+    await local.createBucket("gate");
+    const env = { ...local.env, LIFEBOAT_S3_PART_SIZE_MB: "5" };
+    const store = new S3Store({ ...s3Options(env), bucket: "gate", prefix: "p" });
+    let partsDone = 0;
+    let onPart = () => {};
+    store.client.middlewareStack.add((next, ctx) => async (args) => {
+      const out = await next(args);
+      if (ctx.commandName === "UploadPartCommand") {
+        partsDone++;
+        onPart();
+      }
+      return out;
+    }, { step: "initialize", name: "partsDone" });
+    const { path, bytes } = await randomFile(dir, 12 * MiB); // 3 parts of 5 MiB
+    const meta = metaFor(bytes, createHash("sha256").update(bytes).digest("hex"));
+
+    // Rejected once every part is in: the multipart upload is aborted, nothing is listed.
+    let reject = (_: Error) => {};
+    const damaged = new Promise<void>((_, r) => (reject = r));
+    onPart = () => partsDone === 3 && reject(new Error("quick_check failed"));
+    await assert.rejects(
+      store.put(backupKey(Date.now(), "m1"), path, meta, undefined, damaged),
+      /quick_check failed/,
+    );
+    assert.equal(partsDone, 3, "the parts were sent while the check ran");
+    assert.deepEqual(await store.newest(5), []);
+    const c = new S3Client({ endpoint: local.endpoint, region: "us-east-1", forcePathStyle: true });
+    const pending = await c.send(new ListMultipartUploadsCommand({ Bucket: "gate" }));
+    assert.equal(pending.Uploads?.length ?? 0, 0, "the aborted upload is still pending");
+    c.destroy();
+
+    // Resolved late: the object appears only after `ready`.
+    partsDone = 0;
+    let resolve = () => {};
+    const passed = new Promise<void>((r) => (resolve = r));
+    const allParts = new Promise<void>((r) => (onPart = () => partsDone === 3 && r()));
+    const key = backupKey(Date.now() + 1000, "m1");
+    const put = store.put(key, path, meta, undefined, passed);
+    await allParts;
+    assert.deepEqual(await store.newest(5), [], "visible before the check passed");
+    resolve();
+    await put;
+    assert.deepEqual((await store.newest(5)).map((b) => b.key), [key]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await local.stop();
+  }
+});
+
+Deno.test("put: the directory store links a backup into place only once `ready` resolved", async () => {
+  const dir = await tempDir();
+  try {
+    const store = new FileStore(`${dir}/store`);
+    await Deno.mkdir(`${dir}/store`);
+    const { path, bytes } = await randomFile(dir, 10_000);
+    const meta = metaFor(bytes, createHash("sha256").update(bytes).digest("hex"));
+    await assert.rejects(
+      store.put(
+        backupKey(Date.now(), "m1"),
+        path,
+        meta,
+        undefined,
+        Promise.reject(new Error("no")),
+      ),
+      /no/,
+    );
+    assert.deepEqual(await store.newest(5), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+proxiedTest("backup and restore: where the SQLite checks run", async (t, { s3, proxy }) => {
+  const client = new S3Client({
+    endpoint: s3.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "test", secretAccessKey: "test" },
+  });
+  /** Rewrites the newest backup with its pages 2–3 damaged, its metadata changed by `edit`. */
+  const damageNewest = async (bucket: string, edit: (m: Record<string, string>) => void) => {
+    const [newest] = await s3.backupKeys(bucket);
+    const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: newest }));
+    const bytes = await obj.Body!.transformToByteArray();
+    bytes.fill(0x55, 4096, 3 * 4096);
+    const Metadata = { ...obj.Metadata, sha256: createHash("sha256").update(bytes).digest("hex") };
+    edit(Metadata);
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: newest, Body: bytes, Metadata }));
+  };
+
+  await t.step("a damaged database larger than a part: exit 1, nothing stored", async () => {
+    const { dir, env, db, bucket } = await scene({
+      s3,
+      proxy,
+      name: "damaged",
+      restoreAttempts: 3,
+    });
+    makeDb(db, 50, false);
+    growDb(db, 12);
+    const bytes = await Deno.readFile(db);
+    bytes.fill(0x47, 4096 * 3, 4096 * 6);
+    await Deno.writeFile(db, bytes);
+    const r = await runLifeboat(["backup", "--db", db], { ...env, LIFEBOAT_S3_PART_SIZE_MB: "5" });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.lines.at(-1)!, /(damaged|malformed).*Nothing was uploaded/);
+    assert.deepEqual(await s3.backupKeys(bucket), []);
+    await Deno.remove(dir, { recursive: true });
+  });
+
+  await t.step("backups record that they passed quick_check", async () => {
+    const { dir, env, db, bucket } = await scene({
+      s3,
+      proxy,
+      name: "recorded",
+      restoreAttempts: 3,
+    });
+    makeDb(db, 20);
+    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+    const [key] = await s3.backupKeys(bucket);
+    const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    await obj.Body!.transformToByteArray();
+    assert.equal(obj.Metadata?.checked, "quick_check");
+    await Deno.remove(dir, { recursive: true });
+  });
+
+  await t.step(
+    "restore trusts a recorded quick_check only by default; LIFEBOAT_RESTORE_CHECK and old backups run it",
+    async () => {
+      const { dir, env, db, bucket } = await scene({
+        s3,
+        proxy,
+        name: "trusted",
+        restoreAttempts: 3,
+      });
+      makeDb(db, 50);
+      addRow(db, "good");
+      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      addRow(db, "newest");
+      assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+      // A writer that recorded a check its bytes did not pass: by default, restored as is.
+      await damageNewest(bucket, () => {});
+      const trusting = await runLifeboat(["restore", "--db", `${dir}/a/app.db`], env);
+      assert.equal(trusting.code, 0, trusting.stderr);
+      assert.doesNotMatch(trusting.stderr, /failed verification/);
+      // Asked for, quick_check and integrity_check run and reject it: the older one is restored.
+      for (const check of ["quick_check", "integrity_check"]) {
+        const r = await runLifeboat(["restore", "--db", `${dir}/${check}/app.db`], {
+          ...env,
+          LIFEBOAT_RESTORE_CHECK: check,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, new RegExp(`failed verification 3 times \\(${check}: `));
+        assert.equal(readRows(`${dir}/${check}/app.db`).at(-1), "good");
+      }
+      // A backup of lifeboat 0.1 records no check: quick_check runs.
+      await damageNewest(bucket, (m) => delete m.checked);
+      const old = await runLifeboat(["restore", "--db", `${dir}/old/app.db`], env);
+      assert.match(old.stderr, /failed verification 3 times \(quick_check: /);
+      assert.equal(readRows(`${dir}/old/app.db`).at(-1), "good");
+      await Deno.remove(dir, { recursive: true });
+    },
+  );
+
+  await t.step("LIFEBOAT_RESTORE_CHECK takes only its three values", async () => {
+    const r = await runLifeboat(["restore", "--db", "/tmp/never.db"], {
+      LIFEBOAT_URL: "file:///tmp/never",
+      LIFEBOAT_RESTORE_CHECK: "fast",
+    });
+    assert.equal(r.code, 2);
+    assert.match(
+      r.lines.at(-1)!,
+      /LIFEBOAT_RESTORE_CHECK=fast is not valid.*auto, quick_check, integrity_check/,
+    );
+  });
+  client.destroy();
+});

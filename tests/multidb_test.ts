@@ -1,0 +1,427 @@
+/**
+ * Several databases in one process (issue #13): the list's parsing and names, restore of all or
+ * nothing, watch backing up each (one failing never stops the others), and `lifeboat list`.
+ * The three-database lifecycle (SIGTERM under writes, nothing lost) is in lifecycle_test.ts.
+ */
+import assert from "node:assert/strict";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { testClock } from "../testkit/clock.ts";
+import { backupOk, baseEnv, runLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { is, type SeenRequest } from "../testkit/s3_proxy.ts";
+import { events } from "../testkit/lifecycle.ts";
+import { parseProm, promValue } from "../testkit/prometheus.ts";
+import { proxiedTest, scene as kitScene, tempDir } from "../testkit/scene.ts";
+import { spawnWithMetrics } from "../testkit/ports.ts";
+import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
+import {
+  databaseEntries,
+  derivedName,
+  planDatabases,
+  splitMapping,
+  subStore,
+} from "../src/databases.ts";
+import type { LifeboatError } from "../src/errors.ts";
+import { MetricsByDb } from "../src/metrics_by_db.ts";
+import { backupKey } from "../src/store/keys.ts";
+import { mapBounded } from "../src/commands/several.ts";
+import type { StoreUrl } from "../src/store/settings.ts";
+
+const S3: StoreUrl = { kind: "s3", bucket: "b", prefix: "apps/x" };
+const RAILS = ["production", "production_cache", "production_queue", "production_cable"];
+
+Deno.test("databases: entries, names and store prefixes", () => {
+  assert.deepEqual(databaseEntries(undefined, " /a.db , /b.db"), ["/a.db", "/b.db"]);
+  assert.deepEqual(databaseEntries(["/x,y.db", "/z.db"], "/ignored.db"), ["/x,y.db", "/z.db"]);
+  assert.deepEqual(databaseEntries("/one.db", undefined), ["/one.db"]);
+  for (const bad of ["/a.db,", ",/a.db", "/a.db,,/b.db", " , "]) {
+    assert.throws(() => databaseEntries(undefined, bad), /empty entry|no database/);
+  }
+  assert.throws(() => databaseEntries(undefined, ""), /no database given/);
+
+  assert.deepEqual(splitMapping("/data/queue.sqlite3=queue"), {
+    path: "/data/queue.sqlite3",
+    name: "queue",
+  });
+  assert.deepEqual(splitMapping("/data/a=b/app.db"), { path: "/data/a=b/app.db" });
+  assert.deepEqual(splitMapping("/data/x=y.db=main"), { path: "/data/x=y.db", name: "main" });
+  assert.deepEqual(splitMapping("=name"), { path: "=name" });
+  assert.deepEqual(splitMapping("/data/x="), { path: "/data/x=" });
+  assert.equal(derivedName("/data/queue.sqlite3"), "queue");
+  assert.equal(derivedName("/data/archive.tar.db"), "archive.tar");
+  assert.equal(derivedName("/data/plain"), "plain");
+
+  // One database: the URL's prefix, exactly as before (whatever its file name).
+  const [one] = planDatabases(["/data/.weird name.db"], S3);
+  assert.deepEqual(one.store, S3);
+  assert.equal(one.own, false);
+  // Several, or =NAME: PREFIX/NAME.
+  const rails = planDatabases(RAILS.map((n) => `/rails/storage/${n}.sqlite3`), S3);
+  assert.deepEqual(rails.map((d) => d.name), RAILS);
+  assert.deepEqual(rails.map((d) => d.store.kind === "s3" && d.store.prefix), [
+    "apps/x/production",
+    "apps/x/production_cache",
+    "apps/x/production_queue",
+    "apps/x/production_cable",
+  ]);
+  const [named] = planDatabases(["/data/db.sqlite3=main"], S3);
+  assert.deepEqual(named.store, { ...S3, prefix: "apps/x/main" });
+  assert.deepEqual(subStore({ kind: "s3", bucket: "b", prefix: "" }, "q"), {
+    kind: "s3",
+    bucket: "b",
+    prefix: "q",
+  });
+  assert.deepEqual(subStore({ kind: "file", dir: "/s" }, "q"), { kind: "file", dir: "/s/q" });
+
+  assert.throws(
+    () => planDatabases(["/a/app.db", "/b/app.db"], S3),
+    (e: LifeboatError) =>
+      /\/a\/app\.db and \/b\/app\.db would both be stored as "app"/.test(e.message) &&
+      e.hint === "Name one of them: --db /b/app.db=OTHER_NAME" && e.exitCode === 2,
+  );
+  assert.throws(() => planDatabases(["/a/x.db=q", "/b/q.db"], S3), /both be stored as "q"/);
+  assert.throws(() => planDatabases(["/a/backups.db", "/b/c.db"], S3), /cannot name its store/);
+  assert.throws(() => planDatabases(["/a/.hidden.db", "/b/c.db"], S3), /cannot name its store/);
+  assert.throws(() => planDatabases(["/a/x.db=backups"], S3), /the name given to/);
+  assert.throws(
+    () => planDatabases(["/a/my db.db", "/b/c.db"], S3),
+    (e: LifeboatError) => e.hint.startsWith("Give one with --db /a/my db.db=NAME"),
+  );
+});
+
+Deno.test("mapBounded: never more than the limit at once, results in order, waits for all", async () => {
+  let running = 0, peak = 0;
+  const out = await mapBounded([5, 1, 4, 2, 3], 2, async (n) => {
+    peak = Math.max(peak, ++running);
+    await new Promise((r) => setTimeout(r, n * 5));
+    running--;
+    return n * 10;
+  });
+  assert.deepEqual(out, [50, 10, 40, 20, 30]);
+  assert.equal(peak, 2);
+  const done: number[] = [];
+  await assert.rejects(
+    mapBounded([1, 2, 3], 3, async (n) => {
+      await new Promise((r) => setTimeout(r, n * 10));
+      if (n === 1) throw new Error("one");
+      done.push(n);
+    }),
+    /one/,
+  );
+  assert.deepEqual(done, [2, 3], "the others finished before the rejection");
+});
+
+Deno.test("MetricsByDb: one valid exposition, every sample labelled with its database", () => {
+  const clock = testClock(1_000_000);
+  const m = new MetricsByDb(clock, { interval: 60_000, shutdownTimeoutMs: 30_000 }, ["a", "b"]);
+  clock.advance(3_000);
+  m.of("a").backedUp({ outcome: "uploaded", bytes: 10, ms: 5 });
+  m.of("b").notBackedUp("failed", "boom");
+  clock.advance(4_000);
+  const prom = parseProm(m.render());
+  assert.equal(promValue(prom, "lifeboat_backup_age_seconds", { db: "a" }), 4);
+  assert.equal(promValue(prom, "lifeboat_backup_age_seconds", { db: "b" }), 7);
+  assert.equal(promValue(prom, "lifeboat_backups_total", { db: "a", outcome: "uploaded" }), 1);
+  assert.equal(promValue(prom, "lifeboat_backups_total", { db: "b", outcome: "failed" }), 1);
+  assert.ok(prom.samples.every((s) => s.labels.db === "a" || s.labels.db === "b"));
+  assert.throws(() => m.of("c"), /no metrics for database c/);
+});
+
+Deno.test("bad database lists: one line, exit 2, nothing touched", async () => {
+  const dir = await tempDir();
+  try {
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    await Deno.mkdir(`${dir}/store`);
+    await Deno.mkdir(`${dir}/a`);
+    await Deno.mkdir(`${dir}/b`);
+    makeDb(`${dir}/a/app.db`, 3);
+    await Deno.symlink(`${dir}/a/app.db`, `${dir}/b/link.db`);
+    const cases: [string, string[], Record<string, string>, RegExp][] = [
+      [
+        "derived names collide",
+        ["backup", "--db", `${dir}/a/app.db`, "--db", `${dir}/b/app.db`],
+        {},
+        /would both be stored as "app".*=OTHER_NAME/,
+      ],
+      [
+        "names collide in LIFEBOAT_DB",
+        ["restore"],
+        { LIFEBOAT_DB: `${dir}/a/app.db, ${dir}/b/x.db=app` },
+        /would both be stored as "app"/,
+      ],
+      [
+        "the same file twice, through a link",
+        ["watch", "--db", `${dir}/a/app.db`, "--db", `${dir}/b/link.db`],
+        {},
+        /is given twice \(as app and as link\)/,
+      ],
+      ["an empty entry", ["backup"], { LIFEBOAT_DB: `${dir}/a/app.db,` }, /has an empty entry/],
+      [
+        "a name that cannot be a prefix",
+        ["list", "--db", `${dir}/a/app.db=.x`, "--db", `${dir}/b/c.db`],
+        {},
+        /cannot name its store sub-prefix|would both/,
+      ],
+      ["a bad --limit", ["list", "--db", `${dir}/a/app.db`, "--limit", "0"], {}, /--limit "0"/],
+    ];
+    for (const [what, args, extra, re] of cases) {
+      const r = await runLifeboat(args, { ...env, ...extra });
+      assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+      assert.equal(r.lines.length, 1, `${what}: one line: ${r.stderr}`);
+      assert.match(r.lines[0], re, what);
+      assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, `${what}: no stack trace`);
+    }
+    assert.deepEqual([...Deno.readDirSync(`${dir}/store`)], [], "nothing stored");
+    assert.deepEqual(readRows(`${dir}/a/app.db`).length, 3);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Requests about one database's sub-prefix `db/NAME/` (objects, or a listing under it). */
+const about = (name: string) => (r: SeenRequest) =>
+  r.path.includes(`/db/${name}/`) || (r.query.get("prefix") ?? "").startsWith(`db/${name}/`);
+
+proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
+  const scene = async () => {
+    const s = await kitScene({ s3, proxy, name: "multidb", restoreAttempts: 2 });
+    const env = { ...s.env, LIFEBOAT_S3_MAX_ATTEMPTS: "1" };
+    const paths = (root: string) => ["main", "cache", "queue"].map((n) => `${root}/${n}.sqlite3`);
+    return { ...s, env, paths };
+  };
+
+  await t.step(
+    "restore of three, one prefix unreachable: exit 1, the app never starts, the others stay as they are",
+    async () => {
+      const { dir, env, paths, bucket } = await scene();
+      const src = paths(`${dir}/old`);
+      await Deno.mkdir(`${dir}/old`);
+      src.forEach((p, i) => makeDb(p, 5 + i));
+      const b = await runLifeboat(["backup", ...src.flatMap((p) => ["--db", p])], env);
+      assert.equal(b.code, 0, b.stderr);
+      assert.deepEqual(
+        (await s3.backupKeys(bucket, "db/")).map((k) => k.split("/")[1])
+          .sort(),
+        ["cache", "main", "queue"],
+      );
+
+      // The next machine: `cache` is already there (and differs); `queue`'s prefix fails.
+      const next = paths(`${dir}/new`);
+      await Deno.mkdir(`${dir}/new`);
+      makeDb(next[1], 1);
+      const before = await Deno.readFile(next[1]);
+      proxy.faults.push({
+        match: about("queue"),
+        action: { kind: "status", status: 503, code: "ServiceUnavailable" },
+      });
+      const w = await runLifeboat(
+        ["watch", ...next.flatMap((p) => ["--db", p]), "--", "sh", "-c", "touch started"],
+        { ...env, LIFEBOAT_LOG_FORMAT: "json" },
+      );
+      assert.equal(w.code, 1, w.stderr);
+      const evs = events(w.lines);
+      assert.ok(!evs.some((e) => e.event === "child_started"), "the app never started");
+      const failed = evs.find((e) => e.event === "database_failed");
+      assert.equal(failed?.db, "queue", w.stderr);
+      assert.match(String(evs.at(-1)?.error), /restore failed for 1 of 3 databases \(queue: /);
+      assert.match(String(evs.at(-1)?.error), /Nothing was started/);
+      assert.equal(evs.find((e) => e.event === "restore_finished")?.db, "main");
+      assert.equal(evs.find((e) => e.event === "restore_skipped")?.db, next[1]);
+      assert.deepEqual(readRows(next[0]), readRows(src[0]), "main restored and kept");
+      assert.equal(integrity(next[0]), "ok");
+      assert.deepEqual(await Deno.readFile(next[1]), before, "cache untouched");
+      await assert.rejects(Deno.stat(next[2]), Deno.errors.NotFound, "no queue database");
+      assert.deepEqual(tempsLeft(`${dir}/new`), [], "no temporary files");
+      await assert.rejects(Deno.stat("started"), Deno.errors.NotFound);
+
+      // `restore` says the same with exit 1; once the prefix answers again, all three are there.
+      const r = await runLifeboat(["restore", ...next.flatMap((p) => ["--db", p])], env);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.lines.at(-1)!, /restore failed for 1 of 3 databases \(queue: .*stay in place/);
+      proxy.faults.length = 0;
+      const ok = await runLifeboat(["restore", ...next.flatMap((p) => ["--db", p])], env);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.deepEqual(readRows(next[2]), readRows(src[2]));
+    },
+  );
+
+  await t.step(
+    "watch: a database whose uploads fail never stops the others; metrics are per database",
+    async () => {
+      const { dir, env, paths, bucket } = await scene();
+      const dbs = paths(dir);
+      dbs.forEach((p) => makeDb(p, 3));
+      proxy.faults.push({
+        match: (r) => about("cache")(r) && (is.put(r) || is.part(r)),
+        action: { kind: "status", status: 503, code: "ServiceUnavailable" },
+      });
+      const { w, metricsPort: port } = await spawnWithMetrics(
+        ["watch", "--interval", "1s", ...dbs.flatMap((p) => ["--db", p])],
+        { ...env, LIFEBOAT_LOG_FORMAT: "json" },
+      );
+      let scraped: string;
+      try {
+        await w.waitForCount(/"db":"cache","event":"backup_failed"/, 2, 60_000);
+        scraped = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      } finally {
+        w.proc.kill("SIGTERM");
+      }
+      const prom = parseProm(scraped);
+      for (const db of ["main", "queue"]) {
+        assert.ok(
+          promValue(prom, "lifeboat_backups_total", { db, outcome: "uploaded" })! +
+              promValue(prom, "lifeboat_backups_total", { db, outcome: "unchanged" })! >= 1,
+          db,
+        );
+      }
+      assert.ok(
+        promValue(prom, "lifeboat_backups_total", { db: "cache", outcome: "failed" })! >= 1,
+      );
+      const res = await w.done();
+      assert.equal(res.code, 1, "the final backup of cache failed: exit 1");
+      const evs = events(res.lines);
+      const finished = new Set(evs.filter((e) => e.event === "backup_finished").map((e) => e.db));
+      assert.deepEqual([...finished].sort(), ["main", "queue"]);
+      const keys = await s3.backupKeys(bucket, "db/");
+      assert.ok(keys.some((k) => k.startsWith("db/main/backups/")));
+      assert.ok(keys.some((k) => k.startsWith("db/queue/backups/")));
+      assert.ok(!keys.some((k) => k.startsWith("db/cache/")));
+    },
+  );
+
+  await t.step("list: an empty prefix, a small one, with and without --sha256", async () => {
+    const { dir, env, bucket } = await scene();
+    const db = `${dir}/nowhere/app.db`; // needs no database file and takes no lock
+    const empty = await runLifeboat(["list", "--db", db, "--json"], env);
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.deepEqual(JSON.parse(empty.stdout), []);
+    const table = await runLifeboat(["list", "--db", db], env);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, new RegExp(`^app \\(${db}\\): no backups in s3://${bucket}/db\\n$`));
+    await assert.rejects(Deno.stat(`${dir}/nowhere`), Deno.errors.NotFound, "nothing created");
+
+    const live = `${dir}/app.db`;
+    makeDb(live, 3);
+    for (let i = 0; i < 3; i++) {
+      addRow(live, `r${i}`);
+      await backupOk(live, { ...env, FLY_MACHINE_ID: `m${i}` });
+    }
+    proxy.requests.length = 0;
+    const r = await runLifeboat(["list", "--db", live, "--json", "--limit", "2"], env);
+    assert.equal(r.code, 0, r.stderr);
+    const rows = JSON.parse(r.stdout) as Record<string, unknown>[];
+    assert.deepEqual(rows.map((x) => x.machine), ["m2", "m1"], "newest first, limited");
+    assert.ok(rows.every((x) => x.db === "app" && typeof x.size === "number" && !x.sha256));
+    assert.equal(proxy.requests.length, 1, `one LIST, no HEAD: ${JSON.stringify(proxy.requests)}`);
+    const withSha = await runLifeboat(["list", "--db", live, "--json", "--sha256"], env);
+    const shas = (JSON.parse(withSha.stdout) as { sha256?: string }[]).map((x) => x.sha256);
+    assert.equal(shas.length, 3);
+    assert.ok(shas.every((s) => /^[0-9a-f]{64}$/.test(s ?? "")), withSha.stdout);
+    const human = await runLifeboat(["list", "--db", live], env);
+    const lines = human.stdout.trim().split("\n");
+    assert.match(lines[0], /^app \(.*\): 3 newest in s3:\/\//);
+    assert.match(lines[1], /^KEY\s+TIME\s+SIZE\s+MACHINE\s+SHA-256$/);
+    assert.equal(lines.length, 5);
+  });
+
+  await t.step("list: 1,000 backups are one LIST request per page", async () => {
+    const { dir, env, bucket } = await scene();
+    const c = new S3Client({
+      region: "us-east-1",
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: "testing", secretAccessKey: "testing" },
+    });
+    const start = Date.UTC(2026, 0, 1);
+    const keys = Array.from({ length: 1000 }, (_, i) => backupKey(start + i * 60_000, "m"));
+    for (let i = 0; i < keys.length; i += 50) {
+      await Promise.all(
+        keys.slice(i, i + 50).map((k) =>
+          c.send(new PutObjectCommand({ Bucket: bucket, Key: `db/${k}`, Body: "x" }))
+        ),
+      );
+    }
+    const db = `${dir}/app.db`;
+    for (const [limit, want] of [[undefined, 20], ["1000", 1000], ["5000", 1000]] as const) {
+      proxy.requests.length = 0;
+      const args = ["list", "--db", db, "--json", ...(limit ? ["--limit", limit] : [])];
+      const r = await runLifeboat(args, env);
+      assert.equal(r.code, 0, r.stderr);
+      const rows = JSON.parse(r.stdout) as { key: string }[];
+      assert.equal(rows.length, want);
+      assert.deepEqual(rows.map((x) => x.key), keys.toReversed().slice(0, want), "newest first");
+      assert.equal(
+        proxy.requests.filter(is.list).length,
+        1,
+        `limit ${limit}: one LIST: ${JSON.stringify(proxy.requests)}`,
+      );
+      assert.equal(proxy.requests.length, 1, "nothing but the LIST");
+    }
+  });
+});
+
+Deno.test("adding a second database: the first one's single-database backups are never skipped", async () => {
+  const dir = await tempDir();
+  try {
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    await Deno.mkdir(`${dir}/store`);
+    const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
+    makeDb(a, 7);
+    await backupOk(a, env); // the old layout: backups at the store's root
+    const next = [`${dir}/n/a.sqlite3`, `${dir}/n/b.sqlite3`];
+    const both = next.flatMap((p) => ["--db", p]);
+    const r = await runLifeboat(["watch", ...both, "--", "sh", "-c", "exit 0"], env);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.lines.at(-1)!, /store\/a holds no backup, but .* holds a single database's/);
+    assert.doesNotMatch(r.stderr, /started sh/);
+    await assert.rejects(Deno.stat(next[0]), Deno.errors.NotFound, "a not started empty");
+    // The way out the message gives: restore it alone, then run with both.
+    assert.equal((await runLifeboat(["restore", "--db", next[0]], env)).code, 0);
+    makeDb(b, 2);
+    const up = await runLifeboat(["backup", "--db", next[0], "--db", b], env);
+    assert.equal(up.code, 0, up.stderr);
+    const fresh = [`${dir}/m/a.sqlite3`, `${dir}/m/b.sqlite3`];
+    const again = await runLifeboat(["restore", ...fresh.flatMap((p) => ["--db", p])], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(readRows(fresh[0]).length, 7);
+    assert.equal(readRows(fresh[1]).length, 2);
+    // A third database added later starts fresh: the old single-database backups are history.
+    const three = [...fresh.map((p) => p.replace("/m/", "/k/")), `${dir}/k/c.sqlite3`];
+    const later = await runLifeboat(["restore", ...three.flatMap((p) => ["--db", p])], env);
+    assert.equal(later.code, 0, later.stderr);
+    await assert.rejects(Deno.stat(three[2]), Deno.errors.NotFound, "c: a fresh start");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("list in a directory store: SHA-256 from the metadata files, a new database is empty", async () => {
+  const dir = await tempDir();
+  try {
+    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
+    await Deno.mkdir(`${dir}/store`);
+    const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
+    makeDb(a, 3);
+    makeDb(b, 4);
+    const up = await runLifeboat(["backup", "--db", a, "--db", b], env);
+    assert.equal(up.code, 0, up.stderr);
+    const r = await runLifeboat(
+      ["list", "--db", a, "--db", b, "--db", `${dir}/c.db`, "--json"],
+      env,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const rows = JSON.parse(r.stdout) as { db: string; sha256?: string; store: string }[];
+    assert.deepEqual(rows.map((x) => x.db), ["a", "b"]);
+    assert.ok(rows.every((x) => /^[0-9a-f]{64}$/.test(x.sha256 ?? "")));
+    assert.deepEqual(rows.map((x) => x.store), [`file://${dir}/store/a`, `file://${dir}/store/b`]);
+    assert.deepEqual(
+      [...Deno.readDirSync(`${dir}/store`)].map((e) => e.name).sort(),
+      ["a", "b"],
+      "list created nothing",
+    );
+    const missing = await runLifeboat(["list", "--db", a, "--url", `${dir}/nope`], env);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.lines.at(-1)!, /store directory .*nope does not exist/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
