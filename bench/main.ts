@@ -5,7 +5,11 @@
  * - BENCH_SIZES=10,100,1024  database sizes in MiB (generated once into bench/.data/)
  * - BENCH_RUNS=N             runs per figure (default 5 / 3 / 2 for ≤ 10 / ≤ 100 / larger)
  * - BENCH_ONLY=P1,P4,…       a subset of figures (P1: backups only; P2: restores; P3: lifeboat's;
- *                            P12: 4 × 25 MiB databases vs 1 × 100 MiB, bench/multidb.ts)
+ *                            P12: 4 × 25 MiB databases vs 1 × 100 MiB, bench/multidb.ts;
+ *                            PEERS: lifeboat vs the best peers, P1/P9/P10/P11, bench/peers.ts;
+ *                            P8: no-op restore; neither runs unless named)
+ * - BENCH_S3=rgw             PEERS against radosgw (scripts/start-rgw.sh) instead of moto
+ * - BENCH_WAN=40:15          PEERS through a shaped link: MiB/s per connection : ms one way
  * - BENCH_LIST_KEYS=10000    backups in the P5 listing
  * - BENCH_LIFEBOAT_ROOT=DIR  benchmark another checkout of lifeboat instead of this one
  * - BENCH_LIFEBOAT_ALT=DIR   also run another checkout in the same P1–P3 runs ("lifeboatAlt")
@@ -19,6 +23,7 @@ import { DATA, lifeboatCmd, runCleanups } from "./lib.ts";
 import { benchMultiDb, type MultiDbResult, renderMultiDb } from "./multidb.ts";
 import { type Meta, renderMarkdown, type Results } from "./report.ts";
 import { benchIdleWrites, benchListNewest } from "./requests.ts";
+import { benchNoopRestore, benchPeers, type PeerResult, renderPeers } from "./peers.ts";
 import { benchSigterm } from "./shutdown.ts";
 import { benchTransfers } from "./transfer.ts";
 
@@ -100,6 +105,8 @@ if (import.meta.main) {
 
   let code = 0;
   let multidb: MultiDbResult | undefined;
+  const peers: PeerResult[] = [];
+  let noop: Awaited<ReturnType<typeof benchNoopRestore>> | undefined;
   try {
     const dbs = new Map<number, string>();
     for (const size of sizes) dbs.set(size, await ensureDb(size));
@@ -138,6 +145,16 @@ if (import.meta.main) {
       log(`P7 at ${smallest} MiB`);
       results.idle = await benchIdleWrites(dbs.get(smallest)!, smallest, 5, log);
     }
+    if (only.has("PEERS")) {
+      for (const size of sizes) {
+        log(`PEERS at ${size} MiB, ${runsFor(size)} runs`);
+        peers.push(await benchPeers(dbs.get(size)!, size, runsFor(size), log));
+      }
+    }
+    if (only.has("P8")) {
+      log("P8: no-op restore, 5 runs");
+      noop = await benchNoopRestore(dbs.get(smallest)!, 5);
+    }
     if (want("P12")) {
       log(`P12: 4 × 25 MiB vs 1 × 100 MiB, ${runsFor(100)} runs`);
       const [big, small, tiny] = [await ensureDb(100), await ensureDb(25), await ensureDb(1)];
@@ -150,11 +167,12 @@ if (import.meta.main) {
     await runCleanups();
   }
   results.meta.wallS = (performance.now() - started) / 1000;
-  const md = renderMarkdown(results) + (multidb ? "\n" + renderMultiDb(multidb) : "");
+  const md = renderMarkdown(results) + (multidb ? "\n" + renderMultiDb(multidb) : "") +
+    (peers.length || noop ? "\n" + renderPeers(peers, noop) : "");
   await Deno.mkdir(DATA, { recursive: true });
   await Deno.writeTextFile(
     `${DATA}/results.json`,
-    JSON.stringify({ ...results, multidb }, null, 1),
+    JSON.stringify({ ...results, multidb, peers, noop }, null, 1),
   );
   await Deno.writeTextFile(`${DATA}/results.md`, md);
   console.log(md);
