@@ -3,6 +3,8 @@
  * failed), a store (a fresh bucket, reached directly or through the S3 proxy, or a directory), and
  * lifeboat's environment for it.
  */
+import { s3Options } from "../src/config.ts";
+import { S3Store } from "../src/store/s3.ts";
 import { baseEnv } from "./cli.ts";
 import { type S3Proxy, startS3Proxy } from "./s3_proxy.ts";
 import { type LocalS3, startLocalS3 } from "./moto.ts";
@@ -115,6 +117,41 @@ export function proxiedTest(
       } finally {
         await proxy.stop();
         await s3.stop();
+      }
+    },
+  });
+}
+
+/** What an S3 store test gets: the store, its server and a temporary directory. */
+export interface S3StoreScene {
+  store: S3Store;
+  local: LocalS3;
+  dir: string;
+}
+
+/**
+ * Registers test `name`, run against an S3Store on a fresh moto_server: bucket `bucket`, prefix
+ * "p", settings from the server's environment plus `extra` (the SDK's keys are put in this
+ * process's environment). The server stops afterwards, whether the test passes or not.
+ */
+export function s3StoreTest(
+  name: string,
+  bucket: string,
+  extra: Record<string, string>,
+  fn: (x: S3StoreScene) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    fn: async () => {
+      const local = await startLocalS3();
+      for (const [k, v] of Object.entries(local.env)) Deno.env.set(k, v);
+      try {
+        await local.createBucket(bucket);
+        const settings = s3Options({ ...local.env, ...extra });
+        const store = new S3Store({ ...settings, bucket, prefix: "p" });
+        await fn({ store, local, dir: await tempDir() });
+      } finally {
+        await local.stop();
       }
     },
   });

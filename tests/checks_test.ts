@@ -11,26 +11,20 @@ import {
   PutObjectCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
-import { s3Options } from "../src/config.ts";
 import { FileStore } from "../src/store/file.ts";
 import { backupKey } from "../src/store/keys.ts";
-import { S3Store } from "../src/store/s3.ts";
 import { metaFor, randomFile } from "../testkit/backup_files.ts";
 import { runLifeboat } from "../testkit/cli.ts";
-import { proxiedTest, scene, tempDir } from "../testkit/scene.ts";
+import { proxiedTest, s3StoreTest, scene, tempDir } from "../testkit/scene.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
-import { startLocalS3 } from "../testkit/moto.ts";
 
 const MiB = 1024 * 1024;
 
-Deno.test("put: a multipart upload whose `ready` rejects after its parts were sent stores nothing; one that resolves late becomes visible only then", async () => {
-  const local = await startLocalS3();
-  for (const [k, v] of Object.entries(local.env)) Deno.env.set(k, v); // the SDK's credentials
-  const dir = await tempDir();
-  try {
-    await local.createBucket("gate");
-    const env = { ...local.env, LIFEBOAT_S3_PART_SIZE_MB: "5" };
-    const store = new S3Store({ ...s3Options(env), bucket: "gate", prefix: "p" });
+s3StoreTest(
+  "put: a multipart upload whose `ready` rejects after its parts were sent stores nothing; one that resolves late becomes visible only then",
+  "gate",
+  { LIFEBOAT_S3_PART_SIZE_MB: "5" },
+  async ({ store, local, dir }) => {
     let partsDone = 0;
     let onPart = () => {};
     store.client.middlewareStack.add((next, ctx) => async (args) => {
@@ -71,11 +65,8 @@ Deno.test("put: a multipart upload whose `ready` rejects after its parts were se
     resolve();
     await put;
     assert.deepEqual((await store.newest(5)).map((b) => b.key), [key]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-    await local.stop();
-  }
-});
+  },
+);
 
 Deno.test("put: the directory store links a backup into place only once `ready` resolved", async () => {
   const dir = await tempDir();
@@ -107,6 +98,7 @@ proxiedTest("backup and restore: where the SQLite checks run", async (t, { s3, p
     forcePathStyle: true,
     credentials: { accessKeyId: "test", secretAccessKey: "test" },
   });
+  const sceneOf = (name: string) => scene({ s3, proxy, name, restoreAttempts: 3 });
   /** Rewrites the newest backup with its pages 2–3 damaged, its metadata changed by `edit`. */
   const damageNewest = async (bucket: string, edit: (m: Record<string, string>) => void) => {
     const [newest] = await s3.backupKeys(bucket);
@@ -119,12 +111,7 @@ proxiedTest("backup and restore: where the SQLite checks run", async (t, { s3, p
   };
 
   await t.step("a damaged database larger than a part: exit 1, nothing stored", async () => {
-    const { dir, env, db, bucket } = await scene({
-      s3,
-      proxy,
-      name: "damaged",
-      restoreAttempts: 3,
-    });
+    const { env, db, bucket } = await sceneOf("damaged");
     makeDb(db, 50, false);
     growDb(db, 12);
     const bytes = await Deno.readFile(db);
@@ -134,34 +121,22 @@ proxiedTest("backup and restore: where the SQLite checks run", async (t, { s3, p
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.lines.at(-1)!, /(damaged|malformed).*Nothing was uploaded/);
     assert.deepEqual(await s3.backupKeys(bucket), []);
-    await Deno.remove(dir, { recursive: true });
   });
 
   await t.step("backups record that they passed quick_check", async () => {
-    const { dir, env, db, bucket } = await scene({
-      s3,
-      proxy,
-      name: "recorded",
-      restoreAttempts: 3,
-    });
+    const { env, db, bucket } = await sceneOf("recorded");
     makeDb(db, 20);
     assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
     const [key] = await s3.backupKeys(bucket);
     const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     await obj.Body!.transformToByteArray();
     assert.equal(obj.Metadata?.checked, "quick_check");
-    await Deno.remove(dir, { recursive: true });
   });
 
   await t.step(
     "restore trusts a recorded quick_check only by default; LIFEBOAT_RESTORE_CHECK and old backups run it",
     async () => {
-      const { dir, env, db, bucket } = await scene({
-        s3,
-        proxy,
-        name: "trusted",
-        restoreAttempts: 3,
-      });
+      const { dir, env, db, bucket } = await sceneOf("trusted");
       makeDb(db, 50);
       addRow(db, "good");
       assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
@@ -187,7 +162,6 @@ proxiedTest("backup and restore: where the SQLite checks run", async (t, { s3, p
       const old = await runLifeboat(["restore", "--db", `${dir}/old/app.db`], env);
       assert.match(old.stderr, /failed verification 3 times \(quick_check: /);
       assert.equal(readRows(`${dir}/old/app.db`).at(-1), "good");
-      await Deno.remove(dir, { recursive: true });
     },
   );
 

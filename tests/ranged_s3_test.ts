@@ -1,23 +1,17 @@
 /** Restore's download from S3: a backup of several parts comes back byte for byte as parallel
  * ranges (one GetObject each), and from a server that ignores Range as one GET. */
 import assert from "node:assert/strict";
-import { s3Options } from "../src/config.ts";
 import { backupKey } from "../src/store/keys.ts";
-import { S3Store } from "../src/store/s3.ts";
 import { metaFor, randomFile } from "../testkit/backup_files.ts";
-import { startLocalS3 } from "../testkit/moto.ts";
-import { tempDir } from "../testkit/scene.ts";
+import { s3StoreTest } from "../testkit/scene.ts";
 
 const MiB = 1024 * 1024;
 
-Deno.test("s3: a multi-part backup is read back in parallel ranges, byte for byte, and in one GET when the server ignores Range", async () => {
-  const local = await startLocalS3();
-  for (const [k, v] of Object.entries(local.env)) Deno.env.set(k, v); // the SDK's credentials
-  const dir = await tempDir();
-  try {
-    await local.createBucket("ranged");
-    const env = { ...local.env, LIFEBOAT_S3_PART_SIZE_MB: "5", LIFEBOAT_S3_CONCURRENCY: "3" };
-    const store = new S3Store({ ...s3Options(env), bucket: "ranged", prefix: "p" });
+s3StoreTest(
+  "s3: a multi-part backup is read back in parallel ranges, byte for byte, and in one GET when the server ignores Range",
+  "ranged",
+  { LIFEBOAT_S3_PART_SIZE_MB: "5", LIFEBOAT_S3_CONCURRENCY: "3" },
+  async ({ store, dir }) => {
     const gets: (string | undefined)[] = [];
     store.reader.middlewareStack.add((next, ctx) => (args) => {
       const input = args.input as { Range?: string };
@@ -51,8 +45,5 @@ Deno.test("s3: a multi-part backup is read back in parallel ranges, byte for byt
     }, { step: "finalizeRequest", name: "dropRange" });
     assert.equal(await read(), expected);
     assert.equal(gets.length, 1);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-    await local.stop();
-  }
-});
+  },
+);
