@@ -10,6 +10,7 @@ import {
   installDatabase,
   type RestoreCheck,
   type Verified,
+  verifyDownloaded,
   writeAndVerify,
 } from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
@@ -155,8 +156,11 @@ export async function restoreDatabase(
       for (let attempt = 1; attempt <= VERIFY_ATTEMPTS && !got?.ok; attempt++) {
         got = await withRetry(`downloading ${c.key}`, async () => {
           await removeTemp(tmp);
-          const opened = await deps.store.open(c.key);
-          return await writeAndVerify(opened, tmp, o.restoreCheck);
+          if (!deps.store.download) {
+            return await writeAndVerify(await deps.store.open(c.key), tmp, o.restoreCheck);
+          }
+          const got = await deps.store.download(c.key, tmp);
+          return await verifyDownloaded(got, tmp, o.restoreCheck);
         });
         if (!got.ok && attempt < VERIFY_ATTEMPTS) {
           log.warn("backup {key} failed verification ({problem}); downloading it again", {

@@ -1,8 +1,9 @@
 /** Turning a downloaded backup into the live database file, only once it is proven sound. */
 import { basename, dirname } from "node:path";
 import { assertNotInUse, SQLITE_SIDE_FILES } from "../dbfile.ts";
-import { fsyncDir, removeIfExists, statIfExists, writeStreamHashed } from "../fsutil.ts";
-import type { OpenedBackup } from "../store/store.ts";
+import { fsyncDir, removeIfExists, statIfExists } from "../fsutil.ts";
+import { writeOpened } from "../store/open.ts";
+import type { DownloadedBackup, OpenedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
 
 /** The result of checking one download: sound (with its size) or the reason it is not. */
@@ -28,8 +29,19 @@ export async function writeAndVerify(
   tmp: string,
   check: RestoreCheck = "auto",
 ): Promise<Verified> {
-  const { sha256, size } = await writeStreamHashed(backup.body, tmp);
-  const meta = backup.meta;
+  return await verifyDownloaded(await writeOpened(backup, tmp), tmp, check);
+}
+
+/**
+ * Checks a backup already written to `tmp` (see `writeAndVerify`): size and SHA-256 against its
+ * metadata, then the SQLite check `check` asks for. A bad backup is `{ ok: false }`.
+ */
+export async function verifyDownloaded(
+  got: DownloadedBackup,
+  tmp: string,
+  check: RestoreCheck = "auto",
+): Promise<Verified> {
+  const { sha256, size, meta } = got;
   if (!meta.sha256) return { ok: false, problem: "no sha256 in its metadata" };
   if (meta.size !== undefined && meta.size !== size) {
     return { ok: false, problem: `size ${size} bytes, metadata says ${meta.size}` };

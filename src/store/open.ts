@@ -1,7 +1,8 @@
 /** Builds the Store that a store URL names. */
+import { writeStreamHashed } from "../fsutil.ts";
 import { FileStore } from "./file.ts";
 import type { S3Options, S3Settings, StoreUrl } from "./settings.ts";
-import type { Store } from "./store.ts";
+import type { DownloadedBackup, OpenedBackup, Store } from "./store.ts";
 
 /**
  * Returns the store for `url`; makes no request (errors surface on first use). The S3 store,
@@ -38,9 +39,18 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
       (await store()).put(key, file, meta, signal, ready),
     newest: async (limit) => (await store()).newest(limit),
     open: async (key) => (await store()).open(key),
+    download: async (key, path) => {
+      const s = await store();
+      return s.download ? await s.download(key, path) : await writeOpened(await s.open(key), path);
+    },
     describe: async (key) => (await (await store()).describe?.(key)) ?? {},
     marker: async () => (await store()).marker(),
     putMarker: async (marker) => (await store()).putMarker(marker),
     supersede: async (key) => (await store()).supersede(key),
   };
+}
+
+/** Writes an opened backup's body into the new file `path`, hashing it (see Store.download). */
+export async function writeOpened(opened: OpenedBackup, path: string): Promise<DownloadedBackup> {
+  return { meta: opened.meta, ...(await writeStreamHashed(opened.body, path)) };
 }

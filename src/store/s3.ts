@@ -11,8 +11,9 @@ import {
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { TransientError } from "../errors.ts";
+import { writeStreamHashed } from "../fsutil.ts";
 import { BACKUPS_DIR, checkKey, MARKER_NAME, parseKey } from "./keys.ts";
-import { rangedStream } from "./ranged_stream.ts";
+import { downloadRanges } from "./ranged_download.ts";
 import { roleCredentials } from "./s3_credentials.ts";
 import { failWhenStalled } from "./stall.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
@@ -21,6 +22,7 @@ import type { S3Settings } from "./settings.ts";
 import {
   type BackupInfo,
   type BackupMeta,
+  type DownloadedBackup,
   markerFromJson,
   markerToJson,
   metaFromRecord,
@@ -176,24 +178,37 @@ export class S3Store implements Store {
     return out;
   }
 
-  /**
-   * Opens the object for reading: one ranged GetObject tells its size and metadata, then the
-   * rest arrives as `queueSize` ranges of `partSize` in parallel, still as one in-order stream
-   * (ranged_stream.ts). Every range must be the one asked for, of the same object (If-Match its
-   * ETag). A server that ignores Range sends the whole object in the first answer: read as is.
-   */
+  /** Starts a GetObject and returns its body stream (guarded against stalls) and metadata. */
   async open(key: string): Promise<OpenedBackup> {
+    const cmd = new GetObjectCommand({ Bucket: this.s.bucket, Key: this.objectKey(key) });
+    const res = await this.mapped("GetObject", () => this.reader.send(cmd));
+    // The fetch handler's timeout ends at the headers: the body has a stall guard of its own.
+    return {
+      body: failWhenStalled(bodyOf(res, key), this.s.timeoutMs),
+      meta: metaFromRecord(res.Metadata ?? {}),
+    };
+  }
+
+  /**
+   * Downloads the object into the new file `path`: one ranged GetObject of `partSize` tells its
+   * size and metadata, then the rest arrives as `concurrency` ranges at once, each written at
+   * its offset (ranged_download.ts). Every range must be the one asked for, of the same object
+   * (If-Match its ETag). A server that ignores Range sends the whole object in the first answer.
+   */
+  async download(key: string, path: string): Promise<DownloadedBackup> {
     const Bucket = this.s.bucket, Key = this.objectKey(key);
-    const chunkSize = this.s.partSize;
+    const firstBytes = this.s.partSize;
     const first = await this.mapped("GetObject", () =>
       this.reader.send(
-        new GetObjectCommand({ Bucket, Key, Range: `bytes=0-${chunkSize - 1}` }),
+        new GetObjectCommand({ Bucket, Key, Range: `bytes=0-${firstBytes - 1}` }),
       ));
     const meta = metaFromRecord(first.Metadata ?? {});
     const body = bodyOf(first, key);
-    const size = sizeFromContentRange(first.ContentRange, 0, chunkSize - 1);
-    // The fetch handler's timeout ends at the headers: the body has a stall guard of its own.
-    if (size === undefined) return { body: failWhenStalled(body, this.s.timeoutMs), meta };
+    const size = sizeFromContentRange(first.ContentRange, 0, firstBytes - 1);
+    if (size === undefined) {
+      const whole = await writeStreamHashed(failWhenStalled(body, this.s.timeoutMs), path);
+      return { meta, ...whole };
+    }
     const fetchRange = async (start: number, end: number, abortSignal: AbortSignal) => {
       const Range = `bytes=${start}-${end - 1}`;
       const cmd = new GetObjectCommand({ Bucket, Key, Range, IfMatch: first.ETag });
@@ -206,25 +221,13 @@ export class S3Store implements Store {
       }
       return bodyOf(res, key);
     };
-    return {
-      body: rangedStream(body, fetchRange, {
-        size,
-        chunkSize,
-        concurrency: this.s.concurrency,
-        idleMs: this.s.timeoutMs,
-      }),
-      meta,
-    };
-  }
-
-  /** One HeadObject: the backup's user metadata (sha256, size, …) without its bytes. */
-  async describe(key: string): Promise<Partial<BackupMeta>> {
-    const Key = this.objectKey(key);
-    const res = await this.mapped(
-      "HeadObject",
-      () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
-    );
-    return metaFromRecord(res.Metadata ?? {});
+    const got = await downloadRanges(path, body, fetchRange, {
+      size,
+      firstBytes,
+      concurrency: this.s.concurrency,
+      idleMs: this.s.timeoutMs,
+    });
+    return { meta, ...got };
   }
 
   /** Reads `PREFIX/lifeboat.json`; undefined only on the store's own NoSuchKey answer. */

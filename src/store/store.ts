@@ -40,6 +40,13 @@ export interface OpenedBackup {
   meta: Partial<BackupMeta>;
 }
 
+/** A backup written to a file: its metadata, and the SHA-256 and length of the bytes that landed. */
+export interface DownloadedBackup {
+  meta: Partial<BackupMeta>;
+  sha256: string;
+  size: number;
+}
+
 /**
  * The marker a store holds from its first backup on: proof that "no backup" is a loss, not a
  * fresh start. It is never superseded, so no lifecycle rule expires it.
@@ -80,6 +87,12 @@ export interface Store {
   newest(limit: number): Promise<BackupInfo[]>;
   /** Streams one backup's bytes with its metadata; throws if it cannot be read. */
   open(key: string): Promise<OpenedBackup>;
+  /**
+   * Writes one backup into the new file `path` (mode 0600, fsynced) and returns its metadata
+   * with the SHA-256 and length of what landed; a backend that can do better than `open` (S3:
+   * parallel ranges) has it. Throws, removing `path`, when the transfer fails.
+   */
+  download?(key: string, path: string): Promise<DownloadedBackup>;
   /**
    * Returns one backup's stored metadata without its bytes (S3: one HeadObject; a directory: its
    * `.json` file); a field the store could not read is left out. Throws if it cannot be read.
