@@ -147,6 +147,9 @@ function curlSigned(endpoint: string, key: string): string[] {
     `aws:amz:${SAFE_AWS_ENV.AWS_REGION}:s3`,
     "--user",
     `${SAFE_AWS_ENV.AWS_ACCESS_KEY_ID}:${SAFE_AWS_ENV.AWS_SECRET_ACCESS_KEY}`,
+    // radosgw requires the payload hash header; curl signs it along.
+    "-H",
+    "x-amz-content-sha256: UNSIGNED-PAYLOAD",
     `${endpoint}/${BUCKET}/${key}`,
   ];
 }

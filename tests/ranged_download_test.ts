@@ -1,6 +1,6 @@
-/** The parallel ranged download: the file and its SHA-256 are the object's whatever order ranges
- * arrive in, and every wrong answer (short, long, stalled, failed) is caught, never a silently
- * different file. */
+/** The ranged download: the file and its hash are the object's, whether the rest came in one
+ * stream or in parallel ranges finishing in any order, and every wrong answer (short, long,
+ * stalled, failed) is caught, never a silently different file. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { downloadRanges, type FetchRange } from "../src/store/ranged_download.ts";
@@ -9,8 +9,10 @@ import { tempDir } from "../testkit/scene.ts";
 
 const bytesOf = (size: number) => Uint8Array.from({ length: size }, (_, i) => (i * 7 + 3) % 251);
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+/** Always parallel once the probe is in (a slow link), or never (a fast one). */
+const SLOW = { oneStreamAboveMiBPerS: Infinity }, FAST = { oneStreamAboveMiBPerS: 0 };
 
-function streamOf(bytes: Uint8Array, pieces = 3): ReadableStream<Uint8Array> {
+function streamOf(bytes: Uint8Array, pieces = 8): ReadableStream<Uint8Array> {
   const step = Math.max(1, Math.ceil(bytes.length / pieces));
   let off = 0;
   return new ReadableStream({
@@ -22,10 +24,17 @@ function streamOf(bytes: Uint8Array, pieces = 3): ReadableStream<Uint8Array> {
   });
 }
 
-Deno.test("ranged download: the file and its hash are the object's, ranges finishing in any order", async () => {
+/** Ranges asked for must tile [cut, size) in order, whatever the cut. */
+function assertTiles(asked: [number, number][], size: number) {
+  const sorted = [...asked].sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < sorted.length; i++) assert.equal(sorted[i][0], sorted[i - 1][1]);
+  if (sorted.length) assert.equal(sorted.at(-1)![1], size);
+}
+
+Deno.test("ranged download: on a slow link the rest comes as parallel ranges, the file and its hash the object's", async () => {
   const { random } = testRandom("LIFEBOAT_TEST_SEED");
   const dir = await tempDir();
-  for (const size of [1, 999, 1000, 1001, 10_000, 12_345]) {
+  for (const size of [1, 999, 1000, 2999, 10_000, 12_345]) {
     const data = bytesOf(size);
     const asked: [number, number][] = [];
     const fetch: FetchRange = async (start, end) => {
@@ -34,39 +43,68 @@ Deno.test("ranged download: the file and its hash are the object's, ranges finis
       return streamOf(data.slice(start, end), 1 + Math.floor(random() * 4));
     };
     const path = `${dir}/${size}`;
-    const first = streamOf(data.slice(0, 1000));
-    const got = await downloadRanges(path, first, fetch, {
+    const got = await downloadRanges(path, streamOf(data), fetch, {
       size,
-      firstBytes: 1000,
+      probeBytes: 1000,
       concurrency: 3,
+      ...SLOW,
     });
     assert.deepEqual(got, { sha256: sha(data), size }, `size ${size}`);
     assert.deepEqual(await Deno.readFile(path), data);
-    assert.ok(asked.length <= 3, `at most concurrency ranges after the first (${asked.length})`);
-    assert.equal(asked.reduce((n, [s, e]) => n + e - s, 0), Math.max(0, size - 1000));
+    assert.ok(
+      asked.length <= 2,
+      `at most concurrency - 1 ranges besides the first (${asked.length})`,
+    );
+    if (size >= 10_000) assert.equal(asked.length, 2, "a large object is split");
+    assertTiles(asked, size);
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
   }
 });
 
-Deno.test("ranged download: a range that ends early ends the file's hashed part there", async () => {
+Deno.test("ranged download: on a fast link one stream carries it all", async () => {
   const dir = await tempDir();
-  const size = 4000;
-  const data = bytesOf(size);
-  // The rest (3000 bytes) comes as ranges of 1000: the one at 2000 ends 1 byte short.
-  const fetch: FetchRange = (s, e) =>
-    Promise.resolve(streamOf(data.slice(s, s === 2000 ? e - 1 : e)));
-  const got = await downloadRanges(`${dir}/f`, streamOf(data.slice(0, 1000)), fetch, {
-    size,
-    firstBytes: 1000,
-    concurrency: 3,
+  const data = bytesOf(10_000);
+  const asked: [number, number][] = [];
+  const fetch: FetchRange = (s, e) => {
+    asked.push([s, e]);
+    return Promise.resolve(streamOf(data.slice(s, e)));
+  };
+  const got = await downloadRanges(`${dir}/f`, streamOf(data), fetch, {
+    size: data.length,
+    probeBytes: 1000,
+    concurrency: 4,
+    ...FAST,
   });
-  assert.deepEqual(got, { sha256: sha(data.slice(0, 2999)), size: 2999 });
+  assert.deepEqual(got, { sha256: sha(data), size: data.length });
+  assert.deepEqual(asked, []);
+});
+
+Deno.test("ranged download: a stream that ends early ends the file's hashed part there", async () => {
+  const dir = await tempDir();
+  const data = bytesOf(12_000);
+  const cuts: number[] = [];
+  // Every range the download asks for ends 1 byte short.
+  const fetch: FetchRange = (s, e) => {
+    cuts.push(s);
+    return Promise.resolve(streamOf(data.slice(s, e - 1)));
+  };
+  const got = await downloadRanges(`${dir}/f`, streamOf(data), fetch, {
+    size: data.length,
+    probeBytes: 1000,
+    concurrency: 3,
+    ...SLOW,
+  });
+  const [firstShort] = cuts.sort((a, b) => a - b);
+  const each = cuts[1] - cuts[0];
+  assert.deepEqual(got, {
+    sha256: sha(data.slice(0, firstShort + each - 1)),
+    size: firstShort + each - 1,
+  });
 });
 
 Deno.test("ranged download: a long, a failed or a stalled range throws and leaves no file", async () => {
   const dir = await tempDir();
-  const size = 5000;
-  const data = bytesOf(size);
+  const data = bytesOf(12_000);
   const cases: [string, FetchRange, RegExp][] = [
     ["long", (s, e) => Promise.resolve(streamOf(data.slice(s, e + 1))), /more than the \d+ bytes/],
     ["failed", () => Promise.reject(new Error("connection reset")), /connection reset/],
@@ -78,9 +116,14 @@ Deno.test("ranged download: a long, a failed or a stalled range throws and leave
   ];
   for (const [name, fetch, error] of cases) {
     const path = `${dir}/${name}`;
-    const first = streamOf(data.slice(0, 1000));
     await assert.rejects(
-      downloadRanges(path, first, fetch, { size, firstBytes: 1000, concurrency: 2, idleMs: 50 }),
+      downloadRanges(path, streamOf(data), fetch, {
+        size: data.length,
+        probeBytes: 1000,
+        concurrency: 3,
+        idleMs: 50,
+        ...SLOW,
+      }),
       error,
       name,
     );

@@ -1,5 +1,5 @@
-/** Restore's download from S3: a backup of several parts comes back byte for byte as a few
- * parallel ranges (one GetObject each), and from a server that ignores Range as one GET. */
+/** Restore's download from S3: a backup of several parts comes back byte for byte, in one GET or
+ * with a few parallel ranges, and from a server that ignores Range in one GET. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { backupKey } from "../src/store/keys.ts";
@@ -9,7 +9,7 @@ import { s3StoreTest } from "../testkit/scene.ts";
 const MiB = 1024 * 1024;
 
 s3StoreTest(
-  "s3: a multi-part backup downloads as the first part then `concurrency` ranges at once, byte for byte, and in one GET when the server ignores Range",
+  "s3: a multi-part backup downloads byte for byte (one GET of bytes=0-, perhaps parallel ranges of the rest), and in one GET when the server ignores Range",
   "ranged",
   { LIFEBOAT_S3_PART_SIZE_MB: "5", LIFEBOAT_S3_CONCURRENCY: "3" },
   async ({ store, dir }) => {
@@ -31,15 +31,15 @@ s3StoreTest(
     const got = await download();
     assert.deepEqual({ sha256: got.sha256, size: got.size }, { sha256, size });
     assert.equal(got.meta.size, size);
-    // The first part (5 MiB) tells the size; the other 16 MiB + 123 come as 3 ranges at once.
-    const rest = size - 5 * MiB, each = Math.ceil(rest / 3);
-    assert.deepEqual(gets, [
-      `bytes=0-${5 * MiB - 1}`,
-      ...[0, 1, 2].map((i) => {
-        const from = 5 * MiB + i * each;
-        return `bytes=${from}-${Math.min(size, from + each) - 1}`;
-      }),
-    ]);
+    // One GET of `bytes=0-`; over loopback it usually carries everything, else 2 more ranges
+    // (concurrency 3) tile the rest.
+    assert.equal(gets[0], "bytes=0-");
+    const rest = gets.slice(1).map((r) => r!.slice(6).split("-").map(Number));
+    assert.ok(rest.length === 0 || rest.length === 2, JSON.stringify(gets));
+    if (rest.length) {
+      assert.equal(rest[1][0], rest[0][1] + 1);
+      assert.equal(rest[1][1], size - 1);
+    }
 
     // A server that does not do ranges answers the first GET with the whole object.
     gets.length = 0;

@@ -1,14 +1,15 @@
 /**
- * One object downloaded into a file as a few large byte ranges over parallel connections, each
- * streamed straight to its offset, and hashed in order by reading back what has arrived.
+ * One object downloaded into a file: one GET of the whole object, and when its first bytes show a
+ * slow connection, a few more ranges of the rest at once over parallel connections. Each stream
+ * is written straight to its offset; the file is hashed in order by reading back what arrived.
  *
  * Why by hand: a single GET is bounded by one connection's window (on a WAN link, the latency and
  * the per-connection cap), while S3 serves ranges of one object in parallel at full speed; the
- * SDK has no parallel download. Why few large ranges, written at their offsets, rather than many
- * small ones kept in memory until their turn: memory stays flat (no range is buffered), and a
- * server that pays for the whole object on every ranged GET (moto reads it all, then slices)
- * answers a handful of requests, not one per 8 MiB. The read-back for the hash comes from the
- * page cache: the bytes were just written.
+ * SDK has no parallel download. Why only when the link is slow, and only a few large ranges:
+ * over a fast link (the same data centre, a local server) extra requests only cost (moto reads
+ * the whole object again for every ranged GET), so one stream it stays; and large ranges written
+ * at their offsets keep memory flat (nothing waits in memory for its turn). The read-back for the
+ * hash comes from the page cache: the bytes were just written.
  */
 import { createHash } from "node:crypto";
 import { TransientError } from "../errors.ts";
@@ -22,17 +23,26 @@ export type FetchRange = (
   signal: AbortSignal,
 ) => Promise<ReadableStream<Uint8Array>>;
 
-/** How to split and pace the download. */
+/** How to probe, split and pace the download. */
 export interface RangedOptions {
-  /** The object's size in bytes. */
+  /** The object's size in bytes (the whole object is what `first` carries). */
   size: number;
-  /** How many bytes `first` carries: [0, firstBytes). */
-  firstBytes: number;
-  /** Ranges in flight at once besides `first`; the rest of the object is split into this many. */
+  /** Bytes of `first` read before deciding whether the rest comes in parallel. */
+  probeBytes: number;
+  /** Streams at once when the link is slow (`first` included). */
   concurrency: number;
-  /** A range that brings no byte for this long fails (no limit if undefined). */
+  /** A stream that brings no byte for this long fails (no limit if undefined). */
   idleMs?: number;
+  /** A probe faster than this keeps one stream (ONE_STREAM_ABOVE_MIB_PER_S). */
+  oneStreamAboveMiBPerS?: number;
 }
+
+/**
+ * A probe faster than this keeps one stream. Measured (BENCHMARKS.md, issue 14): over loopback
+ * moto and radosgw read fastest in one stream; a link capped at 40 MiB/s per connection reads
+ * about `concurrency` times faster in parallel.
+ */
+export const ONE_STREAM_ABOVE_MIB_PER_S = 128;
 
 /** What landed in the file: the SHA-256 and length of its contiguous bytes from offset 0. */
 export interface Downloaded {
@@ -40,13 +50,22 @@ export interface Downloaded {
   size: number;
 }
 
+/** One stream's share of the file and how far it got. */
+interface Part {
+  from: number;
+  to: number;
+  got: number;
+  done: boolean;
+}
+
 /**
- * Writes the object into the new file `path` (mode 0600, never replacing one): `first` carries
- * its first `firstBytes`, the rest comes as `concurrency` ranges fetched at once, each written at
- * its offset. Returns the SHA-256 and length of the bytes from offset 0 up to the first gap: a
- * range that ends early ends the file there, as a single GET's body would (the caller's size and
- * SHA-256 checks reject it). One that brings more than asked, fails or stalls aborts the others,
- * removes the file and throws. The file is fsynced before this resolves.
+ * Writes the object into the new file `path` (mode 0600, never replacing one). `first` is a GET of
+ * the whole object; once `probeBytes` of it arrived slower than the threshold, it stops at the
+ * end of its share and the rest comes as `concurrency - 1` ranges at once, each written at its
+ * offset. Returns the SHA-256 and length of the bytes from offset 0 up to the first gap: a stream
+ * that ends early ends the file there, as a single GET's body would (the caller's size and SHA-256
+ * checks reject it). One that brings more than asked, fails or stalls aborts the others, removes
+ * the file and throws. The file is fsynced before this resolves.
  */
 export async function downloadRanges(
   path: string,
@@ -55,38 +74,60 @@ export async function downloadRanges(
   o: RangedOptions,
 ): Promise<Downloaded> {
   const stop = new AbortController();
-  const ranges = split(o);
-  const got = ranges.map(() => 0); // bytes of each range written so far
-  const done = ranges.map(() => false);
+  const parts: Part[] = [{ from: 0, to: o.size, got: 0, done: false }];
+  let planned = false; // whether more parts may still come
   let notify: (() => void) | undefined;
   const progressed = () => {
     notify?.();
     notify = undefined;
   };
-  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-  file.close();
-  try {
-    const writers = ranges.map(async ([from, to], i) => {
+  const writers: Promise<void>[] = [];
+  const started = performance.now();
+  /** Decides, once the probe arrived, whether the rest comes in parallel; adds those parts. */
+  const decide = () => {
+    planned = true;
+    const mibPerS = parts[0].got / 1024 / 1024 / ((performance.now() - started) / 1000);
+    const n = Math.max(
+      1,
+      Math.min(o.concurrency, Math.floor((o.size - parts[0].got) / o.probeBytes)),
+    );
+    if (mibPerS > (o.oneStreamAboveMiBPerS ?? ONE_STREAM_ABOVE_MIB_PER_S) || n < 2) return;
+    const at = parts[0].got;
+    const each = Math.ceil((o.size - at) / n);
+    parts[0].to = at + each; // the first stream stops there
+    for (let from = at + each; from < o.size; from += each) {
+      const part = { from, to: Math.min(o.size, from + each), got: 0, done: false };
+      parts.push(part);
+      write(part, () => fetchRange(part.from, part.to, stop.signal));
+    }
+  };
+  const write = (p: Part, body: () => Promise<ReadableStream<Uint8Array>>) => {
+    const w = (async () => {
       try {
-        const body = i === 0 ? first : await fetchRange(from, to, stop.signal);
-        await writeAt(path, from, to - from, body, stop.signal, o.idleMs, (n) => {
-          got[i] += n;
+        await writeAt(path, p, await body(), stop.signal, o.idleMs, () => {
+          if (!planned && p === parts[0] && p.got >= o.probeBytes) decide();
           progressed();
         });
-        done[i] = true;
+        p.done = true;
+        planned = true;
         progressed();
       } catch (err) {
         if (!stop.signal.aborted) stop.abort(err);
         progressed();
         throw err;
       }
-    });
-    writers.forEach((w) => w.catch(() => {})); // reported below, through `stop`
+    })();
+    w.catch(() => {}); // reported below, through `stop`
+    writers.push(w);
+  };
+  const file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+  file.close();
+  try {
+    write(parts[0], () => Promise.resolve(first));
     const hashed = await hashInOrder(
       path,
-      ranges,
-      got,
-      done,
+      parts,
+      () => planned,
       stop.signal,
       () => new Promise<void>((r) => (notify = r)),
     );
@@ -98,68 +139,72 @@ export async function downloadRanges(
     return hashed;
   } catch (err) {
     stop.abort(err);
+    await Promise.allSettled(writers);
     await removeIfExists(path).catch(() => {});
     throw err;
   }
 }
 
-/** [from, to) of each range: the first one's bytes, then the rest in `concurrency` parts. */
-function split(o: RangedOptions): [number, number][] {
-  const out: [number, number][] = [[0, Math.min(o.firstBytes, o.size)]];
-  const rest = o.size - out[0][1];
-  const n = Math.max(1, Math.min(o.concurrency, rest));
-  const each = Math.ceil(rest / n);
-  for (let from = out[0][1]; from < o.size; from += each) {
-    out.push([from, Math.min(o.size, from + each)]);
-  }
-  return out;
-}
-
-/** Streams `body` into `path` at `offset`; throws when it brings more than `length` bytes. */
+/**
+ * Streams `body` into `path` from `p.from`, counting into `p.got`, until it ends or reaches `p.to`
+ * (which may move closer while it runs: the rest is then cancelled, not an error); throws when it
+ * brings bytes past the object's end.
+ */
 async function writeAt(
   path: string,
-  offset: number,
-  length: number,
+  p: Part,
   body: ReadableStream<Uint8Array>,
   signal: AbortSignal,
   idleMs: number | undefined,
-  wrote: (n: number) => void,
+  wrote: () => void,
 ): Promise<void> {
   using f = await Deno.open(path, { write: true });
-  await f.seek(offset, Deno.SeekMode.Start);
-  const reader = body.getReader();
-  let total = 0;
+  await f.seek(p.from, Deno.SeekMode.Start);
+  const limit = p.to; // past the object's end is an error; before it, a cut
+  // A byte stream is read into one reused 1 MiB buffer: no garbage per chunk, memory flat (a
+  // default reader gets a new chunk per read, and they pile up faster than the GC frees them).
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch { /* not a byte stream: take its chunks as they come */ }
+  const plain = byob ? undefined : body.getReader();
+  let buf = new Uint8Array(1 << 20);
   try {
     for (;;) {
       signal.throwIfAborted();
-      const read = reader.read();
+      const read = byob ? byob.read(buf) : plain!.read();
       const { value, done } = await (idleMs === undefined ? read : withinIdle(read, idleMs));
-      if (done) break;
-      total += value.length;
-      if (total > length) {
+      if (done || !value) break;
+      if (p.from + p.got + value.length > limit) {
         throw new TransientError(
-          `the store sent more than the ${length} bytes asked for at offset ${offset}`,
+          `the store sent more than the ${limit - p.from} bytes asked for at offset ${p.from}`,
           "lifeboat downloads it again; if it persists, check that the endpoint is an S3 store",
         );
       }
-      for (let off = 0; off < value.length;) off += await f.write(value.subarray(off));
-      wrote(value.length);
+      const keep = value.subarray(0, Math.min(value.length, p.to - p.from - p.got));
+      for (let off = 0; off < keep.length;) off += await f.write(keep.subarray(off));
+      p.got += keep.length;
+      wrote();
+      if (byob) buf = new Uint8Array(value.buffer as ArrayBuffer);
+      if (p.from + p.got >= p.to) {
+        if (p.to < limit) await (byob ?? plain)!.cancel().catch(() => {}); // cut: the rest is others'
+        break;
+      }
     }
   } catch (err) {
-    await reader.cancel(err).catch(() => {});
+    await (byob ?? plain)!.cancel(err).catch(() => {});
     throw err;
   }
 }
 
 /**
- * Hashes the file from offset 0 as the ranges fill it, in order, reading back what was written;
- * stops at the first range that ended short. Resolves with the hash and the bytes hashed.
+ * Hashes the file from offset 0 as the parts fill it, in order, reading back what was written;
+ * stops at the first part that ended short. Resolves with the hash and the bytes hashed.
  */
 async function hashInOrder(
   path: string,
-  ranges: [number, number][],
-  got: number[],
-  done: boolean[],
+  parts: Part[],
+  planned: () => boolean,
   signal: AbortSignal,
   changed: () => Promise<void>,
 ): Promise<Downloaded> {
@@ -167,11 +212,16 @@ async function hashInOrder(
   const buf = new Uint8Array(1 << 20);
   using f = await Deno.open(path, { read: true });
   let pos = 0;
-  for (let i = 0; i < ranges.length; i++) {
-    const [from] = ranges[i];
+  for (let i = 0;; i++) {
+    while (i >= parts.length && !planned()) {
+      signal.throwIfAborted();
+      await changed();
+    }
+    if (i >= parts.length) break;
+    const p = parts[i];
     for (;;) {
       signal.throwIfAborted();
-      const until = from + got[i];
+      const until = p.from + p.got;
       if (pos < until) {
         await f.seek(pos, Deno.SeekMode.Start);
         const n = await f.read(buf.subarray(0, Math.min(buf.length, until - pos)));
@@ -180,10 +230,10 @@ async function hashInOrder(
         pos += n;
         continue;
       }
-      if (done[i]) break;
+      if (p.done) break;
       await changed();
     }
-    if (pos < ranges[i][1]) break; // ended early: so does the file's contiguous part
+    if (pos < p.to) break; // ended early: so does the file's contiguous part
   }
   return { sha256: hash.digest("hex"), size: pos };
 }

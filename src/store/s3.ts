@@ -190,24 +190,24 @@ export class S3Store implements Store {
   }
 
   /**
-   * Downloads the object into the new file `path`: one ranged GetObject of `partSize` tells its
-   * size and metadata, then the rest arrives as `concurrency` ranges at once, each written at
-   * its offset (ranged_download.ts). Every range must be the one asked for, of the same object
-   * (If-Match its ETag). A server that ignores Range sends the whole object in the first answer.
+   * Downloads the object into the new file `path`: one GetObject of `bytes=0-` (the whole object,
+   * and proof the server does ranges); when its first `partSize` bytes arrive slowly, the rest
+   * also comes as ranges over `concurrency` connections (ranged_download.ts). Every range must be
+   * the one asked for, of the same object (If-Match its ETag).
    */
   async download(key: string, path: string): Promise<DownloadedBackup> {
     const Bucket = this.s.bucket, Key = this.objectKey(key);
-    const firstBytes = this.s.partSize;
-    const first = await this.mapped("GetObject", () =>
-      this.reader.send(
-        new GetObjectCommand({ Bucket, Key, Range: `bytes=0-${firstBytes - 1}` }),
-      ));
-    const meta = metaFromRecord(first.Metadata ?? {});
-    const body = bodyOf(first, key);
-    const size = sizeFromContentRange(first.ContentRange, 0, firstBytes - 1);
+    const first = await this.mapped(
+      "GetObject",
+      () => this.reader.send(new GetObjectCommand({ Bucket, Key, Range: "bytes=0-" })),
+    );
+    const ranged = sizeFromContentRange(first.ContentRange, 0, Infinity);
+    const size = ranged ?? first.ContentLength;
     if (size === undefined) {
-      const whole = await writeStreamHashed(failWhenStalled(body, this.s.timeoutMs), path);
-      return { meta, ...whole };
+      throw new TransientError(
+        `GetObject of ${Key} answered without a size`,
+        "lifeboat downloads it again; if it persists, check that the endpoint is an S3 store",
+      );
     }
     const fetchRange = async (start: number, end: number, abortSignal: AbortSignal) => {
       const Range = `bytes=${start}-${end - 1}`;
@@ -221,13 +221,24 @@ export class S3Store implements Store {
       }
       return bodyOf(res, key);
     };
-    const got = await downloadRanges(path, body, fetchRange, {
+    const got = await downloadRanges(path, bodyOf(first, key), fetchRange, {
       size,
-      firstBytes,
-      concurrency: this.s.concurrency,
+      probeBytes: this.s.partSize,
+      // A server that ignored the Range header cannot be asked for parts.
+      concurrency: ranged === undefined ? 1 : this.s.concurrency,
       idleMs: this.s.timeoutMs,
     });
-    return { meta, ...got };
+    return { meta: metaFromRecord(first.Metadata ?? {}), ...got };
+  }
+
+  /** One HeadObject: the backup's user metadata (sha256, size, …) without its bytes. */
+  async describe(key: string): Promise<Partial<BackupMeta>> {
+    const Key = this.objectKey(key);
+    const res = await this.mapped(
+      "HeadObject",
+      () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
+    );
+    return metaFromRecord(res.Metadata ?? {});
   }
 
   /** Reads `PREFIX/lifeboat.json`; undefined only on the store's own NoSuchKey answer. */
