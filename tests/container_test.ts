@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { statfsSync } from "node:fs";
 import { MAX_TIMER_MS, systemClock } from "../src/clock.ts";
 import { loadConfig } from "../src/config.ts";
-import { oneLine } from "../src/errors.ts";
+import { isRetryable, oneLine } from "../src/errors.ts";
 import { redactLine } from "../src/redact.ts";
 import { signalExitCode } from "../src/signals.ts";
 import { mapS3Error } from "../src/store/s3_errors.ts";
@@ -532,6 +532,23 @@ Deno.test("#11.9 AbortError, InternalError and SlowDown say what failed, where a
   const slow = oneLine(mapS3Error(err("SlowDown", "Please reduce your request rate."), ctx));
   assert.match(slow, /^S3 asked lifeboat to slow down on PutObject to s3:\/\/my-bucket\/app/);
   assert.doesNotMatch(slow, /\.\./, "no double period");
+});
+
+Deno.test("an HTML page where S3 XML was expected (a crashed server, a proxy) is one retryable line", () => {
+  const ctx = { op: "PutObject", bucket: "my-bucket", prefix: "app" } as const;
+  const html = Object.assign(
+    new Error(
+      "@aws-sdk XML parse error: mismatched tags <html> and </title>. Deserialization error: " +
+        "to see the raw response, inspect the hidden field {error}.$response on this object.",
+    ),
+    { $response: { statusCode: 500 } },
+  );
+  const mapped = mapS3Error(html, ctx);
+  assert.ok(isRetryable(mapped));
+  assert.match(
+    oneLine(mapped),
+    /^the S3 endpoint answered PutObject on s3:\/\/my-bucket\/app with something that is not an S3 answer \(HTTP 500\), an HTML page perhaps\. lifeboat retries it; .*LIFEBOAT_S3_ENDPOINT/,
+  );
 });
 
 Deno.test({

@@ -179,6 +179,18 @@ function transientS3Error(
       err,
     );
   }
+  // A 5xx HTML page (a proxy, a crashed server) that the SDK could not parse as S3's XML.
+  const message = String((err as { message?: unknown })?.message ?? "");
+  if (/Deserialization error|XML parse error/i.test(message)) {
+    const status = (err as { $response?: { statusCode?: number } }).$response?.statusCode;
+    return new TransientError(
+      `the S3 endpoint answered ${ctx.op} on ${where} with something that is not an S3 answer` +
+        `${status ? ` (HTTP ${status})` : ""}, an HTML page perhaps`,
+      "lifeboat retries it; if it persists, check that LIFEBOAT_S3_ENDPOINT (or " +
+        "AWS_ENDPOINT_URL_S3) is the S3 endpoint itself and that the server is healthy",
+      err,
+    );
+  }
   return undefined;
 }
 
