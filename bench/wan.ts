@@ -96,7 +96,11 @@ async function pump(from: Deno.Conn, to: Deno.Conn, shape: WanShape): Promise<vo
     }
     ended = true;
     nudge();
-  })();
+  })().catch(() => {
+    // The other side closed: what is queued still goes out, then this direction ends.
+    ended = true;
+    nudge();
+  });
 
   let free = performance.now(); // when the capped link can take the next byte
   for (;;) {
@@ -109,7 +113,13 @@ async function pump(from: Deno.Conn, to: Deno.Conn, shape: WanShape): Promise<vo
     const start = Math.max(at, free);
     const wait = start - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    for (let off = 0; off < data.length;) off += await to.write(data.subarray(off));
+    try {
+      for (let off = 0; off < data.length;) off += await to.write(data.subarray(off));
+    } catch (err) {
+      // The receiving side is gone: end this pair (the caller closes both connections).
+      room?.();
+      throw err;
+    }
     free = Math.max(start, free) + data.length / bytesPerMs;
     queue.shift();
     queued -= data.length;
