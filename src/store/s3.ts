@@ -11,7 +11,6 @@ import {
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { TransientError } from "../errors.ts";
-import { writeStreamHashed } from "../fsutil.ts";
 import { BACKUPS_DIR, checkKey, MARKER_NAME, parseKey } from "./keys.ts";
 import { downloadRanges } from "./ranged_download.ts";
 import { roleCredentials } from "./s3_credentials.ts";
