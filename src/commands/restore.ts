@@ -11,8 +11,8 @@ import {
   type RestoreCheck,
   type Verified,
   verifyDownloaded,
-  writeAndVerify,
 } from "../snapshot/install.ts";
+import { downloadBackup } from "../store/open.ts";
 import { retry } from "../retry.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
@@ -156,10 +156,7 @@ export async function restoreDatabase(
       for (let attempt = 1; attempt <= VERIFY_ATTEMPTS && !got?.ok; attempt++) {
         got = await withRetry(`downloading ${c.key}`, async () => {
           await removeTemp(tmp);
-          if (!deps.store.download) {
-            return await writeAndVerify(await deps.store.open(c.key), tmp, o.restoreCheck);
-          }
-          const got = await deps.store.download(c.key, tmp);
+          const got = await downloadBackup(deps.store, c.key, tmp);
           return await verifyDownloaded(got, tmp, o.restoreCheck);
         });
         if (!got.ok && attempt < VERIFY_ATTEMPTS) {

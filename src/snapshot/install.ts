@@ -2,8 +2,7 @@
 import { basename, dirname } from "node:path";
 import { assertNotInUse, SQLITE_SIDE_FILES } from "../dbfile.ts";
 import { fsyncDir, removeIfExists, statIfExists } from "../fsutil.ts";
-import { writeOpened } from "../store/open.ts";
-import type { DownloadedBackup, OpenedBackup } from "../store/store.ts";
+import type { DownloadedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
 
 /** The result of checking one download: sound (with its size) or the reason it is not. */
@@ -19,22 +18,9 @@ export type RestoreCheck = "auto" | "quick_check" | "integrity_check";
 export const RESTORE_CHECKS: readonly RestoreCheck[] = ["auto", "quick_check", "integrity_check"];
 
 /**
- * Writes the opened backup's body into the new file `tmp`, then checks its SHA-256 and size
- * against the metadata and runs the SQLite check `check` asks for. Transfer errors are thrown
- * (worth retrying); a bad backup is reported as `{ ok: false }` (worth trying an older one).
- * `tmp` is left for the caller to remove.
- */
-export async function writeAndVerify(
-  backup: OpenedBackup,
-  tmp: string,
-  check: RestoreCheck = "auto",
-): Promise<Verified> {
-  return await verifyDownloaded(await writeOpened(backup, tmp), tmp, check);
-}
-
-/**
- * Checks a backup already written to `tmp` (see `writeAndVerify`): size and SHA-256 against its
- * metadata, then the SQLite check `check` asks for. A bad backup is `{ ok: false }`.
+ * Checks a backup already written to `tmp`: size and SHA-256 against its metadata, then the
+ * SQLite check `check` asks for. A bad backup is reported as `{ ok: false }` (worth trying an
+ * older one); `tmp` is left for the caller to remove.
  */
 export async function verifyDownloaded(
   got: DownloadedBackup,

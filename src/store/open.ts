@@ -2,7 +2,7 @@
 import { writeStreamHashed } from "../fsutil.ts";
 import { FileStore } from "./file.ts";
 import type { S3Options, S3Settings, StoreUrl } from "./settings.ts";
-import type { DownloadedBackup, OpenedBackup, Store } from "./store.ts";
+import type { DownloadedBackup, Store } from "./store.ts";
 
 /**
  * Returns the store for `url`; makes no request (errors surface on first use). The S3 store,
@@ -39,10 +39,7 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
       (await store()).put(key, file, meta, signal, ready),
     newest: async (limit) => (await store()).newest(limit),
     open: async (key) => (await store()).open(key),
-    download: async (key, path) => {
-      const s = await store();
-      return s.download ? await s.download(key, path) : await writeOpened(await s.open(key), path);
-    },
+    download: async (key, path) => downloadBackup(await store(), key, path),
     describe: async (key) => (await (await store()).describe?.(key)) ?? {},
     marker: async () => (await store()).marker(),
     putMarker: async (marker) => (await store()).putMarker(marker),
@@ -50,7 +47,17 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
   };
 }
 
-/** Writes an opened backup's body into the new file `path`, hashing it (see Store.download). */
-export async function writeOpened(opened: OpenedBackup, path: string): Promise<DownloadedBackup> {
+/**
+ * Writes one backup into the new file `path` (see Store.download): the store's own `download`
+ * where it has one, else its `open` stream, hashed on the way. Throws, removing `path`, when the
+ * transfer fails.
+ */
+export async function downloadBackup(
+  store: Store,
+  key: string,
+  path: string,
+): Promise<DownloadedBackup> {
+  if (store.download) return await store.download(key, path);
+  const opened = await store.open(key);
   return { meta: opened.meta, ...(await writeStreamHashed(opened.body, path)) };
 }
