@@ -226,6 +226,7 @@ export class S3Store implements Store {
       // A server that ignored the Range header cannot be asked for parts.
       concurrency: ranged === undefined ? 1 : this.s.concurrency,
       idleMs: this.s.timeoutMs,
+      oneStreamAboveMiBPerS: this.s.oneStreamAboveMiBPerS,
     });
     return { meta: metaFromRecord(first.Metadata ?? {}), ...got };
   }
