@@ -189,7 +189,8 @@ export function renderMarkdown(r: Results): string {
       "P7",
       "write requests per interval, idle database (after restore)",
       sizeLabel(r.idle.sizeMiB),
-      `${per} (${r.idle.writes} in ${r.idle.unchanged + r.idle.uploaded} intervals)`,
+      `${per} (${r.idle.writes} in ${r.idle.unchanged + r.idle.uploaded} intervals; ` +
+      `peak RSS ${Math.round(r.idle.rssKiB / 1024)} MiB)`,
       "–",
       "–",
       "0",

@@ -14,6 +14,7 @@ import {
   lifeboatCmd,
   lifeboatEnv,
   logEvents,
+  peakRssKiB,
   s3Client,
   sleep,
   spawn,
@@ -110,6 +111,8 @@ export interface IdleResult {
   writes: number;
   /** Every request after the restore, by operation. */
   counts: Record<string, number>;
+  /** Peak RSS (KiB) of the idle `watch` process, read just before its SIGTERM. */
+  rssKiB: number;
   /** Requests of the start-up restore itself, by operation. */
   restoreCounts: Record<string, number>;
 }
@@ -144,6 +147,7 @@ export async function benchIdleWrites(
       seen = watch.lines.filter((l) => /"event":"backup_(unchanged|finished)"/.test(l.line)).length;
       if (watch.lines.some((l) => /"event":"(failed|backup_failed)"/.test(l.line))) break;
     }
+    const rssKiB = peakRssKiB(watch.pid);
     Deno.kill(watch.pid, "SIGTERM");
     const end = await watch.done;
     assertOk("lifeboat watch", end);
@@ -160,9 +164,11 @@ export async function benchIdleWrites(
       writes,
       counts,
       restoreCounts,
+      rssKiB,
     };
     progress(
-      `idle watch: ${r.unchanged} unchanged, ${r.uploaded} uploaded, ${writes} write requests`,
+      `idle watch: ${r.unchanged} unchanged, ${r.uploaded} uploaded, ${writes} write requests, ` +
+        `peak RSS ${Math.round(rssKiB / 1024)} MiB`,
     );
     return r;
   });
