@@ -373,6 +373,12 @@ export function scriptCmd(script: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // S3: a fresh server per scenario, an SDK client, and the counting proxy.
 
+/** Returns a copy of `xs` rotated left by `n`, so no contender always goes first. */
+export function rotate<T>(xs: T[], n: number): T[] {
+  const k = n % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
 /** Starts a fresh moto_server with the bench bucket; it is stopped at cleanup or by `stop()`. */
 export async function freshS3(): Promise<LocalS3> {
   const s3 = await startLocalS3();

@@ -14,6 +14,7 @@ import {
   BUCKET,
   DATA,
   fmtMs,
+  freshS3,
   lifeboatCmd,
   lifeboatEnv,
   logEvents,
@@ -21,13 +22,14 @@ import {
   ratios,
   removeDb,
   ROOT,
+  rotate,
   summarize,
   type Timed,
   timed,
   workDir,
 } from "./lib.ts";
 import { startWanLink, type WanShape } from "./wan.ts";
-import { SAFE_AWS_ENV, startLocalS3 } from "../testkit/moto.ts";
+import { SAFE_AWS_ENV } from "../testkit/moto.ts";
 
 /** One contender's samples: wall ms and peak RSS KiB per run. */
 export interface PeerSamples {
@@ -93,17 +95,8 @@ async function server(): Promise<PeerServer> {
     await aws(s.endpoint, ["s3", "mb", `s3://${BUCKET}`]);
     return { ...s, stop: () => Promise.resolve() };
   }
-  const m = await startLocalS3();
-  const unregister = onCleanup(() => m.stop());
-  await m.createBucket(BUCKET);
-  return {
-    name: "moto",
-    endpoint: m.endpoint,
-    stop: async () => {
-      unregister();
-      await m.stop();
-    },
-  };
+  const m = await freshS3();
+  return { name: "moto", endpoint: m.endpoint, stop: m.stop };
 }
 
 async function aws(endpoint: string, args: string[]): Promise<void> {
@@ -153,11 +146,6 @@ function curlSigned(endpoint: string, key: string): string[] {
     `${endpoint}/${BUCKET}/${key}`,
   ];
 }
-
-const rotate = <T>(
-  xs: T[],
-  n: number,
-) => [...xs.slice(n % xs.length), ...xs.slice(0, n % xs.length)];
 
 /** Measures every contender `runs` times on `db` (see the header). */
 export async function benchPeers(

@@ -15,6 +15,7 @@ import {
   lifeboatEnv,
   logEvents,
   removeDb,
+  rotate,
   s3Client,
   scriptCmd,
   scriptEnv,
@@ -46,12 +47,6 @@ export interface TransferResult {
 }
 
 const sample = (t: Timed, innerMs?: number): Sample => ({ ms: t.ms, rssKiB: t.rssKiB, innerMs });
-
-/** Returns a copy of `xs` rotated left by `n`, so no tool always goes first. */
-function rotate<T>(xs: T[], n: number): T[] {
-  const k = n % xs.length;
-  return [...xs.slice(k), ...xs.slice(0, k)];
-}
 
 /** Every contender, in the order of the first run. */
 export const ALL_TOOLS: (BackupTool | RestoreTool)[] = [
