@@ -63,10 +63,9 @@ export interface BackupResult {
  * whatever the local clock says, unless it is byte-identical to the newest backup this process
  * knows to be in the store. The bytes upload while the snapshot's quick_check runs; the object
  * becomes visible only once it passed. A backup counts only when the store proved it holds the
- * bytes; then
- * the previous newest is marked as expirable and the store's marker is written if missing. The
- * temporary snapshot is removed on every path; on failure nothing a restore would pick is left
- * in the store and `state` is unchanged.
+ * bytes; then the previous newest is marked as expirable and the store's marker is written if
+ * missing. The temporary snapshot is removed on every path; on failure nothing a restore would
+ * pick is left in the store and `state` is unchanged.
  */
 export async function backupOnce(
   opts: BackupOptions,
