@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { LIFEBOAT_CMD, ROOT as TEST_ROOT, textLines } from "../testkit/cli.ts";
 import { type LocalS3, SAFE_AWS_ENV, startLocalS3 } from "../testkit/moto.ts";
+export { s3Client } from "../testkit/moto.ts";
 import { type S3Proxy, startS3Proxy } from "../testkit/s3_proxy.ts";
 
 /** The repository root. */
@@ -391,21 +392,6 @@ export async function freshS3(): Promise<LocalS3> {
       await s3.stop();
     },
   };
-}
-
-/** Returns an SDK client for `endpoint` configured as lifeboat configures it for custom endpoints. */
-export function s3Client(endpoint: string): S3Client {
-  return new S3Client({
-    region: SAFE_AWS_ENV.AWS_REGION,
-    endpoint,
-    forcePathStyle: true,
-    credentials: {
-      accessKeyId: SAFE_AWS_ENV.AWS_ACCESS_KEY_ID,
-      secretAccessKey: SAFE_AWS_ENV.AWS_SECRET_ACCESS_KEY,
-    },
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-  });
 }
 
 /** Deletes one object (frees moto's memory between large runs). */

@@ -4,7 +4,6 @@
  * what `aws s3 ls`, the cron recipe's way to find it, makes). P7: write requests per interval
  * of `lifeboat watch --interval 1s` on an idle database.
  */
-import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { backupKey } from "../src/store/keys.ts";
 import {
   assertOk,
@@ -22,6 +21,7 @@ import {
   withCountingS3,
 } from "./lib.ts";
 import { WRITE_OPS } from "../testkit/s3_proxy.ts";
+import { putObjects } from "../testkit/moto.ts";
 
 /** P5's outcome: requests by operation for lifeboat's restore and for `aws s3 ls`. */
 export interface ListResult {
@@ -31,20 +31,16 @@ export interface ListResult {
   awsLs: { counts: Record<string, number>; ms: number };
 }
 
-/** Puts `n` tiny objects under `prefix`, named like backups older than now, 32 at a time. */
+/** Puts `n` tiny objects under `prefix`, named like backups older than now. */
 async function populate(endpoint: string, prefix: string, n: number): Promise<void> {
-  const client = s3Client(endpoint);
   const now = Date.now();
-  let next = 0;
-  const lane = async () => {
-    while (next < n) {
-      const i = next++;
-      const key = `${prefix}/${backupKey(now - (i + 1) * 60_000, "bench-old")}`;
-      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: "x" }));
-    }
-  };
+  const keys = Array.from(
+    { length: n },
+    (_, i) => `${prefix}/${backupKey(now - (i + 1) * 60_000, "bench-old")}`,
+  );
+  const client = s3Client(endpoint);
   try {
-    await Promise.all(Array.from({ length: 32 }, lane));
+    await putObjects(client, BUCKET, keys);
   } finally {
     client.destroy();
   }

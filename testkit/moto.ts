@@ -1,4 +1,5 @@
 /** A throwaway moto_server (S3 + STS) on a free loopback port, for tests and benchmarks. */
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { textLines } from "./cli.ts";
 
 /** A running local S3 server and the environment that points the AWS SDK at it. */
@@ -15,6 +16,10 @@ export interface LocalS3 {
   backupKeys(bucket: string, prefix?: string): Promise<string[]>;
   /** Counts the multipart uploads that were started and neither completed nor aborted. */
   pendingUploads(bucket: string): Promise<number>;
+  /** An SDK client straight to this server (not through any proxy); the caller destroys it. */
+  client(): S3Client;
+  /** Puts a one-byte object at each of `keys`, 32 at a time; throws on the first failure. */
+  putObjects(bucket: string, keys: string[]): Promise<void>;
   /** Stops the server; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -26,6 +31,38 @@ export const SAFE_AWS_ENV: Record<string, string> = {
   AWS_SECRET_ACCESS_KEY: "testing",
   AWS_REGION: "us-east-1",
 };
+
+/** An SDK client for `endpoint` with the test keys, configured as lifeboat configures it there. */
+export function s3Client(endpoint: string): S3Client {
+  return new S3Client({
+    region: SAFE_AWS_ENV.AWS_REGION,
+    endpoint,
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: SAFE_AWS_ENV.AWS_ACCESS_KEY_ID,
+      secretAccessKey: SAFE_AWS_ENV.AWS_SECRET_ACCESS_KEY,
+    },
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
+}
+
+/** Puts a one-byte object at each of `keys` through `client`, `lanes` at a time. */
+export async function putObjects(
+  client: S3Client,
+  bucket: string,
+  keys: string[],
+  lanes = 32,
+): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < keys.length) {
+      const Key = keys[next++];
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: "x" }));
+    }
+  };
+  await Promise.all(Array.from({ length: lanes }, lane));
+}
 
 /**
  * Starts moto_server on a port of the kernel's choosing (`-p 0`: it prints the port it bound, so no
@@ -99,6 +136,15 @@ export async function startLocalS3(): Promise<LocalS3> {
     async pendingUploads(bucket: string) {
       const xml = await (await fetch(`${endpoint}/${bucket}?uploads`)).text();
       return [...xml.matchAll(/<UploadId>/g)].length;
+    },
+    client: () => s3Client(endpoint),
+    async putObjects(bucket: string, keys: string[]) {
+      const client = s3Client(endpoint);
+      try {
+        await putObjects(client, bucket, keys);
+      } finally {
+        client.destroy();
+      }
     },
     async stop() {
       if (stopped) return;

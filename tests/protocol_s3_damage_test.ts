@@ -1,0 +1,125 @@
+/**
+ * The store protocol against S3 when bytes are damaged or missing on the way or at rest (issue 10):
+ * lifeboat run as a process, a fault proxy in front of moto. The other cases of the issue are in
+ * protocol_s3_test.ts.
+ */
+import assert from "node:assert/strict";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { backupOk, restoreOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
+import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
+import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
+import type { LocalS3 } from "../testkit/moto.ts";
+import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
+
+let s3: LocalS3;
+let proxy: S3Proxy;
+
+/** A fresh bucket and directory; lifeboat talks to S3 through the proxy. */
+const scene = () => kitScene({ s3, proxy, name: "damage", restoreAttempts: 2 });
+
+proxiedTest("protocol against S3: damaged bytes", async (t, started) => {
+  ({ s3, proxy } = started);
+  await t.step(
+    "a PUT answered 200 without an ETag (nothing stored) is not a backup",
+    async () => {
+      const { env, db, bucket } = await scene();
+      makeDb(db, 10);
+      proxy.faults.push({ match: is.put, action: { kind: "reply", status: 200, body: "" } });
+      const r = await runLifeboat(["backup", "--db", db], env);
+      assert.equal(r.code, 1, r.stderr);
+      assert.doesNotMatch(r.stderr, /backup finished/);
+      assert.match(r.lines.at(-1)!, /without an ETag/);
+      assert.deepEqual(await s3.backupKeys(bucket), []);
+      // Once, then the store answers properly: the retry lands and is verified.
+      proxy.faults.length = 0;
+      proxy.faults.push({
+        match: is.put,
+        action: { kind: "reply", status: 200, body: "" },
+        times: 1,
+      });
+      const ok = await runLifeboat(["backup", "--db", db], env);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stderr, /upload failed \(attempt 1\), retrying/);
+      assert.equal((await s3.backupKeys(bucket)).length, 1);
+    },
+  );
+
+  for (
+    const [what, size, match] of [["PutObject", 0, is.put], [
+      "UploadPart",
+      20,
+      is.part,
+    ]] as const
+  ) {
+    await t.step(
+      `a ${what} body damaged in transit is refused (Content-MD5), retried, and lands intact`,
+      async () => {
+        const { dir, env, db } = await scene();
+        makeDb(db, 50);
+        if (size) growDb(db, size);
+        addRow(db, "last");
+        proxy.faults.push({ match, action: { kind: "corruptRequest" }, times: 1 });
+        const b = await runLifeboat(["backup", "--db", db], env);
+        assert.equal(b.code, 0, b.stderr);
+        assert.equal(proxy.injected, 1);
+        assert.match(b.stderr, /BadDigest/);
+        const r = await restoreOk(`${dir}/r/app.db`, env);
+        assert.doesNotMatch(r.stderr, /failed verification/);
+        assert.equal(readRows(`${dir}/r/app.db`).at(-1), "last");
+      },
+    );
+  }
+
+  await t.step(
+    "one flipped byte in a download is read again, not a fallback to an older backup",
+    async () => {
+      const { dir, env, db } = await scene();
+      makeDb(db, 100);
+      addRow(db, "older");
+      await backupOk(db, env);
+      addRow(db, "newest");
+      await backupOk(db, env);
+      proxy.faults.push({ match: is.get, action: { kind: "flip", atByte: 5000 }, times: 1 });
+      const r = await restoreOk(`${dir}/r/app.db`, env);
+      assert.equal(proxy.injected, 1);
+      assert.match(r.stderr, /SHA-256 mismatch\); downloading it again/);
+      assert.doesNotMatch(r.stderr, /trying an older one/);
+      assert.equal(readRows(`${dir}/r/app.db`).at(-1), "newest");
+    },
+  );
+
+  await t.step(
+    "after a fallback from a damaged newest backup, watch's first backup makes a sound one newest",
+    async () => {
+      const { dir, env, db, bucket } = await scene();
+      makeDb(db, 50);
+      addRow(db, "good");
+      await backupOk(db, env);
+      addRow(db, "damaged");
+      await backupOk(db, env);
+      const [newest] = await s3.backupKeys(bucket);
+      const c = s3.client();
+      const obj = await c.send(new GetObjectCommand({ Bucket: bucket, Key: newest }));
+      const bytes = await obj.Body!.transformToByteArray();
+      bytes.fill(0x55, 4096, 8192);
+      await c.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: newest,
+          Body: bytes,
+          Metadata: obj.Metadata,
+        }),
+      );
+      const target = `${dir}/r/app.db`;
+      const w = spawnLifeboat(["watch", "--db", target, "--interval", "1s"], env);
+      await w.waitForLine(/trying an older one/);
+      await w.waitForLine(/backup (finished|unchanged)/);
+      const res = await w.stop();
+      assert.equal(res.code, 0, res.stderr);
+      assert.match(res.stderr, /backup finished/, "the restored data was uploaded again");
+      const again = await restoreOk(`${dir}/again/app.db`, env);
+      assert.doesNotMatch(again.stderr, /failed verification/, "the newest is sound again");
+      assert.equal(readRows(`${dir}/again/app.db`).at(-1), "good");
+    },
+  );
+});
