@@ -1,5 +1,5 @@
 /** A throwaway moto_server (S3 + STS) on a free loopback port, for tests and benchmarks. */
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { textLines } from "./cli.ts";
 
 /** A running local S3 server and the environment that points the AWS SDK at it. */
@@ -20,6 +20,8 @@ export interface LocalS3 {
   client(): S3Client;
   /** Puts a one-byte object at each of `keys`, 32 at a time; throws on the first failure. */
   putObjects(bucket: string, keys: string[]): Promise<void>;
+  /** Rewrites object `key` with its bytes 4096–8191 (a database's page 2) overwritten, metadata kept. */
+  damagePage2(bucket: string, key: string): Promise<void>;
   /** Stops the server; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -142,6 +144,19 @@ export async function startLocalS3(): Promise<LocalS3> {
       const client = s3Client(endpoint);
       try {
         await putObjects(client, bucket, keys);
+      } finally {
+        client.destroy();
+      }
+    },
+    async damagePage2(bucket: string, key: string) {
+      const client = s3Client(endpoint);
+      try {
+        const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        const bytes = await obj.Body!.transformToByteArray();
+        bytes.fill(0x55, 4096, 8192);
+        await client.send(
+          new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, Metadata: obj.Metadata }),
+        );
       } finally {
         client.destroy();
       }

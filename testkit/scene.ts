@@ -5,7 +5,8 @@
  */
 import { s3Options } from "../src/config.ts";
 import { S3Store } from "../src/store/s3.ts";
-import { baseEnv } from "./cli.ts";
+import { backupOk, baseEnv } from "./cli.ts";
+import { addRow, makeDb } from "./sqlite.ts";
 import { type S3Proxy, startS3Proxy } from "./s3_proxy.ts";
 import { type LocalS3, startLocalS3 } from "./moto.ts";
 
@@ -90,6 +91,20 @@ export async function scene(o: SceneOptions = {}): Promise<Scene> {
     ...o.env,
   });
   return { dir, db: `${dir}/app.db`, url, bucket, env };
+}
+
+/**
+ * Creates the scene's database with `rows` rows and backs it up once per tag, after adding a row
+ * holding it (no tags: one backup as it is), so the last tag is the newest backup's last row;
+ * throws if a backup fails. Returns the scene.
+ */
+export async function backedUp(s: Scene, rows: number, tags: string[] = []): Promise<Scene> {
+  makeDb(s.db, rows);
+  for (const tag of tags.length ? tags : [undefined]) {
+    if (tag !== undefined) addRow(s.db, tag);
+    await backupOk(s.db, s.env);
+  }
+  return s;
 }
 
 /** The local S3 and the S3 proxy in front of it, for one test. */

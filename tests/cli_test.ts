@@ -1,6 +1,6 @@
 /** End to end: lifeboat run as a process against moto (S3) and a directory store. */
 import assert from "node:assert/strict";
-import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
 import {
   assertOneLineError,
   baseEnv,
@@ -14,7 +14,7 @@ import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
 import { closedPort } from "../testkit/ports.ts";
 import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 import { parseKey } from "../src/store/keys.ts";
-import { LOOSE, scene as kitScene, tempDir } from "../testkit/scene.ts";
+import { backedUp, LOOSE, scene as kitScene, tempDir } from "../testkit/scene.ts";
 
 let s3: LocalS3;
 
@@ -26,10 +26,6 @@ const child = (
   db: string,
   ...args: string[]
 ) => [Deno.execPath(), "run", "-A", `${ROOT}/tests/fixtures/child.ts`, db, ...args];
-
-function client(): S3Client {
-  return new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true });
-}
 
 Deno.test({
   name: "cli",
@@ -50,7 +46,7 @@ Deno.test({
         assert.equal(integrity(`${dir}/new/app.db`), "ok");
         // The object carries its metadata and the restored file is byte-identical to it.
         const [key] = await s3.backupKeys(bucket, "apps/demo/");
-        const obj = await client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        const obj = await s3.client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
         const body = await obj.Body!.transformToByteArray();
         assert.deepEqual(body, await Deno.readFile(`${dir}/new/app.db`));
         assert.equal(obj.ServerSideEncryption, undefined, "no SSE header sent by default");
@@ -150,25 +146,9 @@ Deno.test({
       await t.step(
         "a corrupt newest backup is rejected and the previous one restored",
         async () => {
-          const { dir, env, bucket, db } = await scene();
-          makeDb(db, 50);
-          addRow(db, "good");
-          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
-          addRow(db, "newest");
-          assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+          const { dir, env, bucket } = await backedUp(await scene(), 50, ["good", "newest"]);
           const keys = await s3.backupKeys(bucket, "apps/demo/");
-          const c = client();
-          const newest = await c.send(new GetObjectCommand({ Bucket: bucket, Key: keys[0] }));
-          const bytes = await newest.Body!.transformToByteArray();
-          bytes.fill(0x55, 4096, 8192); // damage page 2
-          await c.send(
-            new PutObjectCommand({
-              Bucket: bucket,
-              Key: keys[0],
-              Body: bytes,
-              Metadata: newest.Metadata,
-            }),
-          );
+          await s3.damagePage2(bucket, keys[0]);
           const r = await restoreOk(`${dir}/r/app.db`, env);
           assert.match(
             r.stderr,

@@ -1,10 +1,15 @@
 /** S3 faults injected between lifeboat and the local S3: retries, clean aborts, verified restores. */
 import assert from "node:assert/strict";
-import { backupOk, restoreOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
-import { proxiedTest, type Scene, scene as kitScene } from "../testkit/scene.ts";
+import { restoreOk, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import {
+  backedUp as kitBackedUp,
+  proxiedTest,
+  type Scene,
+  scene as kitScene,
+} from "../testkit/scene.ts";
 import { type FaultAction, is, type S3Proxy, type SeenRequest } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
-import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
+import { growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
 let s3: LocalS3;
 let proxy: S3Proxy;
@@ -18,13 +23,8 @@ async function scene() {
   return await kitScene({ s3, proxy, name: "faults", restoreAttempts: 3 });
 }
 
-/** A scene whose database of `rows` rows is backed up once, before any fault. */
-async function backedUp(rows: number) {
-  const sc = await scene();
-  makeDb(sc.db, rows);
-  await backupOk(sc.db, sc.env);
-  return sc;
-}
+/** A scene whose database of `rows` rows is backed up once per tag (no tags: once), before any fault. */
+const backedUp = async (rows: number, tags?: string[]) => kitBackedUp(await scene(), rows, tags);
 
 /** Arms `action` on the next request matching `match`, once. */
 function once(match: (r: SeenRequest) => boolean, action: FaultAction): void {
@@ -92,12 +92,7 @@ proxiedTest("faults", async (t, started) => {
   await t.step(
     "a truncated download fails verification and is read again: the newest is restored",
     async () => {
-      const { dir, env, db } = await scene();
-      makeDb(db, 200);
-      addRow(db, "older");
-      await backupOk(db, env);
-      addRow(db, "newer");
-      await backupOk(db, env);
+      const { dir, env } = await backedUp(200, ["older", "newer"]);
       once(is.get, { kind: "truncate", toBytes: 5000 });
       const r = await restoreOk(`${dir}/r/app.db`, env);
       assert.match(

@@ -4,9 +4,8 @@
  * protocol_s3_test.ts.
  */
 import assert from "node:assert/strict";
-import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import { backupOk, restoreOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
-import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
+import { restoreOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
+import { backedUp, proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
@@ -73,12 +72,7 @@ proxiedTest("protocol against S3: damaged bytes", async (t, started) => {
   await t.step(
     "one flipped byte in a download is read again, not a fallback to an older backup",
     async () => {
-      const { dir, env, db } = await scene();
-      makeDb(db, 100);
-      addRow(db, "older");
-      await backupOk(db, env);
-      addRow(db, "newest");
-      await backupOk(db, env);
+      const { dir, env } = await backedUp(await scene(), 100, ["older", "newest"]);
       proxy.faults.push({ match: is.get, action: { kind: "flip", atByte: 5000 }, times: 1 });
       const r = await restoreOk(`${dir}/r/app.db`, env);
       assert.equal(proxy.injected, 1);
@@ -91,25 +85,9 @@ proxiedTest("protocol against S3: damaged bytes", async (t, started) => {
   await t.step(
     "after a fallback from a damaged newest backup, watch's first backup makes a sound one newest",
     async () => {
-      const { dir, env, db, bucket } = await scene();
-      makeDb(db, 50);
-      addRow(db, "good");
-      await backupOk(db, env);
-      addRow(db, "damaged");
-      await backupOk(db, env);
+      const { dir, env, bucket } = await backedUp(await scene(), 50, ["good", "damaged"]);
       const [newest] = await s3.backupKeys(bucket);
-      const c = s3.client();
-      const obj = await c.send(new GetObjectCommand({ Bucket: bucket, Key: newest }));
-      const bytes = await obj.Body!.transformToByteArray();
-      bytes.fill(0x55, 4096, 8192);
-      await c.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: newest,
-          Body: bytes,
-          Metadata: obj.Metadata,
-        }),
-      );
+      await s3.damagePage2(bucket, newest);
       const target = `${dir}/r/app.db`;
       const w = spawnLifeboat(["watch", "--db", target, "--interval", "1s"], env);
       await w.waitForLine(/trying an older one/);

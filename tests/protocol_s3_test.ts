@@ -13,7 +13,7 @@ import {
   runLifeboat,
   spawnLifeboat,
 } from "../testkit/cli.ts";
-import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
+import { backedUp, proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
 import { spawnWithMetrics } from "../testkit/ports.ts";
@@ -50,9 +50,7 @@ proxiedTest("protocol against S3", async (t, started) => {
   await t.step(
     "a 200 that is not a listing (HTML, empty, truncated without token, another bucket) is exit 1 and the app never starts",
     async () => {
-      const { dir, env, db, bucket } = await scene();
-      makeDb(db, 10);
-      await backupOk(db, env);
+      const { dir, env, bucket } = await backedUp(await scene(), 10);
       const answers: [string, string, string][] = [
         ["an HTML page", "<html><body>Welcome to the portal</body></html>", "text/html"],
         ["an empty body", "", "text/plain"],
@@ -91,9 +89,7 @@ proxiedTest("protocol against S3", async (t, started) => {
   await t.step(
     "a store whose backups are gone but whose marker remains is exit 1, unless --allow-empty",
     async () => {
-      const { dir, env, db, bucket } = await scene();
-      makeDb(db, 10);
-      await backupOk(db, env);
+      const { dir, env, bucket } = await backedUp(await scene(), 10);
       for (const Key of await s3.backupKeys(bucket)) {
         await s3.client().send(new DeleteObjectCommand({ Bucket: bucket, Key }));
       }
@@ -144,9 +140,7 @@ proxiedTest("protocol against S3", async (t, started) => {
   await t.step(
     "1,001 foreign objects under the prefix (more than a page): restore still sends one LIST",
     async () => {
-      const { dir, env, db, bucket } = await scene();
-      makeDb(db, 10);
-      await backupOk(db, env);
+      const { dir, env, bucket } = await backedUp(await scene(), 10);
       // More than one LIST page (1,000 keys) of foreign objects sorted before the backups.
       const names = Array.from({ length: 1001 }, (_, i) => `db/0-export-${i}.csv`);
       await s3.putObjects(bucket, names);
