@@ -5,11 +5,11 @@
  * a failed run.
  */
 import assert from "node:assert/strict";
-import { baseEnv } from "../testkit/cli.ts";
-import { runLifecycle } from "../testkit/lifecycle.ts";
-import { startLocalS3 } from "../testkit/moto.ts";
-import { testSize } from "../testkit/sizes.ts";
-import { LOOSE, tempDir } from "../testkit/scene.ts";
+import { baseEnv } from "../../testkit/cli.ts";
+import { runLifecycle } from "../../testkit/lifecycle.ts";
+import { startLocalS3 } from "../../testkit/moto.ts";
+import { testSize } from "../../testkit/sizes.ts";
+import { LOOSE, tempDir } from "../../testkit/scene.ts";
 
 const MACHINES = testSize("LIFEBOAT_SOAK_MACHINES", 3, 50);
 

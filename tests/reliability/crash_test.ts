@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
-import { startLocalS3 } from "../testkit/moto.ts";
-import { addRow, growDb, integrity, makeDb } from "../testkit/sqlite.ts";
-import { testRandom } from "../testkit/random.ts";
-import { testSize } from "../testkit/sizes.ts";
-import { LOOSE, tempDir } from "../testkit/scene.ts";
+import { baseEnv, runLifeboat, spawnLifeboat, tempsLeft } from "../../testkit/cli.ts";
+import { startLocalS3 } from "../../testkit/moto.ts";
+import { addRow, growDb, integrity, makeDb } from "../../testkit/sqlite.ts";
+import { testRandom } from "../../testkit/random.ts";
+import { testSize } from "../../testkit/sizes.ts";
+import { LOOSE, tempDir } from "../../testkit/scene.ts";
 
 const CRASHES = testSize("LIFEBOAT_CRASHES", 8, 50);
 

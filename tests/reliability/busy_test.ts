@@ -4,13 +4,13 @@
  * `deno task test`, 200 MiB and 20 in `deno task test:reliability`.
  */
 import assert from "node:assert/strict";
-import { systemClock } from "../src/clock.ts";
-import { backupOnce } from "../src/commands/backup.ts";
-import { FileStore } from "../src/store/file.ts";
-import { restoreOk, ROOT, spawnLifeboat, startUntil } from "../testkit/cli.ts";
-import { growDb, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
-import { testSize } from "../testkit/sizes.ts";
-import { LOOSE, scene, tempDir } from "../testkit/scene.ts";
+import { systemClock } from "../../src/clock.ts";
+import { backupOnce } from "../../src/commands/backup.ts";
+import { FileStore } from "../../src/store/file.ts";
+import { restoreOk, ROOT, spawnLifeboat, startUntil } from "../../testkit/cli.ts";
+import { growDb, integrity, makeDb, readRows } from "../../testkit/sqlite.ts";
+import { testSize } from "../../testkit/sizes.ts";
+import { LOOSE, scene, tempDir } from "../../testkit/scene.ts";
 
 const MB = testSize("LIFEBOAT_BUSY_MB", 16, 200);
 const BACKUPS = testSize("LIFEBOAT_BUSY_BACKUPS", 4, 20);

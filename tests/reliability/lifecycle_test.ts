@@ -8,13 +8,13 @@
  * the random SIGTERM moments of a failed run (its seed is in the failure message).
  */
 import assert from "node:assert/strict";
-import { baseEnv, EXAMPLE_APP_CMD, runLifeboat } from "../testkit/cli.ts";
-import { events, runLifecycle } from "../testkit/lifecycle.ts";
-import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
-import { closedPort } from "../testkit/ports.ts";
-import { parseProm, promValue } from "../testkit/prometheus.ts";
-import { testSize } from "../testkit/sizes.ts";
-import { LOOSE, tempDir } from "../testkit/scene.ts";
+import { baseEnv, EXAMPLE_APP_CMD, runLifeboat } from "../../testkit/cli.ts";
+import { events, runLifecycle } from "../../testkit/lifecycle.ts";
+import { type LocalS3, startLocalS3 } from "../../testkit/moto.ts";
+import { closedPort } from "../../testkit/ports.ts";
+import { parseProm, promValue } from "../../testkit/prometheus.ts";
+import { testSize } from "../../testkit/sizes.ts";
+import { LOOSE, tempDir } from "../../testkit/scene.ts";
 
 const MACHINES = testSize("LIFEBOAT_LIFECYCLES", 2, 5);
 
