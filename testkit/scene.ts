@@ -59,7 +59,7 @@ export interface SceneOptions {
   s3?: LocalS3;
   /** lifeboat reaches S3 through this proxy; its requests and faults are cleared first. */
   proxy?: S3Proxy;
-  /** The bucket's name is `<name>-<n>`. */
+  /** The bucket's name is `<name>-<file tag>-<n>`. */
   name?: string;
   /** The prefix in the bucket; default "db". */
   prefix?: string;
@@ -70,13 +70,15 @@ export interface SceneOptions {
 }
 
 let scenes = 0;
+// Test files may share one moto_server (scripts/with_moto.ts): a tag per file keeps their buckets apart.
+const FILE_TAG = crypto.randomUUID().slice(0, 8);
 
 /** Sets up a fresh directory and store for one test (see SceneOptions). */
 export async function scene(o: SceneOptions = {}): Promise<Scene> {
   const dir = await tempDir();
   let bucket = "", url = `${dir}/store`, s3env: Record<string, string> = {};
   if (o.s3) {
-    bucket = `${o.name ?? "scene"}-${++scenes}`;
+    bucket = `${o.name ?? "scene"}-${FILE_TAG}-${++scenes}`;
     await o.s3.createBucket(bucket);
     url = `s3://${bucket}/${o.prefix ?? "db"}`;
     s3env = { ...o.s3.env, ...(o.proxy ? { AWS_ENDPOINT_URL_S3: o.proxy.endpoint } : {}) };

@@ -313,12 +313,19 @@ Deno.test("deno.json: explicit permission flags, the same for deno task lifeboat
   const run = compileFlags(TASKS.lifeboat.replace(/^deno run/, "deno compile"));
   assertExplicitPermissions(run, LIFEBOAT_ALLOW, "deno task lifeboat");
   assert.ok(!("permissions" in JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT)))));
-  assert.match(TASKS.test, /--ignore=tests\/compat\b/, "the compat run is its own task");
-  // The reliability tests at full size are their own task; the fast suite runs them small.
-  const reliability = ["soak", "crash", "busy", "lifecycle"].map((n) => `tests/${n}_test.ts`);
-  assert.match(TASKS["test:reliability"], /^LIFEBOAT_TEST_SIZE=full deno test /);
-  for (const f of reliability) assert.ok(TASKS["test:reliability"].includes(f), f);
-  assert.doesNotMatch(TASKS.test, /LIFEBOAT_TEST_SIZE/, "deno task test runs them small");
+  // The compat run and the reliability tests (at full size) are their own tasks.
+  assert.match(TASKS.test, /--ignore=tests\/compat,tests\/reliability tests\/$/);
+  assert.match(
+    TASKS["test:reliability"],
+    /^LIFEBOAT_TEST_SIZE=full .*deno test .*tests\/reliability\/$/,
+  );
+  for (const n of ["soak", "crash", "busy", "lifecycle"]) {
+    assert.ok(Deno.statSync(new URL(`tests/reliability/${n}_test.ts`, ROOT)).isFile, n);
+  }
+  // Both suites share one moto_server across their test files.
+  for (const task of [TASKS.test, TASKS["test:reliability"]]) {
+    assert.match(task, /deno run -q -A scripts\/with_moto\.ts deno test -q -A --parallel /);
+  }
   assert.match(TASKS["test:compat"], /tests\/compat\/$/);
 });
 
