@@ -19,56 +19,14 @@
  */
 import { ensureDb } from "./dbgen.ts";
 import { benchCommitLatency } from "./latency.ts";
-import { DATA, lifeboatCmd, runCleanups } from "./lib.ts";
+import { DATA, runCleanups } from "./lib.ts";
+import { machine } from "./machine.ts";
 import { benchMultiDb, type MultiDbResult, renderMultiDb } from "./multidb.ts";
-import { type Meta, renderMarkdown, type Results } from "./report.ts";
+import { renderMarkdown, type Results } from "./report.ts";
 import { benchIdleWrites, benchListNewest } from "./requests.ts";
 import { benchNoopRestore, benchPeers, type PeerResult, renderPeers } from "./peers.ts";
 import { benchSigterm } from "./shutdown.ts";
 import { benchTransfers } from "./transfer.ts";
-
-/** Runs a command and returns its trimmed output (or "?" if it fails). */
-async function capture(cmd: string[]): Promise<string> {
-  try {
-    const o = await new Deno.Command(cmd[0], { args: cmd.slice(1), stderr: "piped" }).output();
-    if (!o.success) return "?";
-    return (new TextDecoder().decode(o.stdout) || new TextDecoder().decode(o.stderr)).trim();
-  } catch {
-    return "?";
-  }
-}
-
-/** Collects the machine, tool versions and settings of this run. */
-async function machine(command: string): Promise<Meta> {
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo");
-  const meminfo = await Deno.readTextFile("/proc/meminfo");
-  const root = lifeboatCmd().at(-1)!.replace(/\/main\.ts$/, "");
-  const knobs: Record<string, string> = {};
-  for (const [k, v] of Object.entries(Deno.env.toObject())) {
-    if (k.startsWith("BENCH_") || k.startsWith("LIFEBOAT_S3_")) knobs[k] = v;
-  }
-  const sha = await capture(["git", "-C", root, "rev-parse", "--short", "HEAD"]);
-  const dirty = await capture(["git", "-C", root, "status", "--porcelain", "--", "src", "main.ts"]);
-  return {
-    date: await capture(["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
-    command,
-    cpu: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "?",
-    nproc: Number(await capture(["nproc"])),
-    memGiB: Math.round(Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1]) / 1024 / 1024),
-    kernel: Deno.osRelease(),
-    tools: {
-      deno: Deno.version.deno,
-      "aws-cli": (await capture(["aws", "--version"])).split(" ")[0].replace("aws-cli/", ""),
-      sqlite3: (await capture(["sqlite3", "--version"])).split(" ")[0],
-      moto: await capture(["python3", "-c", "import moto; print(moto.__version__)"]),
-    },
-    lifeboat: `${sha}${dirty ? " + uncommitted changes in src/" : ""}${
-      root !== Deno.cwd() ? ` (${root})` : ""
-    }`,
-    knobs,
-    wallS: 0,
-  };
-}
 
 function runsFor(sizeMiB: number): number {
   const n = Number(Deno.env.get("BENCH_RUNS"));
@@ -94,11 +52,8 @@ if (import.meta.main) {
     (Deno.env.get("BENCH_ONLY") ?? "P1,P2,P3,P4,P5,P6,P7,P12").toUpperCase().split(","),
   );
   const want = (...ids: string[]) => ids.some((id) => only.has(id));
-  const knobText = Object.entries(Deno.env.toObject())
-    .filter(([k]) => k.startsWith("BENCH_") || k.startsWith("LIFEBOAT_S3_"))
-    .map(([k, v]) => `${k}=${v} `).join("");
   const results: Results = {
-    meta: await machine(`${knobText}deno task bench`),
+    meta: await machine(),
     transfers: [],
     latency: [],
   };

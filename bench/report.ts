@@ -1,23 +1,10 @@
 /** Turns one bench run's results into the markdown tables of BENCHMARKS.md. */
 import { fmtMs, MiB, ratios, summarize, type Summary } from "./lib.ts";
 import type { LatencyResult } from "./latency.ts";
+import type { Meta } from "./machine.ts";
 import type { IdleResult, ListResult } from "./requests.ts";
 import type { ShutdownResult } from "./shutdown.ts";
 import type { Sample, TransferResult } from "./transfer.ts";
-
-/** Where and how the run happened. */
-export interface Meta {
-  date: string;
-  command: string;
-  cpu: string;
-  nproc: number;
-  memGiB: number;
-  kernel: string;
-  tools: Record<string, string>;
-  lifeboat: string;
-  knobs: Record<string, string>;
-  wallS: number;
-}
 
 /** Everything one `deno task bench` measured. */
 export interface Results {

@@ -9,19 +9,17 @@ import {
   assertOk,
   awsCliEnv,
   BUCKET,
-  copyFile,
   lifeboatCmd,
   lifeboatEnv,
   logEvents,
   peakRssKiB,
-  s3Client,
   sleep,
   spawn,
   timed,
   withCountingS3,
 } from "./lib.ts";
-import { WRITE_OPS } from "../testkit/s3_proxy.ts";
-import { putObjects } from "../testkit/moto.ts";
+import type { LocalS3 } from "../testkit/moto.ts";
+import { type S3Proxy, WRITE_OPS } from "../testkit/s3_proxy.ts";
 
 /** P5's outcome: requests by operation for lifeboat's restore and for `aws s3 ls`. */
 export interface ListResult {
@@ -31,19 +29,50 @@ export interface ListResult {
   awsLs: { counts: Record<string, number>; ms: number };
 }
 
-/** Puts `n` tiny objects under `prefix`, named like backups older than now. */
-async function populate(endpoint: string, prefix: string, n: number): Promise<void> {
+/** The keys of `n` tiny stand-ins for old backups under `prefix`, a minute apart, all before now. */
+function oldBackupKeys(prefix: string, n: number): string[] {
   const now = Date.now();
-  const keys = Array.from(
+  return Array.from(
     { length: n },
     (_, i) => `${prefix}/${backupKey(now - (i + 1) * 60_000, "bench-old")}`,
   );
-  const client = s3Client(endpoint);
-  try {
-    await putObjects(client, BUCKET, keys);
-  } finally {
-    client.destroy();
-  }
+}
+
+/** What a measurement after the seeding backup gets (see afterOneBackup). */
+interface Seeded {
+  /** The empty scratch directory `workDir(name)`. */
+  dir: string;
+  /** The counting proxy, its counts reset after the seeding backup. */
+  proxy: S3Proxy;
+  /** `s3://BUCKET/<name>`, where the backup is. */
+  url: string;
+  /** The key of the seeding backup (from its `backup_finished` log line). */
+  newest: string;
+}
+
+/**
+ * Runs `measure` on a fresh counting S3 (withCountingS3) once `lifeboat backup` of `db` has
+ * stored one real backup under `s3://BUCKET/<name>`, straight to the server (after `before`, on
+ * the empty bucket); the proxy counts only what `measure` makes lifeboat do.
+ */
+async function afterOneBackup<T>(
+  name: string,
+  db: string,
+  measure: (x: Seeded) => Promise<T>,
+  before?: (s3: LocalS3) => Promise<void>,
+): Promise<T> {
+  return await withCountingS3(name, async ({ dir, s3, proxy }) => {
+    await before?.(s3);
+    const url = `s3://${BUCKET}/${name}`;
+    const made = await timed([...lifeboatCmd(), "backup"], {
+      env: lifeboatEnv(s3.endpoint, { LIFEBOAT_DB: db, LIFEBOAT_URL: url }),
+      timeoutMs: 120_000,
+    });
+    assertOk("lifeboat backup", made);
+    const newest = String(logEvents(made.stderr).find((e) => e.event === "backup_finished")?.key);
+    proxy.reset();
+    return await measure({ dir, proxy, url, newest });
+  });
 }
 
 /** P5: 10,000 old backups plus one real newest one; counts the LISTs restore needs. */
@@ -53,22 +82,16 @@ export async function benchListNewest(
   backups: number,
   progress: (msg: string) => void,
 ): Promise<ListResult> {
-  return await withCountingS3("list", async ({ dir, s3, proxy }) => {
+  const fill = async (s3: LocalS3) => {
     const t0 = performance.now();
-    await populate(s3.endpoint, "many", backups);
+    await s3.putObjects(BUCKET, oldBackupKeys("list", backups));
     progress(`put ${backups} old backup keys in ${Math.round(performance.now() - t0)} ms`);
-    const made = await timed([...lifeboatCmd(), "backup"], {
-      env: lifeboatEnv(s3.endpoint, { LIFEBOAT_DB: db, LIFEBOAT_URL: `s3://${BUCKET}/many` }),
-      timeoutMs: 120_000,
-    });
-    assertOk("lifeboat backup", made);
-    const newest = String(logEvents(made.stderr).find((e) => e.event === "backup_finished")?.key);
-
-    proxy.reset();
+  };
+  return await afterOneBackup("list", db, async ({ dir, proxy, url, newest }) => {
     const restore = await timed([...lifeboatCmd(), "restore"], {
       env: lifeboatEnv(proxy.endpoint, {
         LIFEBOAT_DB: `${dir}/restored.sqlite3`,
-        LIFEBOAT_URL: `s3://${BUCKET}/many`,
+        LIFEBOAT_URL: url,
       }),
       timeoutMs: 120_000,
     });
@@ -81,7 +104,7 @@ export async function benchListNewest(
 
     proxy.reset();
     const ls = await timed(
-      ["aws", "s3", "ls", `s3://${BUCKET}/many/backups/`, "--endpoint-url", proxy.endpoint],
+      ["aws", "s3", "ls", `${url}/backups/`, "--endpoint-url", proxy.endpoint],
       { env: awsCliEnv(), timeoutMs: 120_000 },
     );
     assertOk("aws s3 ls", ls);
@@ -93,7 +116,7 @@ export async function benchListNewest(
         `aws s3 ls ${awsLs.counts.ListObjectsV2 ?? 0} LIST`,
     );
     return { sizeMiB, backups, lifeboat, awsLs };
-  });
+  }, fill);
 }
 
 /** P7's outcome: intervals observed and the requests made after the start-up restore. */
@@ -120,19 +143,11 @@ export async function benchIdleWrites(
   intervals: number,
   progress: (msg: string) => void,
 ): Promise<IdleResult> {
-  return await withCountingS3("idle", async ({ dir, s3, proxy }) => {
+  return await afterOneBackup("idle", db, async ({ dir, proxy, url }) => {
+    // Not there yet: watch restores it on start, as on a new fly.io machine.
     const app = `${dir}/app.sqlite3`;
-    await copyFile(db, app);
-    const seed = await timed([...lifeboatCmd(), "backup"], {
-      env: lifeboatEnv(s3.endpoint, { LIFEBOAT_DB: app, LIFEBOAT_URL: `s3://${BUCKET}/idle` }),
-      timeoutMs: 120_000,
-    });
-    assertOk("lifeboat backup", seed);
-    await Deno.remove(app);
-
-    proxy.reset();
     const watch = spawn([...lifeboatCmd(), "watch", "--interval", "1s"], {
-      env: lifeboatEnv(proxy.endpoint, { LIFEBOAT_DB: app, LIFEBOAT_URL: `s3://${BUCKET}/idle` }),
+      env: lifeboatEnv(proxy.endpoint, { LIFEBOAT_DB: app, LIFEBOAT_URL: url }),
       timeoutMs: 120_000,
     });
     await watch.waitForLine(/"event":"watch_started"/, 60_000);

@@ -116,6 +116,28 @@ export interface ProxiedS3 {
 }
 
 /**
+ * Registers test `name` (LOOSE), run with a fresh moto_server; the server is stopped afterwards,
+ * whether the test passes or not.
+ */
+export function motoTest(
+  name: string,
+  fn: (t: Deno.TestContext, s3: LocalS3) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ...LOOSE,
+    fn: async (t) => {
+      const s3 = await startLocalS3();
+      try {
+        await fn(t, s3);
+      } finally {
+        await s3.stop();
+      }
+    },
+  });
+}
+
+/**
  * Registers test `name`, run with a fresh moto_server and the S3 proxy in front of it; both are
  * stopped afterwards, whether the test passes or not.
  */
@@ -123,19 +145,13 @@ export function proxiedTest(
   name: string,
   fn: (t: Deno.TestContext, env: ProxiedS3) => Promise<void>,
 ): void {
-  Deno.test({
-    name,
-    ...LOOSE,
-    fn: async (t) => {
-      const s3 = await startLocalS3();
-      const proxy = startS3Proxy(s3.endpoint);
-      try {
-        await fn(t, { s3, proxy });
-      } finally {
-        await proxy.stop();
-        await s3.stop();
-      }
-    },
+  motoTest(name, async (t, s3) => {
+    const proxy = startS3Proxy(s3.endpoint);
+    try {
+      await fn(t, { s3, proxy });
+    } finally {
+      await proxy.stop();
+    }
   });
 }
 

@@ -94,18 +94,22 @@ function options(dir: string, o: Partial<WatchOptions> = {}): WatchOptions {
 }
 
 /**
- * Starts watch on a new 5-row database in a new directory, its store's uploads `put` (see
- * storeOf); returns the directory, the run, its signals and its metrics. Clears the logs.
+ * Starts watch on a new database of `rows` rows (default 5) in a new directory, on `clock`
+ * (default fastClock()), its store's uploads `put` and `ms` slower (see storeOf); returns the
+ * directory, the run, its signals and its metrics. Clears the logs.
  */
-async function watchScene(put: "slow" | "hang" | "fail", o: Partial<WatchOptions>) {
+async function watchScene(
+  put: "slow" | "hang" | "fail",
+  o: Partial<WatchOptions>,
+  { rows = 5, ms = 0, clock = fastClock() }: { rows?: number; ms?: number; clock?: Clock } = {},
+) {
   const dir = await tempDir();
   logs.clear();
-  makeDb(`${dir}/app.db`, 5);
+  makeDb(`${dir}/app.db`, rows);
   const opts = options(dir, o);
-  const clock = fastClock();
   const metrics = new Metrics(clock, opts);
   const signals = manualSignals();
-  const store = storeOf(dir, put, 0, clock);
+  const store = storeOf(dir, put, ms, clock);
   const running = watch(opts, { store, clock, signals, metrics });
   return { dir, running, signals, metrics };
 }
@@ -123,15 +127,12 @@ Deno.test({
   name: "watch: a backup or restore slower than half of LIFEBOAT_SHUTDOWN_TIMEOUT warns",
   ...LOOSE,
   fn: async () => {
-    const dir = await tempDir();
-    logs.clear();
-    makeDb(`${dir}/app.db`, 20);
     // Only the store is slow (600 ms on the test clock, however loaded the machine); the final
     // backup (unchanged: a snapshot and one LIST, no upload) fits in the budget.
-    const o = options(dir, { shutdownTimeoutMs: 1000 });
-    const signals = manualSignals();
-    const clock = fastClock();
-    const running = watch(o, { store: storeOf(dir, "slow", 600, clock), clock, signals });
+    const { dir, running, signals } = await watchScene("slow", { shutdownTimeoutMs: 1000 }, {
+      rows: 20,
+      ms: 600,
+    });
     await until(() => logs.withEvent("backup_finished").length > 0, "a periodic backup");
     signals.send();
     assert.equal(await running, 0);
@@ -169,18 +170,11 @@ Deno.test({
     "watch: the final backup is bounded by LIFEBOAT_SHUTDOWN_TIMEOUT and says so when cut short",
   ...LOOSE,
   fn: async () => {
-    const dir = await tempDir();
-    logs.clear();
-    makeDb(`${dir}/app.db`, 20);
-    const o = options(dir, { shutdownTimeoutMs: 300, interval: 3_600_000 });
-    const metrics = new Metrics(systemClock, o);
-    const signals = manualSignals();
-    const running = watch(o, {
-      store: storeOf(dir, "hang"),
-      clock: systemClock,
-      signals,
-      metrics,
-    });
+    const { dir, running, signals, metrics } = await watchScene(
+      "hang",
+      { shutdownTimeoutMs: 300, interval: 3_600_000 },
+      { rows: 20, clock: systemClock },
+    );
     await until(() => logs.withEvent("watch_started").length > 0, "watch to start");
     addRow(`${dir}/app.db`, "written before SIGTERM");
     const stoppedAt = Date.now();

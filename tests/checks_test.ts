@@ -9,7 +9,6 @@ import {
   GetObjectCommand,
   ListMultipartUploadsCommand,
   PutObjectCommand,
-  S3Client,
 } from "@aws-sdk/client-s3";
 import { FileStore } from "../src/store/file.ts";
 import { backupKey } from "../src/store/keys.ts";
@@ -48,7 +47,7 @@ s3StoreTest(
     );
     assert.equal(partsDone, 3, "the parts were sent while the check ran");
     assert.deepEqual(await store.newest(5), []);
-    const c = new S3Client({ endpoint: local.endpoint, region: "us-east-1", forcePathStyle: true });
+    const c = local.client();
     const pending = await c.send(new ListMultipartUploadsCommand({ Bucket: "gate" }));
     assert.equal(pending.Uploads?.length ?? 0, 0, "the aborted upload is still pending");
     c.destroy();
@@ -92,12 +91,7 @@ Deno.test("put: the directory store links a backup into place only once `ready` 
 });
 
 proxiedTest("backup and restore: where the SQLite checks run", async (t, { s3, proxy }) => {
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
-  });
+  const client = s3.client();
   const sceneOf = (name: string) => scene({ s3, proxy, name, restoreAttempts: 3 });
   /** Rewrites the newest backup with its pages 2–3 damaged, its metadata changed by `edit`. */
   const damageNewest = async (bucket: string, edit: (m: Record<string, string>) => void) => {

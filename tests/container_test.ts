@@ -47,6 +47,26 @@ async function scene(appRows?: number) {
   return { dir, env, db, rows: readRows(`${dir}/first.db`) };
 }
 
+/** What `scene` gives a test. */
+type Scene = Awaited<ReturnType<typeof scene>>;
+
+/**
+ * Registers test `name` (LOOSE), run on a fresh `scene(appRows)`; with `root`, skipped unless
+ * this process is root.
+ */
+function sceneTest(
+  t: string | { name: string; appRows?: number; root?: boolean },
+  fn: (s: Scene) => Promise<void>,
+): void {
+  const o = typeof t === "string" ? { name: t } : t;
+  Deno.test({
+    name: o.name,
+    ignore: o.root && !isRoot,
+    ...LOOSE,
+    fn: async () => await fn(await scene(o.appRows)),
+  });
+}
+
 /** Backups in a directory store (under its backups/ directory). */
 function backupsIn(store: string): string[] {
   return [...Deno.readDirSync(`${store}/backups`)].map((e) => e.name)
@@ -77,12 +97,9 @@ async function until(cond: () => boolean, what: string, ms = 20_000): Promise<vo
 }
 
 // 1. fly.io release machines
-Deno.test({
-  name:
-    "#11.1 release machine (RELEASE_COMMAND): watch runs the app without restore or upload; backup refuses",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env } = await scene();
+sceneTest(
+  "#11.1 release machine (RELEASE_COMMAND): watch runs the app without restore or upload; backup refuses",
+  async ({ dir, env }) => {
     const release = { ...env, RELEASE_COMMAND: "1" };
     const db = `${dir}/app.db`;
     const probe = ["sh", "-c", 'test ! -e "$0" && echo no-database-here', db];
@@ -102,32 +119,30 @@ Deno.test({
     );
     assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
   },
-});
+);
 
 // 2. a bound on waiting for the app
-Deno.test({
+sceneTest({
   name:
     "#11.2 an app that ignores SIGTERM gets SIGKILL after LIFEBOAT_APP_STOP_TIMEOUT, then the final backup runs",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env, db } = await scene(5);
-    const w = spawnLifeboat(
-      ["watch", "--db", db, "--interval", "1h", "--", ...app("stubborn")],
-      { ...env, LIFEBOAT_APP_STOP_TIMEOUT: "1s" },
-    );
-    await w.waitForLine(/^ready$/);
-    addRow(db, "written-before-the-stop");
-    w.proc.kill("SIGTERM");
-    await w.waitForLine(/ignoring SIGTERM/);
-    const r = await w.done();
-    assert.equal(r.code, 128 + 9, r.stderr);
-    const killed = r.lines.findIndex((l) => /did not exit within 1\.0s.*SIGKILL/.test(l));
-    const finished = r.lines.findIndex((l) => /backup finished/.test(l));
-    assert.ok(killed >= 0 && finished > killed, r.stderr);
-    const restored = `${dir}/restored.db`;
-    assert.equal((await runLifeboat(["restore", "--db", restored], env)).code, 0);
-    assert.ok(readRows(restored).includes("written-before-the-stop"));
-  },
+  appRows: 5,
+}, async ({ dir, env, db }) => {
+  const w = spawnLifeboat(
+    ["watch", "--db", db, "--interval", "1h", "--", ...app("stubborn")],
+    { ...env, LIFEBOAT_APP_STOP_TIMEOUT: "1s" },
+  );
+  await w.waitForLine(/^ready$/);
+  addRow(db, "written-before-the-stop");
+  w.proc.kill("SIGTERM");
+  await w.waitForLine(/ignoring SIGTERM/);
+  const r = await w.done();
+  assert.equal(r.code, 128 + 9, r.stderr);
+  const killed = r.lines.findIndex((l) => /did not exit within 1\.0s.*SIGKILL/.test(l));
+  const finished = r.lines.findIndex((l) => /backup finished/.test(l));
+  assert.ok(killed >= 0 && finished > killed, r.stderr);
+  const restored = `${dir}/restored.db`;
+  assert.equal((await runLifeboat(["restore", "--db", restored], env)).code, 0);
+  assert.ok(readRows(restored).includes("written-before-the-stop"));
 });
 
 Deno.test("#11.2 config: LIFEBOAT_APP_STOP_TIMEOUT defaults to 10s; with the final backup it fits fly.toml", () => {
@@ -143,48 +158,44 @@ Deno.test("#11.2 config: LIFEBOAT_APP_STOP_TIMEOUT defaults to 10s; with the fin
 });
 
 // 3. signals
-Deno.test({
+sceneTest({
   name: "#11.3 watch forwards HUP, QUIT, USR1, USR2, WINCH and ALRM to the app and keeps running",
-  ...LOOSE,
-  fn: async () => {
-    const { env, db } = await scene(5);
-    const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h", "--", ...app("echo")], env);
-    await w.waitForLine(/^ready$/);
-    for (const sig of ["SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM"] as const) {
-      w.proc.kill(sig);
-      await w.waitForLine(new RegExp(`^got ${sig}$`), 10_000);
-    }
-    const r = await w.stop();
-    assert.equal(r.code, 0, r.stderr);
-    assert.ok(r.lines.some((l) => /backup finished/.test(l)), "the final backup ran");
+  appRows: 5,
+}, async ({ env, db }) => {
+  const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h", "--", ...app("echo")], env);
+  await w.waitForLine(/^ready$/);
+  for (const sig of ["SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM"] as const) {
+    w.proc.kill(sig);
+    await w.waitForLine(new RegExp(`^got ${sig}$`), 10_000);
+  }
+  const r = await w.stop();
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.lines.some((l) => /backup finished/.test(l)), "the final backup ran");
 
-    // Without an app, such a signal is logged and ignored: lifeboat keeps protecting the data.
-    const alone = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
-    await alone.waitForLine(/watching/);
-    alone.proc.kill("SIGHUP");
-    await alone.waitForLine(/received SIGHUP; no app to pass it to, ignored/);
-    assert.equal((await alone.stop()).code, 0);
-  },
+  // Without an app, such a signal is logged and ignored: lifeboat keeps protecting the data.
+  const alone = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
+  await alone.waitForLine(/watching/);
+  alone.proc.kill("SIGHUP");
+  await alone.waitForLine(/received SIGHUP; no app to pass it to, ignored/);
+  assert.equal((await alone.stop()).code, 0);
 });
 
-Deno.test({
-  name: "#11.3 an app killed by SEGV, ABRT, BUS, PIPE or ALRM exits 128+N, through watch too",
-  ...LOOSE,
-  fn: async () => {
+sceneTest(
+  "#11.3 an app killed by SEGV, ABRT, BUS, PIPE or ALRM exits 128+N, through watch too",
+  async ({ dir, env }) => {
     const expected = { SEGV: 139, ABRT: 134, BUS: 135, PIPE: 141, ALRM: 142, HUP: 129, USR2: 140 };
     for (const [sig, code] of Object.entries(expected)) {
       assert.equal(signalExitCode(`SIG${sig}`), code, sig);
       const child = startChild(["sh", "-c", `kill -${sig} $$; sleep 5`]);
       assert.equal(await child.exitCode, code, sig);
     }
-    const { dir, env } = await scene();
     const r = await runLifeboat(
       ["watch", "--db", `${dir}/app.db`, "--", "sh", "-c", "kill -SEGV $$"],
       env,
     );
     assert.equal(r.code, 139, r.stderr);
   },
-});
+);
 
 Deno.test({
   name:
@@ -221,24 +232,19 @@ Deno.test({
 });
 
 // 4. odd database files
-Deno.test({
-  name: "#11.4 a zero-byte database counts as absent: restore fetches the backup over it",
-  ...LOOSE,
-  fn: async () => {
-    const { env, db, rows } = await scene();
+sceneTest(
+  "#11.4 a zero-byte database counts as absent: restore fetches the backup over it",
+  async ({ env, db, rows }) => {
     Deno.writeFileSync(db, new Uint8Array());
     const r = await restoreOk(db, env);
     assert.match(r.stderr, /restored \S+ from/);
     assert.deepEqual(readRows(db), rows);
   },
-});
+);
 
-Deno.test({
-  name:
-    "#11.4 a directory or a non-SQLite file at the database path: restore exits 2, touching nothing",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env } = await scene();
+sceneTest(
+  "#11.4 a directory or a non-SQLite file at the database path: restore exits 2, touching nothing",
+  async ({ dir, env }) => {
     Deno.mkdirSync(`${dir}/adir`);
     assertOneLineError(
       await runLifeboat(["restore", "--db", `${dir}/adir`], env),
@@ -255,14 +261,11 @@ Deno.test({
     }
     assert.equal(Deno.readTextFileSync(`${dir}/notes.txt`), "not a database, but precious\n");
   },
-});
+);
 
-Deno.test({
-  name:
-    "#11.4 a hot rollback journal (the app died mid-transaction): the backup holds the committed rows",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env, db } = await scene();
+sceneTest(
+  "#11.4 a hot rollback journal (the app died mid-transaction): the backup holds the committed rows",
+  async ({ dir, env, db }) => {
     makeDb(db, 200, false);
     const committed = readRows(db);
     await stop(await startApp("dirty", db));
@@ -274,13 +277,11 @@ Deno.test({
     assert.equal(integrity(restored), "ok");
     assert.deepEqual(readRows(restored), committed);
   },
-});
+);
 
-Deno.test({
-  name: "#11.4 symlinks: restore --force replaces the link's target; the lock is on the real file",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env, rows } = await scene();
+sceneTest(
+  "#11.4 symlinks: restore --force replaces the link's target; the lock is on the real file",
+  async ({ dir, env, rows }) => {
     Deno.mkdirSync(`${dir}/real`);
     const real = `${dir}/real/app.db`;
     makeDb(real, 3);
@@ -299,13 +300,11 @@ Deno.test({
     );
     assert.equal((await w.stop()).code, 0);
   },
-});
+);
 
-Deno.test({
-  name: "#11.4 a 230-character database file name fails at once with one clear line",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env } = await scene();
+sceneTest(
+  "#11.4 a 230-character database file name fails at once with one clear line",
+  async ({ dir, env }) => {
     const db = `${dir}/${"a".repeat(227)}.db`;
     for (const cmd of ["restore", "backup", "watch"]) {
       assertOneLineError(
@@ -315,14 +314,12 @@ Deno.test({
       );
     }
   },
-});
+);
 
 // 5. restore --force under a writer
-Deno.test({
-  name: "#11.5 restore --force refuses while an app has the database open",
-  ...LOOSE,
-  fn: async () => {
-    const { env, db } = await scene(5);
+sceneTest(
+  { name: "#11.5 restore --force refuses while an app has the database open", appRows: 5 },
+  async ({ env, db }) => {
     const writer = await startApp("writer", db);
     try {
       assertOneLineError(
@@ -336,101 +333,94 @@ Deno.test({
     assert.ok(readRows(db).some((b) => b.startsWith("writer-")), "the app's commits are kept");
     assert.equal((await runLifeboat(["restore", "--force", "--db", db], env)).code, 0);
   },
-});
+);
 
 // 6. resource limits
-Deno.test({
+sceneTest({
   name:
     "#11.6 1,100 idle connections to the metrics port under ulimit -n 1024 never take lifeboat or the app down",
-  ...LOOSE,
-  fn: async () => {
-    const { env, db } = await scene(5);
-    const { w, metricsPort: port } = await spawnWithMetrics(
-      ["watch", "--db", db, "--interval", "1h", "--", ...app("echo")],
-      env,
-      ["bash", "-c", 'ulimit -n 1024; exec "$@"', "bash"],
-    );
-    await w.waitForLine(/^ready$/);
-    const conns: Deno.Conn[] = [];
-    for (let i = 0; i < 1100; i++) {
-      conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    for (const c of conns) c.close();
-    let status = 0;
-    for (let i = 0; i < 40 && status !== 200; i++) {
-      status = await fetch(`http://127.0.0.1:${port}/metrics`).then(async (res) => {
-        await res.body?.cancel();
-        return res.status;
-      }).catch(() => 0);
-      if (status !== 200) await new Promise((r) => setTimeout(r, 500));
-    }
-    assert.equal(status, 200, "metrics served again after the flood");
-    w.proc.kill("SIGUSR1");
-    await w.waitForLine(/^got SIGUSR1$/); // the app is alive
-    const r = await w.stop();
-    assert.equal(r.code, 0, r.stderr);
-    assert.doesNotMatch(r.stderr, /Too many open files|Uncaught/);
-    assert.equal(r.lines.filter((l) => /connections open: closing new ones/.test(l)).length, 1);
-  },
+  appRows: 5,
+}, async ({ env, db }) => {
+  const { w, metricsPort: port } = await spawnWithMetrics(
+    ["watch", "--db", db, "--interval", "1h", "--", ...app("echo")],
+    env,
+    ["bash", "-c", 'ulimit -n 1024; exec "$@"', "bash"],
+  );
+  await w.waitForLine(/^ready$/);
+  const conns: Deno.Conn[] = [];
+  for (let i = 0; i < 1100; i++) {
+    conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  for (const c of conns) c.close();
+  let status = 0;
+  for (let i = 0; i < 40 && status !== 200; i++) {
+    status = await fetch(`http://127.0.0.1:${port}/metrics`).then(async (res) => {
+      await res.body?.cancel();
+      return res.status;
+    }).catch(() => 0);
+    if (status !== 200) await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.equal(status, 200, "metrics served again after the flood");
+  w.proc.kill("SIGUSR1");
+  await w.waitForLine(/^got SIGUSR1$/); // the app is alive
+  const r = await w.stop();
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /Too many open files|Uncaught/);
+  assert.equal(r.lines.filter((l) => /connections open: closing new ones/.test(l)).length, 1);
 });
 
-Deno.test({
+sceneTest({
   name:
     "#11.6 an app holding locking_mode=EXCLUSIVE: backup fails with a clear error instead of hanging",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env, db } = await scene(5);
-    const holder = await startApp("exclusive", db);
-    try {
-      assertOneLineError(
-        await runLifeboat(["backup", "--db", db], env),
-        1,
-        /could not get a read lock within 10s: another connection keeps the database locked \(PRAGMA locking_mode=EXCLUSIVE/,
-      );
-    } finally {
-      await stop(holder);
-    }
-    assert.deepEqual(tempsLeft(dir), []);
-    assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
-  },
+  appRows: 5,
+}, async ({ dir, env, db }) => {
+  const holder = await startApp("exclusive", db);
+  try {
+    assertOneLineError(
+      await runLifeboat(["backup", "--db", db], env),
+      1,
+      /could not get a read lock within 10s: another connection keeps the database locked \(PRAGMA locking_mode=EXCLUSIVE/,
+    );
+  } finally {
+    await stop(holder);
+  }
+  assert.deepEqual(tempsLeft(dir), []);
+  assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
 });
 
-Deno.test({
+sceneTest({
   name:
     "#11.6 a snapshot that would fill the disk (root: a 16 MiB tmpfs) is skipped with a 'disk' error; the app keeps committing",
-  ignore: !isRoot,
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env } = await scene();
-    const small = `${dir}/small`;
-    Deno.mkdirSync(small);
-    const mount = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=16m", "tmpfs", small],
-    }).output();
-    assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
-    try {
-      const db = `${small}/app.db`;
-      makeDb(db, 10);
-      growDb(db, 5);
-      const fs = statfsSync(small);
-      const size = Deno.statSync(db).size;
-      // Leave room for the copy plus 1 MiB: less than the margin (a tenth of 16 MiB).
-      const fill = fs.bavail * fs.bsize - size - 1024 * 1024;
-      Deno.writeFileSync(`${small}/filler`, new Uint8Array(fill));
-      assertOneLineError(
-        await runLifeboat(["backup", "--db", db], env),
-        1,
-        /not enough disk space for a snapshot of .*app\.db.*Free disk space/,
-      );
-      assert.deepEqual(tempsLeft(small), []);
-      assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
-      addRow(db, "the app still commits");
-      assert.ok(readRows(db).includes("the app still commits"));
-    } finally {
-      await new Deno.Command("umount", { args: [small] }).output();
-    }
-  },
+  root: true,
+}, async ({ dir, env }) => {
+  const small = `${dir}/small`;
+  Deno.mkdirSync(small);
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=16m", "tmpfs", small],
+  }).output();
+  assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+  try {
+    const db = `${small}/app.db`;
+    makeDb(db, 10);
+    growDb(db, 5);
+    const fs = statfsSync(small);
+    const size = Deno.statSync(db).size;
+    // Leave room for the copy plus 1 MiB: less than the margin (a tenth of 16 MiB).
+    const fill = fs.bavail * fs.bsize - size - 1024 * 1024;
+    Deno.writeFileSync(`${small}/filler`, new Uint8Array(fill));
+    assertOneLineError(
+      await runLifeboat(["backup", "--db", db], env),
+      1,
+      /not enough disk space for a snapshot of .*app\.db.*Free disk space/,
+    );
+    assert.deepEqual(tempsLeft(small), []);
+    assert.equal(backupsIn(`${dir}/store`).length, 1, "nothing uploaded");
+    addRow(db, "the app still commits");
+    assert.ok(readRows(db).includes("the app still commits"));
+  } finally {
+    await new Deno.Command("umount", { args: [small] }).output();
+  }
 });
 
 // 7. durations
@@ -455,17 +445,12 @@ Deno.test("#11.7 durations beyond their bound are config errors; no timer overfl
   assert.ok(Date.now() - started >= 140, "the long sleep ended early");
 });
 
-Deno.test({
-  name: "#11.7 watch --interval 1000h is one line and exit 2",
-  ...LOOSE,
-  fn: async () => {
-    const { dir, env } = await scene();
-    assertOneLineError(
-      await runLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1000h"], env),
-      2,
-      /--interval 1000h is too long.*at most 24h/,
-    );
-  },
+sceneTest("#11.7 watch --interval 1000h is one line and exit 2", async ({ dir, env }) => {
+  assertOneLineError(
+    await runLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1000h"], env),
+    2,
+    /--interval 1000h is too long.*at most 24h/,
+  );
 });
 
 // 8. secrets echoed by the server

@@ -4,13 +4,12 @@
  * The three-database lifecycle (SIGTERM under writes, nothing lost) is in lifecycle_test.ts.
  */
 import assert from "node:assert/strict";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { testClock } from "../testkit/clock.ts";
-import { backupOk, baseEnv, runLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { backupOk, runLifeboat, tempsLeft } from "../testkit/cli.ts";
 import { is, type SeenRequest } from "../testkit/s3_proxy.ts";
 import { events } from "../testkit/lifecycle.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
-import { proxiedTest, scene as kitScene, tempDir } from "../testkit/scene.ts";
+import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { spawnWithMetrics } from "../testkit/ports.ts";
 import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 import {
@@ -127,54 +126,48 @@ Deno.test("MetricsByDb: one valid exposition, every sample labelled with its dat
 });
 
 Deno.test("bad database lists: one line, exit 2, nothing touched", async () => {
-  const dir = await tempDir();
-  try {
-    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
-    await Deno.mkdir(`${dir}/store`);
-    await Deno.mkdir(`${dir}/a`);
-    await Deno.mkdir(`${dir}/b`);
-    makeDb(`${dir}/a/app.db`, 3);
-    await Deno.symlink(`${dir}/a/app.db`, `${dir}/b/link.db`);
-    const cases: [string, string[], Record<string, string>, RegExp][] = [
-      [
-        "derived names collide",
-        ["backup", "--db", `${dir}/a/app.db`, "--db", `${dir}/b/app.db`],
-        {},
-        /would both be stored as "app".*=OTHER_NAME/,
-      ],
-      [
-        "names collide in LIFEBOAT_DB",
-        ["restore"],
-        { LIFEBOAT_DB: `${dir}/a/app.db, ${dir}/b/x.db=app` },
-        /would both be stored as "app"/,
-      ],
-      [
-        "the same file twice, through a link",
-        ["watch", "--db", `${dir}/a/app.db`, "--db", `${dir}/b/link.db`],
-        {},
-        /is given twice \(as app and as link\)/,
-      ],
-      ["an empty entry", ["backup"], { LIFEBOAT_DB: `${dir}/a/app.db,` }, /has an empty entry/],
-      [
-        "a name that cannot be a prefix",
-        ["list", "--db", `${dir}/a/app.db=.x`, "--db", `${dir}/b/c.db`],
-        {},
-        /cannot name its store sub-prefix|would both/,
-      ],
-      ["a bad --limit", ["list", "--db", `${dir}/a/app.db`, "--limit", "0"], {}, /--limit "0"/],
-    ];
-    for (const [what, args, extra, re] of cases) {
-      const r = await runLifeboat(args, { ...env, ...extra });
-      assert.equal(r.code, 2, `${what}: ${r.stderr}`);
-      assert.equal(r.lines.length, 1, `${what}: one line: ${r.stderr}`);
-      assert.match(r.lines[0], re, what);
-      assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, `${what}: no stack trace`);
-    }
-    assert.deepEqual([...Deno.readDirSync(`${dir}/store`)], [], "nothing stored");
-    assert.deepEqual(readRows(`${dir}/a/app.db`).length, 3);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  const { dir, env } = await kitScene();
+  await Deno.mkdir(`${dir}/a`);
+  await Deno.mkdir(`${dir}/b`);
+  makeDb(`${dir}/a/app.db`, 3);
+  await Deno.symlink(`${dir}/a/app.db`, `${dir}/b/link.db`);
+  const cases: [string, string[], Record<string, string>, RegExp][] = [
+    [
+      "derived names collide",
+      ["backup", "--db", `${dir}/a/app.db`, "--db", `${dir}/b/app.db`],
+      {},
+      /would both be stored as "app".*=OTHER_NAME/,
+    ],
+    [
+      "names collide in LIFEBOAT_DB",
+      ["restore"],
+      { LIFEBOAT_DB: `${dir}/a/app.db, ${dir}/b/x.db=app` },
+      /would both be stored as "app"/,
+    ],
+    [
+      "the same file twice, through a link",
+      ["watch", "--db", `${dir}/a/app.db`, "--db", `${dir}/b/link.db`],
+      {},
+      /is given twice \(as app and as link\)/,
+    ],
+    ["an empty entry", ["backup"], { LIFEBOAT_DB: `${dir}/a/app.db,` }, /has an empty entry/],
+    [
+      "a name that cannot be a prefix",
+      ["list", "--db", `${dir}/a/app.db=.x`, "--db", `${dir}/b/c.db`],
+      {},
+      /cannot name its store sub-prefix|would both/,
+    ],
+    ["a bad --limit", ["list", "--db", `${dir}/a/app.db`, "--limit", "0"], {}, /--limit "0"/],
+  ];
+  for (const [what, args, extra, re] of cases) {
+    const r = await runLifeboat(args, { ...env, ...extra });
+    assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+    assert.equal(r.lines.length, 1, `${what}: one line: ${r.stderr}`);
+    assert.match(r.lines[0], re, what);
+    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/, `${what}: no stack trace`);
   }
+  assert.deepEqual([...Deno.readDirSync(`${dir}/store`)], [], "nothing stored");
+  assert.deepEqual(readRows(`${dir}/a/app.db`).length, 3);
 });
 
 /** Requests about one database's sub-prefix `db/NAME/` (objects, or a listing under it). */
@@ -325,21 +318,9 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
 
   await t.step("list: 1,000 backups are one LIST request per page", async () => {
     const { dir, env, bucket } = await scene();
-    const c = new S3Client({
-      region: "us-east-1",
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      credentials: { accessKeyId: "testing", secretAccessKey: "testing" },
-    });
     const start = Date.UTC(2026, 0, 1);
     const keys = Array.from({ length: 1000 }, (_, i) => backupKey(start + i * 60_000, "m"));
-    for (let i = 0; i < keys.length; i += 50) {
-      await Promise.all(
-        keys.slice(i, i + 50).map((k) =>
-          c.send(new PutObjectCommand({ Bucket: bucket, Key: `db/${k}`, Body: "x" }))
-        ),
-      );
-    }
+    await s3.putObjects(bucket, keys.map((k) => `db/${k}`));
     const db = `${dir}/app.db`;
     for (const [limit, want] of [[undefined, 20], ["1000", 1000], ["5000", 1000]] as const) {
       proxy.requests.length = 0;
@@ -360,68 +341,56 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
 });
 
 Deno.test("adding a second database: the first one's single-database backups are never skipped", async () => {
-  const dir = await tempDir();
-  try {
-    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
-    await Deno.mkdir(`${dir}/store`);
-    const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
-    makeDb(a, 7);
-    await backupOk(a, env); // the old layout: backups at the store's root
-    const next = [`${dir}/n/a.sqlite3`, `${dir}/n/b.sqlite3`];
-    const both = next.flatMap((p) => ["--db", p]);
-    const r = await runLifeboat(["watch", ...both, "--", "sh", "-c", "exit 0"], env);
-    assert.equal(r.code, 1, r.stderr);
-    assert.match(r.lines.at(-1)!, /store\/a holds no backup, but .* holds a single database's/);
-    assert.doesNotMatch(r.stderr, /started sh/);
-    await assert.rejects(Deno.stat(next[0]), Deno.errors.NotFound, "a not started empty");
-    // The way out the message gives: restore it alone, then run with both.
-    assert.equal((await runLifeboat(["restore", "--db", next[0]], env)).code, 0);
-    makeDb(b, 2);
-    const up = await runLifeboat(["backup", "--db", next[0], "--db", b], env);
-    assert.equal(up.code, 0, up.stderr);
-    const fresh = [`${dir}/m/a.sqlite3`, `${dir}/m/b.sqlite3`];
-    const again = await runLifeboat(["restore", ...fresh.flatMap((p) => ["--db", p])], env);
-    assert.equal(again.code, 0, again.stderr);
-    assert.equal(readRows(fresh[0]).length, 7);
-    assert.equal(readRows(fresh[1]).length, 2);
-    // A third database added later starts fresh: the old single-database backups are history.
-    const three = [...fresh.map((p) => p.replace("/m/", "/k/")), `${dir}/k/c.sqlite3`];
-    const later = await runLifeboat(["restore", ...three.flatMap((p) => ["--db", p])], env);
-    assert.equal(later.code, 0, later.stderr);
-    await assert.rejects(Deno.stat(three[2]), Deno.errors.NotFound, "c: a fresh start");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const { dir, env } = await kitScene();
+  const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
+  makeDb(a, 7);
+  await backupOk(a, env); // the old layout: backups at the store's root
+  const next = [`${dir}/n/a.sqlite3`, `${dir}/n/b.sqlite3`];
+  const both = next.flatMap((p) => ["--db", p]);
+  const r = await runLifeboat(["watch", ...both, "--", "sh", "-c", "exit 0"], env);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.lines.at(-1)!, /store\/a holds no backup, but .* holds a single database's/);
+  assert.doesNotMatch(r.stderr, /started sh/);
+  await assert.rejects(Deno.stat(next[0]), Deno.errors.NotFound, "a not started empty");
+  // The way out the message gives: restore it alone, then run with both.
+  assert.equal((await runLifeboat(["restore", "--db", next[0]], env)).code, 0);
+  makeDb(b, 2);
+  const up = await runLifeboat(["backup", "--db", next[0], "--db", b], env);
+  assert.equal(up.code, 0, up.stderr);
+  const fresh = [`${dir}/m/a.sqlite3`, `${dir}/m/b.sqlite3`];
+  const again = await runLifeboat(["restore", ...fresh.flatMap((p) => ["--db", p])], env);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(readRows(fresh[0]).length, 7);
+  assert.equal(readRows(fresh[1]).length, 2);
+  // A third database added later starts fresh: the old single-database backups are history.
+  const three = [...fresh.map((p) => p.replace("/m/", "/k/")), `${dir}/k/c.sqlite3`];
+  const later = await runLifeboat(["restore", ...three.flatMap((p) => ["--db", p])], env);
+  assert.equal(later.code, 0, later.stderr);
+  await assert.rejects(Deno.stat(three[2]), Deno.errors.NotFound, "c: a fresh start");
 });
 
 Deno.test("list in a directory store: SHA-256 from the metadata files, a new database is empty", async () => {
-  const dir = await tempDir();
-  try {
-    const env = baseEnv({ LIFEBOAT_URL: `${dir}/store` });
-    await Deno.mkdir(`${dir}/store`);
-    const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
-    makeDb(a, 3);
-    makeDb(b, 4);
-    const up = await runLifeboat(["backup", "--db", a, "--db", b], env);
-    assert.equal(up.code, 0, up.stderr);
-    const r = await runLifeboat(
-      ["list", "--db", a, "--db", b, "--db", `${dir}/c.db`, "--json"],
-      env,
-    );
-    assert.equal(r.code, 0, r.stderr);
-    const rows = JSON.parse(r.stdout) as { db: string; sha256?: string; store: string }[];
-    assert.deepEqual(rows.map((x) => x.db), ["a", "b"]);
-    assert.ok(rows.every((x) => /^[0-9a-f]{64}$/.test(x.sha256 ?? "")));
-    assert.deepEqual(rows.map((x) => x.store), [`file://${dir}/store/a`, `file://${dir}/store/b`]);
-    assert.deepEqual(
-      [...Deno.readDirSync(`${dir}/store`)].map((e) => e.name).sort(),
-      ["a", "b"],
-      "list created nothing",
-    );
-    const missing = await runLifeboat(["list", "--db", a, "--url", `${dir}/nope`], env);
-    assert.equal(missing.code, 1, missing.stderr);
-    assert.match(missing.lines.at(-1)!, /store directory .*nope does not exist/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const { dir, env } = await kitScene();
+  const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
+  makeDb(a, 3);
+  makeDb(b, 4);
+  const up = await runLifeboat(["backup", "--db", a, "--db", b], env);
+  assert.equal(up.code, 0, up.stderr);
+  const r = await runLifeboat(
+    ["list", "--db", a, "--db", b, "--db", `${dir}/c.db`, "--json"],
+    env,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout) as { db: string; sha256?: string; store: string }[];
+  assert.deepEqual(rows.map((x) => x.db), ["a", "b"]);
+  assert.ok(rows.every((x) => /^[0-9a-f]{64}$/.test(x.sha256 ?? "")));
+  assert.deepEqual(rows.map((x) => x.store), [`file://${dir}/store/a`, `file://${dir}/store/b`]);
+  assert.deepEqual(
+    [...Deno.readDirSync(`${dir}/store`)].map((e) => e.name).sort(),
+    ["a", "b"],
+    "list created nothing",
+  );
+  const missing = await runLifeboat(["list", "--db", a, "--url", `${dir}/nope`], env);
+  assert.equal(missing.code, 1, missing.stderr);
+  assert.match(missing.lines.at(-1)!, /store directory .*nope does not exist/);
 });

@@ -10,16 +10,14 @@ import {
   ListObjectsV2Command,
   PutBucketEncryptionCommand,
   PutObjectCommand,
-  S3Client,
 } from "@aws-sdk/client-s3";
 import { loadConfig, parseStoreUrl, pathStyleByDefault, s3Options } from "../src/config.ts";
 import { exitCodeOf, oneLine } from "../src/errors.ts";
 import { s3Settings } from "../src/store/open.ts";
 import { S3Store } from "../src/store/s3.ts";
 import { baseEnv, runLifeboat } from "../testkit/cli.ts";
-import { startLocalS3 } from "../testkit/moto.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
-import { LOOSE, tempDir } from "../testkit/scene.ts";
+import { motoTest, tempDir } from "../testkit/scene.ts";
 
 /** Asserts that `fn` throws a config error (exit 2) whose one line matches `re`. */
 function configFails(fn: () => unknown, re: RegExp): void {
@@ -317,20 +315,12 @@ Deno.test("fly storage create's variables alone are a working Tigris setup", asy
   assert.ok(!("x-amz-server-side-encryption" in req.headers));
 });
 
-Deno.test({
-  name:
-    "end to end: the bucket's default KMS key applies; AES256 only when asked; s3:///PREFIX uses BUCKET_NAME",
-  ...LOOSE,
-  fn: async () => {
-    const s3 = await startLocalS3();
+motoTest(
+  "end to end: the bucket's default KMS key applies; AES256 only when asked; s3:///PREFIX uses BUCKET_NAME",
+  async (_t, s3) => {
     const dir = await tempDir();
+    const client = s3.client();
     try {
-      for (const [k, v] of Object.entries(s3.env)) Deno.env.set(k, v);
-      const client = new S3Client({
-        region: "us-east-1",
-        endpoint: s3.endpoint,
-        forcePathStyle: true,
-      });
       const Bucket = "kms-default";
       await s3.createBucket(Bucket);
       const KMSMasterKeyID = "arn:aws:kms:us-east-1:123456789012:key/0000-backups";
@@ -371,7 +361,7 @@ Deno.test({
       );
       assert.deepEqual(await backup({ LIFEBOAT_S3_SSE: "AES256" }), ["AES256", undefined]);
     } finally {
-      await s3.stop();
+      client.destroy();
     }
   },
-});
+);

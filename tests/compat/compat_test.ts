@@ -50,11 +50,53 @@ async function backups(bucket: string, prefix: string): Promise<string[]> {
   return (await server.keys(bucket, `${prefix}/`)).filter((k) => k.endsWith(".sqlite3"));
 }
 
-/** A fresh bucket, a working directory and the store URL of one scenario. */
-async function scene(prefix = "apps/compat") {
-  const bucket = await server.bucket();
-  const dir = await tempDir("lifeboat-compat-");
-  return { bucket, dir, prefix, url: `s3://${bucket}/${prefix}` };
+/** One CLI scenario: a fresh bucket, a working directory and a database in it. */
+interface Scenario {
+  bucket: string;
+  /** The working directory (removed after the step). */
+  dir: string;
+  prefix: string;
+  /** The store URL, `s3://BUCKET/PREFIX`. */
+  url: string;
+  /** `dir/app.db`, the database of the step. */
+  db: string;
+  /** `dir/new/app.db`: where a restore on a new machine goes (not created). */
+  restored: string;
+}
+
+/**
+ * Runs `fn` as step `step` of `t` (skipped when `ignore` says so) on a fresh scenario whose
+ * database has `rows` rows, under prefix `apps/compat`; the scenario's directory is removed
+ * afterwards, whether the step passes or not.
+ */
+async function cliStep(
+  t: Deno.TestContext,
+  step: string | { name: string; ignore: boolean },
+  rows: number,
+  fn: (s: Scenario) => Promise<void>,
+): Promise<void> {
+  await t.step({
+    ...(typeof step === "string" ? { name: step } : step),
+    fn: async () => {
+      const prefix = "apps/compat";
+      const bucket = await server.bucket();
+      const dir = await tempDir("lifeboat-compat-");
+      const db = `${dir}/app.db`;
+      makeDb(db, rows);
+      try {
+        await fn({
+          bucket,
+          dir,
+          prefix,
+          url: `s3://${bucket}/${prefix}`,
+          db,
+          restored: `${dir}/new/app.db`,
+        });
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
 }
 
 /** Runs lifeboat and fails with its stderr unless it exits with `code`. */
@@ -157,50 +199,53 @@ Deno.test({
   name: `compat CLI round trips (${server.name})`,
   ...LOOSE,
   fn: async (t) => {
-    await t.step(
+    await cliStep(
+      t,
       "single PUT: backup, then restore on a new machine gives the same rows",
-      async () => {
-        const { bucket, dir, prefix, url } = await scene();
-        makeDb(`${dir}/app.db`, 500);
-        await lifeboat(["backup", "--db", `${dir}/app.db`], cliEnv(url));
+      500,
+      async ({ bucket, prefix, url, db, restored }) => {
+        await lifeboat(["backup", "--db", db], cliEnv(url));
         const [key, ...more] = await backups(bucket, prefix);
         assert.ok(key && more.length === 0, "one backup object");
         const head = await server.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
         assert.ok(!/-\d+"?$/.test(head.ETag ?? ""), `a single PUT, not multipart: ${head.ETag}`);
-        await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
-        assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
-        assert.equal(integrity(`${dir}/new/app.db`), "ok");
-        await Deno.remove(dir, { recursive: true });
+        await lifeboat(["restore", "--db", restored], cliEnv(url));
+        assert.deepEqual(readRows(restored), readRows(db));
+        assert.equal(integrity(restored), "ok");
       },
     );
 
-    await t.step("multipart with many parts: a 60 MiB database in 5 MiB parts", async () => {
-      const { bucket, dir, prefix, url } = await scene();
-      makeDb(`${dir}/app.db`, 10);
-      growDb(`${dir}/app.db`, 60);
-      const env = cliEnv(url, { LIFEBOAT_S3_PART_SIZE_MB: "5" });
-      await lifeboat(["backup", "--db", `${dir}/app.db`], env);
-      const [key] = await backups(bucket, prefix);
-      const head = await server.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      const parts = Number(/-(\d+)"?$/.exec(head.ETag ?? "")?.[1]);
-      assert.ok(parts >= 12, `a multipart ETag with at least 12 parts: ${head.ETag}`);
-      assert.equal(head.ContentLength, (await Deno.stat(`${dir}/app.db`)).size);
-      await lifeboat(["restore", "--db", `${dir}/new/app.db`], env);
-      assert.equal(integrity(`${dir}/new/app.db`), "ok");
-      assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
-      await Deno.remove(dir, { recursive: true });
-    });
+    await cliStep(
+      t,
+      "multipart with many parts: a 60 MiB database in 5 MiB parts",
+      10,
+      async ({ bucket, prefix, url, db, restored }) => {
+        growDb(db, 60);
+        const env = cliEnv(url, { LIFEBOAT_S3_PART_SIZE_MB: "5" });
+        await lifeboat(["backup", "--db", db], env);
+        const [key] = await backups(bucket, prefix);
+        const head = await server.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        const parts = Number(/-(\d+)"?$/.exec(head.ETag ?? "")?.[1]);
+        assert.ok(parts >= 12, `a multipart ETag with at least 12 parts: ${head.ETag}`);
+        assert.equal(head.ContentLength, (await Deno.stat(db)).size);
+        await lifeboat(["restore", "--db", restored], env);
+        assert.equal(integrity(restored), "ok");
+        assert.deepEqual(readRows(restored), readRows(db));
+      },
+    );
 
-    await t.step({
-      name:
-        "a body damaged in transit is refused by the server (Content-MD5), retried, and lands intact" +
-        (server.checksSignatures ? "" : " (skipped: moto does not check Content-MD5)"),
-      // The same server property: moto checks neither signatures nor Content-MD5.
-      ignore: !server.checksSignatures,
-      fn: async () => {
-        const { dir, url } = await scene();
-        makeDb(`${dir}/app.db`, 200);
-        addRow(`${dir}/app.db`, "last");
+    await cliStep(
+      t,
+      {
+        name:
+          "a body damaged in transit is refused by the server (Content-MD5), retried, and lands intact" +
+          (server.checksSignatures ? "" : " (skipped: moto does not check Content-MD5)"),
+        // The same server property: moto checks neither signatures nor Content-MD5.
+        ignore: !server.checksSignatures,
+      },
+      200,
+      async ({ url, db, restored }) => {
+        addRow(db, "last");
         const proxy = startS3Proxy(server.endpoint, { signedUpstream: true });
         try {
           proxy.faults.push({
@@ -209,62 +254,65 @@ Deno.test({
             times: 1,
           });
           const env = cliEnv(url, { LIFEBOAT_S3_ENDPOINT: proxy.endpoint });
-          const b = await lifeboat(["backup", "--db", `${dir}/app.db`], env);
+          const b = await lifeboat(["backup", "--db", db], env);
           assert.equal(proxy.injected, 1);
           // Content-MD5 (BadDigest), or over plain HTTP the SigV4 payload hash, refuses it first.
           assert.match(b.stderr, /BadDigest|XAmzContentSHA256Mismatch/, b.stderr);
-          const r = await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
+          const r = await lifeboat(["restore", "--db", restored], cliEnv(url));
           assert.doesNotMatch(r.stderr, /failed verification/);
-          assert.equal(readRows(`${dir}/new/app.db`).at(-1), "last");
+          assert.equal(readRows(restored).at(-1), "last");
         } finally {
           await proxy.stop();
-          await Deno.remove(dir, { recursive: true });
         }
       },
-    });
+    );
 
-    await t.step("a corrupt newest backup is refused and the older one restored", async () => {
-      const { bucket, dir, prefix, url } = await scene();
-      makeDb(`${dir}/app.db`, 100);
-      await lifeboat(["backup", "--db", `${dir}/app.db`], cliEnv(url));
-      const older = readRows(`${dir}/app.db`);
-      const first = await backups(bucket, prefix);
-      addRow(`${dir}/app.db`, "only-in-the-newest");
-      await lifeboat(["backup", "--db", `${dir}/app.db`], cliEnv(url));
-      const [newest] = (await backups(bucket, prefix)).filter((k) => !first.includes(k));
-      assert.ok(newest, "the second backup is a new object");
-      // Flip bytes in the middle of the newest object, keeping its size and metadata.
-      const obj = await server.client.send(new GetObjectCommand({ Bucket: bucket, Key: newest }));
-      const body = await obj.Body!.transformToByteArray();
-      for (let i = 0; i < 64; i++) body[Math.floor(body.length / 2) + i] ^= 0xff;
-      await server.client.send(
-        new PutObjectCommand({
-          Bucket: bucket,
-          Key: newest,
-          Body: body,
-          Metadata: obj.Metadata,
-          ContentType: obj.ContentType,
-        }),
-      );
-      const r = await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
-      assert.ok(r.lines.some((l) => l.includes(newest.split("/").at(-1)!)), r.stderr);
-      assert.deepEqual(readRows(`${dir}/new/app.db`), older);
-      await Deno.remove(dir, { recursive: true });
-    });
+    await cliStep(
+      t,
+      "a corrupt newest backup is refused and the older one restored",
+      100,
+      async ({ bucket, prefix, url, db, restored }) => {
+        await lifeboat(["backup", "--db", db], cliEnv(url));
+        const older = readRows(db);
+        const first = await backups(bucket, prefix);
+        addRow(db, "only-in-the-newest");
+        await lifeboat(["backup", "--db", db], cliEnv(url));
+        const [newest] = (await backups(bucket, prefix)).filter((k) => !first.includes(k));
+        assert.ok(newest, "the second backup is a new object");
+        // Flip bytes in the middle of the newest object, keeping its size and metadata.
+        const obj = await server.client.send(new GetObjectCommand({ Bucket: bucket, Key: newest }));
+        const body = await obj.Body!.transformToByteArray();
+        for (let i = 0; i < 64; i++) body[Math.floor(body.length / 2) + i] ^= 0xff;
+        await server.client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: newest,
+            Body: body,
+            Metadata: obj.Metadata,
+            ContentType: obj.ContentType,
+          }),
+        );
+        const r = await lifeboat(["restore", "--db", restored], cliEnv(url));
+        assert.ok(r.lines.some((l) => l.includes(newest.split("/").at(-1)!)), r.stderr);
+        assert.deepEqual(readRows(restored), older);
+      },
+    );
 
-    await t.step("watch + SIGTERM: the final backup holds the last write", async () => {
-      const { bucket, dir, prefix, url } = await scene();
-      makeDb(`${dir}/app.db`, 50);
-      const w = spawnLifeboat(["watch", "--db", `${dir}/app.db`, "--interval", "1h"], cliEnv(url));
-      await w.waitForLine(/watching/);
-      addRow(`${dir}/app.db`, "written-before-sigterm");
-      const done = await w.stop();
-      assert.equal(done.code, 0, done.stderr);
-      assert.ok((await backups(bucket, prefix)).length >= 1);
-      await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
-      assert.ok(readRows(`${dir}/new/app.db`).includes("written-before-sigterm"));
-      await Deno.remove(dir, { recursive: true });
-    });
+    await cliStep(
+      t,
+      "watch + SIGTERM: the final backup holds the last write",
+      50,
+      async ({ bucket, prefix, url, db, restored }) => {
+        const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], cliEnv(url));
+        await w.waitForLine(/watching/);
+        addRow(db, "written-before-sigterm");
+        const done = await w.stop();
+        assert.equal(done.code, 0, done.stderr);
+        assert.ok((await backups(bucket, prefix)).length >= 1);
+        await lifeboat(["restore", "--db", restored], cliEnv(url));
+        assert.ok(readRows(restored).includes("written-before-sigterm"));
+      },
+    );
 
     await t.step("a missing bucket: one line, exit 1, for backup and restore", async () => {
       const dir = await tempDir("lifeboat-compat-");
@@ -278,13 +326,15 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     });
 
-    await t.step({
-      name: "wrong keys: one line naming the credentials, no secret printed" +
-        (server.checksSignatures ? "" : " (skipped: moto does not check signatures)"),
-      ignore: !server.checksSignatures,
-      fn: async () => {
-        const { dir, url } = await scene();
-        makeDb(`${dir}/app.db`, 5);
+    await cliStep(
+      t,
+      {
+        name: "wrong keys: one line naming the credentials, no secret printed" +
+          (server.checksSignatures ? "" : " (skipped: moto does not check signatures)"),
+        ignore: !server.checksSignatures,
+      },
+      5,
+      async ({ dir, url, db }) => {
         for (
           const wrong of [
             { LIFEBOAT_SECRET_ACCESS_KEY: `${server.secretKey}-wrong` } as Record<string, string>,
@@ -292,9 +342,7 @@ Deno.test({
           ]
         ) {
           const env = cliEnv(url, { ...wrong, LIFEBOAT_RESTORE_ATTEMPTS: "1" });
-          for (
-            const args of [["backup", "--db", `${dir}/app.db`], ["restore", "--db", `${dir}/r.db`]]
-          ) {
+          for (const args of [["backup", "--db", db], ["restore", "--db", `${dir}/r.db`]]) {
             const r = await runLifeboat(args, env);
             oneLineFailure(r, /rejected the credentials/);
             assert.ok(
@@ -303,16 +351,16 @@ Deno.test({
             );
           }
         }
-        await Deno.remove(dir, { recursive: true });
       },
-    });
-    await t.step(
+    );
+
+    await cliStep(
+      t,
       "LIFEBOAT_S3_SSE=AES256 and when_supported checksums are accepted (PUT and multipart)",
-      async () => {
-        const { bucket, dir, prefix, url } = await scene();
-        makeDb(`${dir}/app.db`, 10);
+      10,
+      async ({ bucket, prefix, url, db, restored }) => {
         for (const size of [0, 12]) {
-          if (size) growDb(`${dir}/app.db`, size);
+          if (size) growDb(db, size);
           for (
             const extra of [
               { LIFEBOAT_S3_SSE: "AES256" } as Record<string, string>,
@@ -321,29 +369,28 @@ Deno.test({
               },
             ]
           ) {
-            addRow(`${dir}/app.db`, crypto.randomUUID());
+            addRow(db, crypto.randomUUID());
             const env = cliEnv(url, { ...extra, LIFEBOAT_S3_PART_SIZE_MB: "5" });
-            await lifeboat(["backup", "--db", `${dir}/app.db`], env);
+            await lifeboat(["backup", "--db", db], env);
           }
         }
         assert.equal((await backups(bucket, prefix)).length, 4);
-        await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
-        assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
-        await Deno.remove(dir, { recursive: true });
+        await lifeboat(["restore", "--db", restored], cliEnv(url));
+        assert.deepEqual(readRows(restored), readRows(db));
       },
     );
 
-    await t.step(
+    await cliStep(
+      t,
       "SIGKILL mid-upload leaves no visible object; the previous backup still restores",
-      async () => {
-        const { bucket, dir, prefix, url } = await scene();
-        makeDb(`${dir}/app.db`, 20);
-        await lifeboat(["backup", "--db", `${dir}/app.db`], cliEnv(url));
+      20,
+      async ({ bucket, prefix, url, db, restored }) => {
+        await lifeboat(["backup", "--db", db], cliEnv(url));
         const before = await backups(bucket, prefix);
-        const rows = readRows(`${dir}/app.db`);
-        growDb(`${dir}/app.db`, 60);
+        const rows = readRows(db);
+        growDb(db, 60);
         const env = cliEnv(url, { LIFEBOAT_S3_PART_SIZE_MB: "5", LIFEBOAT_S3_CONCURRENCY: "1" });
-        const b = spawnLifeboat(["backup", "--db", `${dir}/app.db`], env);
+        const b = spawnLifeboat(["backup", "--db", db], env);
         let exited = false;
         b.proc.status.then(() => (exited = true));
         while (!exited && (await server.pendingUploads(bucket)) === 0) {
@@ -353,11 +400,10 @@ Deno.test({
         b.proc.kill("SIGKILL");
         await b.done();
         assert.deepEqual(await backups(bucket, prefix), before, "no new object is visible");
-        await lifeboat(["restore", "--db", `${dir}/new/app.db`], cliEnv(url));
-        assert.deepEqual(readRows(`${dir}/new/app.db`), rows);
+        await lifeboat(["restore", "--db", restored], cliEnv(url));
+        assert.deepEqual(readRows(restored), rows);
         // The abandoned upload stays until the bucket's lifecycle rule aborts it.
         assert.equal(await server.pendingUploads(bucket), 1);
-        await Deno.remove(dir, { recursive: true });
       },
     );
   },
