@@ -7,7 +7,7 @@ import { type Clock, systemClock } from "../src/clock.ts";
 import { watch, type WatchOptions } from "../src/commands/watch.ts";
 import { Metrics } from "../src/metrics.ts";
 import { FileStore } from "../src/store/file.ts";
-import type { BackupMeta, OpenedBackup, Store } from "../src/store/store.ts";
+import type { BackupMeta, OpenedBackup, PutOptions, Store } from "../src/store/store.ts";
 import type { SignalSource } from "../src/signals.ts";
 import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
@@ -69,11 +69,11 @@ function storeOf(
       await clock.sleep(ms);
       return inner.open(key);
     },
-    async put(key: string, file: string, meta: BackupMeta, signal?: AbortSignal) {
+    async put(key: string, file: string, meta: BackupMeta, opts?: PutOptions) {
       if (put === "fail") throw new Error("S3 said no");
-      if (put === "hang") await delay(3_600_000, signal);
-      else await clock.sleep(ms, signal);
-      await inner.put(key, file, meta, signal);
+      if (put === "hang") await delay(3_600_000, opts?.signal);
+      else await clock.sleep(ms, opts?.signal);
+      await inner.put(key, file, meta, opts);
     },
   };
 }

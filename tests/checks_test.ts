@@ -42,7 +42,7 @@ s3StoreTest(
     const damaged = new Promise<void>((_, r) => (reject = r));
     onPart = () => partsDone === 3 && reject(new Error("quick_check failed"));
     await assert.rejects(
-      store.put(backupKey(Date.now(), "m1"), path, meta, undefined, damaged),
+      store.put(backupKey(Date.now(), "m1"), path, meta, { ready: damaged }),
       /quick_check failed/,
     );
     assert.equal(partsDone, 3, "the parts were sent while the check ran");
@@ -58,7 +58,7 @@ s3StoreTest(
     const passed = new Promise<void>((r) => (resolve = r));
     const allParts = new Promise<void>((r) => (onPart = () => partsDone === 3 && r()));
     const key = backupKey(Date.now() + 1000, "m1");
-    const put = store.put(key, path, meta, undefined, passed);
+    const put = store.put(key, path, meta, { ready: passed });
     await allParts;
     assert.deepEqual(await store.newest(5), [], "visible before the check passed");
     resolve();
@@ -79,8 +79,7 @@ Deno.test("put: the directory store links a backup into place only once `ready` 
         backupKey(Date.now(), "m1"),
         path,
         meta,
-        undefined,
-        Promise.reject(new Error("no")),
+        { ready: Promise.reject(new Error("no")) },
       ),
       /no/,
     );

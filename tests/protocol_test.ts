@@ -138,8 +138,8 @@ Deno.test("other writers: this process's own upload that landed although it fail
       putMarker: (m) => store.putMarker(m),
       supersede: (k) => store.supersede(k),
       open: (k) => store.open(k),
-      put: async (key, file, meta, signal) => {
-        await store.put(key, file, meta, signal);
+      put: async (key, file, meta, opts) => {
+        await store.put(key, file, meta, opts);
         if (landThenFail) throw new Error("stopped for shutdown after the object landed");
       },
     };

@@ -70,7 +70,9 @@ function contract(backend: Backend, setup: () => Promise<void>, teardown: () => 
         const { path, bytes } = await randomFile(dir, 24 * MiB);
         const ac = new AbortController();
         ac.abort(new Error("stop"));
-        await assert.rejects(s.put(backupKey(Date.now(), "m1"), path, metaFor(bytes), ac.signal));
+        await assert.rejects(
+          s.put(backupKey(Date.now(), "m1"), path, metaFor(bytes), { signal: ac.signal }),
+        );
         assert.deepEqual(await s.newest(5), []);
       });
     } finally {
@@ -179,7 +181,7 @@ Deno.test("s3: one LIST finds the newest among 1,100 backups; multipart aborts l
       return next(args);
     }, { step: "initialize", name: "abortOnFirstPart" });
     const key = backupKey(Date.now() + 10 ** 9, "m1");
-    await assert.rejects(store.put(key, path, metaFor(bytes), ac.signal));
+    await assert.rejects(store.put(key, path, metaFor(bytes), { signal: ac.signal }));
     const [still] = await store.newest(1);
     assert.equal(still.createdAt.getTime(), newestMs);
     let pending = 1;

@@ -119,7 +119,7 @@ export async function backupOnce(
         opts.machine,
       );
       state.attempted = [...(state.attempted ?? []).slice(-15), next];
-      await deps.store.put(next, tmp, meta, signal, checked);
+      await deps.store.put(next, tmp, meta, { signal, ready: checked });
       return next;
     }, {
       attempts: UPLOAD_ATTEMPTS,

@@ -11,6 +11,7 @@ import {
   metaFromRecord,
   metaToRecord,
   type OpenedBackup,
+  type PutOptions,
   type Store,
   type StoreMarker,
 } from "./store.ts";
@@ -28,13 +29,8 @@ export class FileStore implements Store {
    * Copies `file` in under a temporary name, fsyncs it, links it to `key` (never replaces), then
    * checks the stored size and metadata against `meta`.
    */
-  async put(
-    key: string,
-    file: string,
-    meta: BackupMeta,
-    signal?: AbortSignal,
-    ready?: Promise<void>,
-  ): Promise<void> {
+  async put(key: string, file: string, meta: BackupMeta, opts: PutOptions = {}): Promise<void> {
+    const { signal, ready } = opts;
     ready?.catch(() => {}); // awaited before the link that makes it visible; never unhandled
     const target = this.pathOf(key);
     const dir = dirname(target);

@@ -35,8 +35,7 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
   const store = () => (loaded ??= load());
   return {
     location,
-    put: async (key, file, meta, signal, ready) =>
-      (await store()).put(key, file, meta, signal, ready),
+    put: async (key, file, meta, opts) => (await store()).put(key, file, meta, opts),
     newest: async (limit) => (await store()).newest(limit),
     open: async (key) => (await store()).open(key),
     download: async (key, path) => downloadBackup(await store(), key, path),

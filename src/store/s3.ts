@@ -27,6 +27,7 @@ import {
   metaFromRecord,
   metaToRecord,
   type OpenedBackup,
+  type PutOptions,
   type Store,
   type StoreMarker,
   SUPERSEDED_TAG,
@@ -80,13 +81,8 @@ export class S3Store implements Store {
    * on any failure), then counts it only once a HeadObject shows the expected size and SHA-256:
    * a 200 from something that is not the store proves nothing.
    */
-  async put(
-    key: string,
-    file: string,
-    meta: BackupMeta,
-    signal?: AbortSignal,
-    ready?: Promise<void>,
-  ): Promise<void> {
+  async put(key: string, file: string, meta: BackupMeta, opts: PutOptions = {}): Promise<void> {
+    const { signal, ready } = opts;
     ready?.catch(() => {}); // awaited before the object becomes visible; never unhandled
     const Key = this.objectKey(key);
     const sse = this.s.sse === "none" ? {} : {

@@ -62,6 +62,17 @@ export interface StoreMarker {
   version: string;
 }
 
+/** What a `put` may be stopped by or must wait for. */
+export interface PutOptions {
+  /** Aborts the upload: `put` throws and nothing is stored. */
+  signal?: AbortSignal;
+  /**
+   * Must resolve before the backup becomes visible (the bytes may be sent meanwhile); when it
+   * rejects, its error is thrown and nothing is stored.
+   */
+  ready?: Promise<void>;
+}
+
 /** A place backups live: an S3 prefix or a local directory. Keys come from `keys.ts`. */
 export interface Store {
   /** Human-readable location for log lines (never contains secrets). */
@@ -69,17 +80,9 @@ export interface Store {
   /**
    * Writes a new backup object and resolves only once the store has proved it holds it (an ETag,
    * then the size and SHA-256 read back); never overwrites; on failure or abort it throws and
-   * leaves nothing that a restore would accept. `ready`, when given, must resolve before the
-   * backup becomes visible (the bytes may be sent meanwhile); when it rejects, its error is
-   * thrown and nothing is stored.
+   * leaves nothing that a restore would accept (see PutOptions for `signal` and `ready`).
    */
-  put(
-    key: string,
-    file: string,
-    meta: BackupMeta,
-    signal?: AbortSignal,
-    ready?: Promise<void>,
-  ): Promise<void>;
+  put(key: string, file: string, meta: BackupMeta, opts?: PutOptions): Promise<void>;
   /**
    * Newest backups first, at most `limit`. An empty array means a well-formed answer said there
    * are none; an answer that is not a listing of this store throws.

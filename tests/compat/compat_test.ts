@@ -184,7 +184,9 @@ Deno.test({
           return next(args);
         }, { step: "initialize", name: "abortOnPart" });
         const { path, bytes } = await randomFile(dir, 24 * MiB);
-        await assert.rejects(s.put(backupKey(Date.now(), "m1"), path, metaFor(bytes), ac.signal));
+        await assert.rejects(
+          s.put(backupKey(Date.now(), "m1"), path, metaFor(bytes), { signal: ac.signal }),
+        );
         assert.deepEqual(await s.newest(5), []);
         assert.deepEqual(await backups(bucket, "app/db"), []);
         assert.equal(await server.pendingUploads(bucket), 0);
