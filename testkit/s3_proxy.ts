@@ -261,6 +261,7 @@ async function answer(
   if (action?.kind === "stall") {
     // Hold the request until the client gives up (or `ms` passes).
     await new Promise<void>((resolve) => {
+      if (req.signal.aborted) return resolve();
       const timer = setTimeout(resolve, action.ms);
       req.signal.addEventListener("abort", () => {
         clearTimeout(timer);

@@ -29,9 +29,12 @@ function manualSignals(): SignalSource & { send(): void } {
   };
 }
 
-/** Resolves after `ms`; rejects with the signal's reason if it aborts first. */
+/** Resolves after `ms`; rejects with the signal's reason if it aborts first or has already. */
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    // An upload may start after its shutdown deadline passed (a slow snapshot on a loaded
+    // machine): without this check the "hanging" store would wait the full hour.
+    if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(resolve, ms);
     signal?.addEventListener("abort", () => {
       clearTimeout(timer);
