@@ -67,7 +67,7 @@ export async function putObjects(
 }
 
 /**
- * The endpoint of one moto_server shared by every test file of a run, set by scripts/with_moto.ts:
+ * The endpoint of one moto_server shared by every test file of a run, set by scripts/run_tests.ts:
  * one server instead of one per file saves about 1.5 s of CPU and a second of start-up per file.
  */
 export const SHARED_S3_VAR = "LIFEBOAT_TEST_S3_ENDPOINT";

@@ -70,7 +70,7 @@ export interface SceneOptions {
 }
 
 let scenes = 0;
-// Test files may share one moto_server (scripts/with_moto.ts): a tag per file keeps their buckets apart.
+// Test files may share one moto_server (scripts/run_tests.ts): a tag per file keeps their buckets apart.
 const FILE_TAG = crypto.randomUUID().slice(0, 8);
 
 /** Sets up a fresh directory and store for one test (see SceneOptions). */

@@ -324,7 +324,7 @@ Deno.test("deno.json: explicit permission flags, the same for deno task lifeboat
   }
   // Both suites share one moto_server across their test files.
   for (const task of [TASKS.test, TASKS["test:reliability"]]) {
-    assert.match(task, /deno run -q -A scripts\/with_moto\.ts deno test -q -A --parallel /);
+    assert.match(task, /deno run -q -A scripts\/run_tests\.ts deno test -q -A --parallel /);
   }
   assert.match(TASKS["test:compat"], /tests\/compat\/$/);
 });
