@@ -3,6 +3,7 @@
  * failed), a store (a fresh bucket, reached directly or through the S3 proxy, or a directory), and
  * lifeboat's environment for it.
  */
+import { createHash } from "node:crypto";
 import { s3Options } from "../src/config.ts";
 import { S3Store } from "../src/store/s3.ts";
 import { backupOk, baseEnv } from "./cli.ts";
@@ -70,8 +71,9 @@ export interface SceneOptions {
 }
 
 let scenes = 0;
-// Test files may share one moto_server (scripts/run_tests.ts): a tag per file keeps their buckets apart.
-const FILE_TAG = crypto.randomUUID().slice(0, 8);
+// Test files may share one moto_server (scripts/run_tests.ts): a tag per file (from its path, so
+// the same on every run) keeps their buckets apart.
+const FILE_TAG = createHash("sha256").update(Deno.mainModule).digest("hex").slice(0, 8);
 
 /** Sets up a fresh directory and store for one test (see SceneOptions). */
 export async function scene(o: SceneOptions = {}): Promise<Scene> {
