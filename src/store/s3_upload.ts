@@ -103,6 +103,8 @@ async function multipart(
 ): Promise<void> {
   const { Bucket, Key } = head;
   const opts = { abortSignal: stop.signal };
+  // A failed check (a damaged database) stops the part workers at once, not after every part.
+  o.ready?.catch((err) => stop.abort(err));
   const { UploadId } = await o.request(() =>
     o.client.send(new CreateMultipartUploadCommand(head), opts)
   );
