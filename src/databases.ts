@@ -91,7 +91,8 @@ export function planDatabases(entries: string[], url: StoreUrl, cwd = Deno.cwd()
           `with '.', not ${[...RESERVED].join(" or ")}`,
       );
     }
-    return { path: abs, name: chosen, own, store: own ? subStore(url, chosen) : url };
+    const among = !own && isDatabaseName(chosen) ? subStore(url, chosen) : undefined;
+    return { path: abs, name: chosen, own, store: own ? subStore(url, chosen) : url, among };
   });
   for (let i = 0; i < specs.length; i++) {
     for (let j = 0; j < i; j++) {

@@ -369,6 +369,30 @@ Deno.test("adding a second database: the first one's single-database backups are
   await assert.rejects(Deno.stat(three[2]), Deno.errors.NotFound, "c: a fresh start");
 });
 
+Deno.test("back to one database: its backups under NAME/ are never skipped for an empty start", async () => {
+  const { dir, env } = await kitScene();
+  const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
+  makeDb(a, 7);
+  makeDb(b, 2);
+  const up = await runLifeboat(["backup", "--db", a, "--db", b], env);
+  assert.equal(up.code, 0, up.stderr);
+  const alone = `${dir}/n/a.sqlite3`;
+  const r = await runLifeboat(["watch", "--db", alone, "--", "sh", "-c", "exit 0"], env);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.lines.at(-1)!, /store holds no backup, but .*store\/a holds this database's/);
+  assert.match(r.lines.at(-1)!, /--db .*a\.sqlite3=a\b/);
+  assert.doesNotMatch(r.stderr, /started sh/);
+  await assert.rejects(Deno.stat(alone), Deno.errors.NotFound, "a not started empty");
+  // The way out the message gives: its store name.
+  const named = await runLifeboat(["restore", "--db", `${alone}=a`], env);
+  assert.equal(named.code, 0, named.stderr);
+  assert.equal(readRows(alone).length, 7);
+  // A lone database with no such history still starts fresh.
+  const other = await runLifeboat(["restore", "--db", `${dir}/k/c.sqlite3`], env);
+  assert.equal(other.code, 0, other.stderr);
+  assert.match(other.stderr, /starting fresh/);
+});
+
 Deno.test("list in a directory store: SHA-256 from the metadata files, a new database is empty", async () => {
   const { dir, env } = await kitScene();
   const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];

@@ -16,6 +16,8 @@ export interface DbTarget {
   label?: string;
   /** The store's own prefix, when the database has a sub-prefix of its own under it. */
   parent?: Store;
+  /** A lone database's sub-prefix from runs with several databases (`PREFIX/NAME/`). */
+  among?: { store: Store; name: string };
 }
 
 /**
@@ -33,29 +35,48 @@ export async function openTargets(
       const root = await Deno.stat(cfg.store.dir).catch(() => undefined);
       if (root?.isDirectory) await Deno.mkdir(d.store.dir, { recursive: true });
     }
+    // A directory that is not there holds nothing (and must not read as a missing store).
+    const among = d.among?.kind === "file"
+      ? (await Deno.stat(d.among.dir).catch(() => undefined))?.isDirectory ? d.among : undefined
+      : d.among;
     targets.push({
       db: d.path,
       store: openStore(d.store, cfg.s3),
       label: d.own ? d.name : undefined,
       parent: d.own ? parent : undefined,
+      among: among && { store: openStore(among, cfg.s3), name: d.name },
     });
   }
   return targets;
 }
 
 /**
- * After a restore of `t` found its sub-prefix empty ("fresh"): throws (exit 1) when the store's
- * own prefix holds a single database's backups or marker while no database of `all` has a
- * sub-prefix marker yet, i.e. a database was backed up alone before others were added and
- * starting it empty would lose it. `allowEmpty` starts it empty anyway. Resolves when there is
- * nothing there; throws when the store cannot be read.
+ * After a restore of `t` found its store empty ("fresh"): throws (exit 1) when its backups are
+ * elsewhere in the store because the list of databases changed, so starting it empty would lose
+ * them. A lone database: its `PREFIX/NAME/` holds backups or a marker (it ran with others before).
+ * A database among several: the store's own prefix holds a single database's backups or marker
+ * while no database of `all` has a sub-prefix marker yet (it ran alone before others were added).
+ * `allowEmpty` starts it empty anyway. Resolves when there is nothing there; throws when the store
+ * cannot be read.
  */
 export async function assertNotMovedAway(
   t: DbTarget,
   all: readonly DbTarget[],
   allowEmpty?: boolean,
 ): Promise<void> {
-  if (!t.parent || allowEmpty) return;
+  if (allowEmpty) return;
+  if (t.among) {
+    const { store, name } = t.among;
+    const [newest] = await store.newest(1);
+    if (!newest && !(await store.marker())) return;
+    throw operationError(
+      `${t.store.location} holds no backup, but ${store.location} holds this database's ` +
+        `backups from a run with several databases: starting empty could lose it`,
+      `Nothing was started. Keep its store name (--db ${t.db}=${name}) or list all the ` +
+        "databases again; or pass --allow-empty to start empty on purpose",
+    );
+  }
+  if (!t.parent) return;
   const [newest] = await t.parent.newest(1);
   if (!newest && !(await t.parent.marker())) return;
   // Once any database has its own prefix, the single-database backups are an older history.

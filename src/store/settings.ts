@@ -66,4 +66,6 @@ export interface DatabaseSpec {
   own: boolean;
   /** Where its backups live: the URL's prefix (one database) or `PREFIX/NAME`. */
   store: StoreUrl;
+  /** A lone database at the URL's prefix: the `PREFIX/NAME` it has when run with others. */
+  among?: StoreUrl;
 }
