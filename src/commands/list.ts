@@ -8,6 +8,7 @@ import { statIfExists } from "../fsutil.ts";
 import { openStore } from "../store/open.ts";
 import type { DatabaseSpec, S3Options, StoreUrl } from "../store/settings.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
+import { mapBounded } from "./several.ts";
 
 /** What listing needs: the databases and where their backups live. */
 export interface ListConfig {
@@ -42,6 +43,8 @@ export interface ListedBackup {
 /** Backups listed per database unless `--limit` says otherwise. */
 export const DEFAULT_LIST_LIMIT = 20;
 const MAX_LIST_LIMIT = 10_000;
+/** HEAD requests at once per database for `--sha256`. */
+const DESCRIBE_CONCURRENCY = 8;
 
 /** Parses `--limit`; throws a config error (exit 2) for anything but a whole number in range. */
 export function listLimit(raw: string | undefined): number {
@@ -65,14 +68,15 @@ export function listLimit(raw: string | undefined): number {
 export async function listBackups(cfg: ListConfig, flags: ListFlags): Promise<number> {
   const limit = listLimit(flags.limit);
   const rows: ListedBackup[] = [];
-  const found = await Promise.all(cfg.databases.map(async (d) => {
-    const store = openStore(d.store, cfg.s3);
-    const infos = await newestOf(d, cfg, store, limit);
+  const stores = cfg.databases.map((d) => openStore(d.store, cfg.s3));
+  const found = await Promise.all(cfg.databases.map(async (d, i) => {
+    const infos = await newestOf(d, cfg, stores[i], limit);
     const withSha = d.store.kind === "file" || flags.sha256;
-    return await Promise.all(infos.map((b) => row(d, store, b, withSha)));
+    // Up to `limit` (10,000) HEAD requests per database: a few at a time, not all at once.
+    return await mapBounded(infos, DESCRIBE_CONCURRENCY, (b) => row(d, stores[i], b, withSha));
   }));
   for (const part of found) rows.push(...part);
-  const out = flags.json ? JSON.stringify(rows, null, 2) : table(cfg.databases, found);
+  const out = flags.json ? JSON.stringify(rows, null, 2) : table(cfg.databases, stores, found);
   await writeOut(out + "\n");
   return 0;
 }
@@ -110,10 +114,10 @@ async function row(
 }
 
 /** One block per database: a heading with its store, then a column-aligned table. */
-function table(dbs: DatabaseSpec[], found: ListedBackup[][]): string {
+function table(dbs: DatabaseSpec[], stores: Store[], found: ListedBackup[][]): string {
   const blocks = dbs.map((d, i) => {
     const rows = found[i];
-    const where = openLocation(d);
+    const where = stores[i].location;
     if (rows.length === 0) return `${d.name} (${d.path}): no backups in ${where}`;
     const cells = [["KEY", "TIME", "SIZE", "MACHINE", "SHA-256"]].concat(
       rows.map((r) => [r.key, r.time, String(r.size ?? "?"), r.machine, r.sha256 ?? "-"]),
@@ -123,12 +127,6 @@ function table(dbs: DatabaseSpec[], found: ListedBackup[][]): string {
     return [`${d.name} (${d.path}): ${rows.length} newest in ${where}`, ...lines].join("\n");
   });
   return blocks.join("\n\n");
-}
-
-function openLocation(d: DatabaseSpec): string {
-  return d.store.kind === "file"
-    ? `file://${d.store.dir}`
-    : `s3://${d.store.bucket}/${d.store.prefix}`;
 }
 
 async function writeOut(text: string): Promise<void> {
