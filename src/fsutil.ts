@@ -43,6 +43,43 @@ export function randomSuffix(): string {
   return crypto.randomUUID().slice(0, 8);
 }
 
+/** Wraps every read of `chunksOf`, e.g. to fail a read that brings nothing for too long. */
+export type ReadGuard = <T>(read: Promise<T>) => Promise<T>;
+
+/**
+ * Yields `body`'s bytes in order. A byte stream is read into one reused 1 MiB buffer, so memory
+ * stays flat at any size (a default reader gets a new chunk per read, and they pile up faster
+ * than the GC frees them): a chunk is valid only until the next one is asked for. `guard` wraps
+ * every read. Stopping early, or an error, cancels `body`.
+ */
+export async function* chunksOf(
+  body: ReadableStream<Uint8Array>,
+  guard: ReadGuard = (read) => read,
+): AsyncGenerator<Uint8Array> {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch { /* not a byte stream: take its chunks as they come */ }
+  const plain = byob ? undefined : body.getReader();
+  let buf = new Uint8Array(1 << 20);
+  let ended = false;
+  try {
+    for (;;) {
+      const { value, done } = await guard<ReadableStreamReadResult<Uint8Array>>(
+        byob ? byob.read(buf) : plain!.read(),
+      );
+      if (done || !value) {
+        ended = true;
+        return;
+      }
+      yield value;
+      if (byob) buf = new Uint8Array(value.buffer as ArrayBuffer);
+    }
+  } finally {
+    if (!ended) await (byob ?? plain)!.cancel().catch(() => {});
+  }
+}
+
 /**
  * Writes a stream to a new file (mode 0600, never replacing one) while hashing it; fsyncs before
  * returning. On failure the partial file is removed, the stream cancelled and the error rethrown.
@@ -53,43 +90,17 @@ export async function writeStreamHashed(
 ): Promise<{ sha256: string; size: number }> {
   const hash = createHash("sha256");
   let size = 0;
-  let reader: ReadableStreamBYOBReader | undefined;
-  let cancel = (reason?: unknown) => body.cancel(reason);
   try {
     using f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-    const write = async (chunk: Uint8Array) => {
+    for await (const chunk of chunksOf(body)) {
       hash.update(chunk);
       size += chunk.length;
-      let off = 0;
-      while (off < chunk.length) off += await f.write(chunk.subarray(off));
-    };
-    try {
-      reader = body.getReader({ mode: "byob" });
-      cancel = (reason) => reader!.cancel(reason);
-    } catch {
-      // Not a byte stream: take its chunks as they come.
-    }
-    if (reader) {
-      // One 1 MiB buffer, refilled in place: no garbage per chunk, memory flat at any size.
-      let buf = new Uint8Array(1 << 20);
-      for (;;) {
-        const { value, done } = await reader.read(buf);
-        if (done || !value) break;
-        await write(value);
-        buf = new Uint8Array(value.buffer);
-      }
-    } else {
-      const chunks = body.getReader();
-      cancel = (reason) => chunks.cancel(reason);
-      for (;;) {
-        const { value, done } = await chunks.read();
-        if (done) break;
-        await write(value);
-      }
+      for (let off = 0; off < chunk.length;) off += await f.write(chunk.subarray(off));
     }
     await f.sync();
   } catch (e) {
-    await cancel(e).catch(() => {});
+    // Once read, chunksOf cancelled it; a stream never read (the file could not be made) is here.
+    if (!body.locked) await body.cancel(e).catch(() => {});
     await removeIfExists(path).catch(() => {});
     throw e;
   }

@@ -13,7 +13,7 @@
  */
 import { createHash } from "node:crypto";
 import { TransientError } from "../errors.ts";
-import { removeIfExists } from "../fsutil.ts";
+import { chunksOf, type ReadGuard, removeIfExists } from "../fsutil.ts";
 import { withinIdle } from "./stall.ts";
 
 /** Fetches the bytes [start, end) of the object; the stream must yield exactly that many. */
@@ -161,39 +161,24 @@ async function writeAt(
   using f = await Deno.open(path, { write: true });
   await f.seek(p.from, Deno.SeekMode.Start);
   const limit = p.to; // past the object's end is an error; before it, a cut
-  // A byte stream is read into one reused 1 MiB buffer: no garbage per chunk, memory flat (a
-  // default reader gets a new chunk per read, and they pile up faster than the GC frees them).
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = body.getReader({ mode: "byob" });
-  } catch { /* not a byte stream: take its chunks as they come */ }
-  const plain = byob ? undefined : body.getReader();
-  let buf = new Uint8Array(1 << 20);
-  try {
-    for (;;) {
-      signal.throwIfAborted();
-      const read = byob ? byob.read(buf) : plain!.read();
-      const { value, done } = await (idleMs === undefined ? read : withinIdle(read, idleMs));
-      if (done || !value) break;
-      if (p.from + p.got + value.length > limit) {
-        throw new TransientError(
-          `the store sent more than the ${limit - p.from} bytes asked for at offset ${p.from}`,
-          "lifeboat downloads it again; if it persists, check that the endpoint is an S3 store",
-        );
-      }
-      const keep = value.subarray(0, Math.min(value.length, p.to - p.from - p.got));
-      for (let off = 0; off < keep.length;) off += await f.write(keep.subarray(off));
-      p.got += keep.length;
-      wrote();
-      if (byob) buf = new Uint8Array(value.buffer as ArrayBuffer);
-      if (p.from + p.got >= p.to) {
-        if (p.to < limit) await (byob ?? plain)!.cancel().catch(() => {}); // cut: the rest is others'
-        break;
-      }
+  const guard: ReadGuard | undefined = idleMs === undefined
+    ? undefined
+    : (read) => withinIdle(read, idleMs);
+  signal.throwIfAborted();
+  // Leaving the loop (done, cut, or an error) cancels the rest of `body`.
+  for await (const value of chunksOf(body, guard)) {
+    signal.throwIfAborted();
+    if (p.from + p.got + value.length > limit) {
+      throw new TransientError(
+        `the store sent more than the ${limit - p.from} bytes asked for at offset ${p.from}`,
+        "lifeboat downloads it again; if it persists, check that the endpoint is an S3 store",
+      );
     }
-  } catch (err) {
-    await (byob ?? plain)!.cancel(err).catch(() => {});
-    throw err;
+    const keep = value.subarray(0, Math.min(value.length, p.to - p.from - p.got));
+    for (let off = 0; off < keep.length;) off += await f.write(keep.subarray(off));
+    p.got += keep.length;
+    wrote();
+    if (p.from + p.got >= p.to) break; // `p.to` may have moved closer: the rest is others'
   }
 }
 

@@ -60,7 +60,7 @@ export class S3Store implements Store {
       ignoreConfiguredEndpointUrls: true,
     } as const;
     // Downloads through Deno's own fetch: its response bodies are byte streams with
-    // backpressure, read into one reused buffer (writeStreamHashed); node:http hands over a new
+    // backpressure, read into one reused buffer (fsutil.ts chunksOf); node:http hands over a new
     // Buffer per chunk and lets ~64 MiB pile up before the garbage collector runs.
     this.reader = new S3Client({
       ...common,
