@@ -1,7 +1,8 @@
 /**
  * Several databases in one process (issue #13): the list's parsing and names, restore of all or
  * nothing, watch backing up each (one failing never stops the others), and `lifeboat list`.
- * The three-database lifecycle (SIGTERM under writes, nothing lost) is in lifecycle_test.ts.
+ * The three-database lifecycle (SIGTERM under writes, nothing lost) is in
+ * reliability/lifecycle_test.ts.
  */
 import assert from "node:assert/strict";
 import { testClock } from "../testkit/clock.ts";
@@ -207,7 +208,7 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
         action: { kind: "status", status: 503, code: "ServiceUnavailable" },
       });
       const w = await runLifeboat(
-        ["watch", ...next.flatMap((p) => ["--db", p]), "--", "sh", "-c", "touch started"],
+        ["watch", ...next.flatMap((p) => ["--db", p]), "--", "sh", "-c", `touch ${dir}/started`],
         { ...env, LIFEBOAT_LOG_FORMAT: "json" },
       );
       assert.equal(w.code, 1, w.stderr);
@@ -224,7 +225,7 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
       assert.deepEqual(await Deno.readFile(next[1]), before, "cache untouched");
       await assert.rejects(Deno.stat(next[2]), Deno.errors.NotFound, "no queue database");
       assert.deepEqual(tempsLeft(`${dir}/new`), [], "no temporary files");
-      await assert.rejects(Deno.stat("started"), Deno.errors.NotFound);
+      await assert.rejects(Deno.stat(`${dir}/started`), Deno.errors.NotFound);
 
       // `restore` says the same with exit 1; once the prefix answers again, all three are there.
       const r = await runLifeboat(["restore", ...next.flatMap((p) => ["--db", p])], env);
@@ -337,6 +338,15 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
       );
       assert.equal(proxy.requests.length, 1, "nothing but the LIST");
     }
+    // One more backup than a page: a second LIST, with the first one's continuation token.
+    const older = backupKey(start - 60_000, "m");
+    await s3.putObjects(bucket, [`db/${older}`]);
+    proxy.requests.length = 0;
+    const all = await runLifeboat(["list", "--db", db, "--json", "--limit", "5000"], env);
+    assert.equal(all.code, 0, all.stderr);
+    const rows = JSON.parse(all.stdout) as { key: string }[];
+    assert.deepEqual(rows.map((x) => x.key), [...keys.toReversed(), older]);
+    assert.equal(proxy.requests.filter(is.list).length, 2, "two pages, two LISTs");
   });
 });
 

@@ -150,7 +150,9 @@ export class S3Store implements Store {
           new ListObjectsV2Command({
             Bucket: this.s.bucket,
             Prefix: prefix,
-            MaxKeys,
+            // S3 answers at most 1,000 keys a page; some servers (moto) more. Ask for what S3 gives,
+            // so every server pages the same way.
+            MaxKeys: Math.min(MaxKeys, 1000),
             Delimiter,
             ContinuationToken: token,
           }),
