@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { LIFEBOAT_CMD, ROOT as TEST_ROOT, textLines } from "../testkit/cli.ts";
-import { type LocalS3, SAFE_AWS_ENV, startLocalS3 } from "../testkit/moto.ts";
+import { type LocalS3, SAFE_AWS_ENV, startOwnLocalS3 } from "../testkit/moto.ts";
 export { s3Client } from "../testkit/moto.ts";
 import { type S3Proxy, startS3Proxy } from "../testkit/s3_proxy.ts";
 
@@ -382,7 +382,7 @@ export function rotate<T>(xs: T[], n: number): T[] {
 
 /** Starts a fresh moto_server with the bench bucket; it is stopped at cleanup or by `stop()`. */
 export async function freshS3(): Promise<LocalS3> {
-  const s3 = await startLocalS3();
+  const s3 = await startOwnLocalS3(); // a fresh server per scenario, never a shared one
   const unregister = onCleanup(() => s3.stop());
   await s3.createBucket(BUCKET);
   return {

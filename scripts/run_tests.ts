@@ -24,26 +24,33 @@ if (import.meta.main) {
   }
   const jobs = navigator.hardwareConcurrency + Number(extra?.[1] ?? 0);
   const s3 = await startOwnLocalS3();
-  // `deno` is this very runtime, whatever PATH says.
-  const child = new Deno.Command(cmd === "deno" ? Deno.execPath() : cmd, {
-    args,
-    env: {
-      [SHARED_S3_VAR]: s3.endpoint,
-      DENO_JOBS: Deno.env.get("DENO_JOBS") ?? String(jobs),
-    },
-    stdin: "inherit",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
-  const forward = (signal: Deno.Signal) => () => {
-    try {
-      child.kill(signal);
-    } catch { /* already gone */ }
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, forward(signal));
+  let status: Deno.CommandStatus | undefined;
+  try {
+    // `deno` is this very runtime, whatever PATH says.
+    const child = new Deno.Command(cmd === "deno" ? Deno.execPath() : cmd, {
+      args,
+      env: {
+        [SHARED_S3_VAR]: s3.endpoint,
+        DENO_JOBS: Deno.env.get("DENO_JOBS") ?? String(jobs),
+      },
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+      });
+    }
+    status = await child.status;
+  } catch (err) {
+    console.error(`run_tests: cannot run ${cmd}: ${(err as Error).message}`);
+    Deno.exitCode = 2;
+  } finally {
+    await s3.stop(); // also when the command could not be started
   }
-  const status = await child.status;
-  await s3.stop();
+  if (!status) Deno.exit();
   Deno.exit(status.code);
 }

@@ -2,8 +2,8 @@
  * The one S3 proxy of tests and benchmarks: sits between a client (lifeboat, the AWS CLI, the SDK)
  * and an S3 server on 127.0.0.1, names and records every request (`classify`), counts them by
  * operation, and on chosen requests returns errors, stalls, resets, truncates or damages bodies.
- * `transforms` rewrite answers on the way back (the STS recorder of the auth tests is one); a
- * bandwidth or latency shaper plugs in at the same place.
+ * `transforms` rewrite answers on the way back (the STS recorder of the auth tests is one). Link
+ * shaping is not done here: bench/wan.ts shapes at the TCP level.
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
@@ -102,7 +102,7 @@ export interface ProxyOptions {
    * bodies are buffered.
    */
   signedUpstream?: boolean;
-  /** Applied in order to every answer; e.g. a recorder, later a bandwidth or latency shaper. */
+  /** Applied in order to every answer; e.g. a recorder. */
   transforms?: ProxyTransform[];
 }
 

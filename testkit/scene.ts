@@ -118,7 +118,7 @@ export interface ProxiedS3 {
 }
 
 /**
- * Registers test `name` (LOOSE), run with a fresh moto_server; the server is stopped afterwards,
+ * Registers test `name` (LOOSE), run with a moto_server (the run's shared one under scripts/run_tests.ts, else its own); the server is stopped afterwards,
  * whether the test passes or not.
  */
 export function motoTest(
@@ -140,7 +140,7 @@ export function motoTest(
 }
 
 /**
- * Registers test `name`, run with a fresh moto_server and the S3 proxy in front of it; both are
+ * Registers test `name`, run with a moto_server (the run's shared one under scripts/run_tests.ts, else its own) and the S3 proxy in front of it; both are
  * stopped afterwards, whether the test passes or not.
  */
 export function proxiedTest(
@@ -165,7 +165,7 @@ export interface S3StoreScene {
 }
 
 /**
- * Registers test `name`, run against an S3Store on a fresh moto_server: bucket `bucket`, prefix
+ * Registers test `name`, run against an S3Store on a moto_server (the run's shared one under scripts/run_tests.ts, else its own): bucket `bucket`, prefix
  * "p", settings from the server's environment plus `extra` (the SDK's keys are put in this
  * process's environment). The server stops afterwards, whether the test passes or not.
  */

@@ -1,6 +1,6 @@
 /**
- * Sizes of the reliability tests (soak, crash, busy, lifecycle): small in `deno task test`, the
- * fast functional suite; full in `deno task test:reliability` (LIFEBOAT_TEST_SIZE=full). The
+ * Sizes of the reliability tests (soak, crash, busy, lifecycle): small when run alone (`deno test -A
+ * tests/reliability/`); full in `deno task test:reliability` (LIFEBOAT_TEST_SIZE=full). The
  * test's own variable (LIFEBOAT_SOAK_MACHINES, …) overrides either.
  */
 

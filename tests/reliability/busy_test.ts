@@ -1,7 +1,7 @@
 /**
  * Backups of a database that another process writes to without pause: no restart livelock,
  * every snapshot sound. LIFEBOAT_BUSY_MB and LIFEBOAT_BUSY_BACKUPS: 16 MiB and 4 backups in
- * `deno task test`, 200 MiB and 20 in `deno task test:reliability`.
+ * `deno test -A tests/reliability/`, 200 MiB and 20 in `deno task test:reliability`.
  */
 import assert from "node:assert/strict";
 import { systemClock } from "../../src/clock.ts";

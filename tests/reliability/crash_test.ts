@@ -1,7 +1,7 @@
 /**
  * Crash safety: lifeboat is SIGKILLed at random points of a backup (snapshot, upload, between
  * parts) many times; every restore still yields a sound database equal to a completed backup,
- * and the next start cleans the leftovers. LIFEBOAT_CRASHES sets the count (8 in `deno task test`,
+ * and the next start cleans the leftovers. LIFEBOAT_CRASHES sets the count (8 in `deno test -A tests/reliability/`,
  * 50 in `deno task test:reliability`); LIFEBOAT_CRASH_SEED replays a run's kill times.
  */
 import assert from "node:assert/strict";

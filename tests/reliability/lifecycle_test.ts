@@ -3,7 +3,7 @@
  * go (fresh empty directory, `lifeboat watch -- example app`, writes, SIGTERM at a random moment)
  * against one local S3, and no acknowledged write is ever lost.
  *
- * LIFEBOAT_LIFECYCLES sets the number of machines (2 in `deno task test`, 5 in
+ * LIFEBOAT_LIFECYCLES sets the number of machines (2 in `deno test -A tests/reliability/`, 5 in
  * `deno task test:reliability`); LIFEBOAT_LIFECYCLE_SEED replays
  * the random SIGTERM moments of a failed run (its seed is in the failure message).
  */

@@ -1,6 +1,6 @@
 /**
  * The soak: many machine lifecycles in a row (SIGTERM at random moments), zero acknowledged
- * writes lost. LIFEBOAT_SOAK_MACHINES sets the count (3 in `deno task test`, 50 in
+ * writes lost. LIFEBOAT_SOAK_MACHINES sets the count (3 in `deno test -A tests/reliability/`, 50 in
  * `deno task test:reliability`; CI runs 10, a long local run more); LIFEBOAT_LIFECYCLE_SEED replays
  * a failed run.
  */
