@@ -3,15 +3,15 @@
  * everything the bench starts, the S3 proxy that counts requests, and the environments for lifeboat,
  * the AWS CLI and the SDK. Every scenario script uses this module; none repeats it.
  */
-import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { LIFEBOAT_CMD, ROOT as TEST_ROOT, textLines } from "../testkit/cli.ts";
 import { type LocalS3, SAFE_AWS_ENV, startOwnLocalS3 } from "../testkit/moto.ts";
 export { s3Client } from "../testkit/moto.ts";
 import { type S3Proxy, startS3Proxy } from "../testkit/s3_proxy.ts";
+import { events } from "../testkit/lifecycle.ts";
 
 /** The repository root. */
-export const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
+export const ROOT = TEST_ROOT;
 /** Generated databases and scratch files (gitignored). */
 export const DATA = `${ROOT}/bench/.data`;
 /** Bytes in a mebibyte. */
@@ -275,14 +275,7 @@ export function peakRssKiB(pid: number): number {
 
 /** Parses lifeboat's JSON log lines (one object per line); other lines are skipped. */
 export function logEvents(stderr: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of stderr.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    try {
-      out.push(JSON.parse(line));
-    } catch { /* not JSON */ }
-  }
-  return out;
+  return events(stderr.split("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import {
   lifeboatEnv,
   logEvents,
   ratios,
+  rotate,
   summarize,
   type Summary,
   timed,
@@ -79,8 +80,7 @@ export async function benchMultiDb(
     MultiSample[]
   >;
   for (let run = 0; run < runs; run++) {
-    const n = MULTI_CONTENDERS.length;
-    const order = MULTI_CONTENDERS.map((_, i) => MULTI_CONTENDERS[(i + run) % n]);
+    const order = rotate([...MULTI_CONTENDERS], run);
     const s3 = await freshS3();
     const slow = startS3Proxy(s3.endpoint);
     slow.faults.push({ match: () => true, action: { kind: "stall", ms: LATENCY_MS } });
