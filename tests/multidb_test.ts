@@ -379,13 +379,19 @@ Deno.test("adding a second database: the first one's single-database backups are
   await assert.rejects(Deno.stat(three[2]), Deno.errors.NotFound, "c: a fresh start");
 });
 
-Deno.test("back to one database: its backups under NAME/ are never skipped for an empty start", async () => {
+/** A directory store holding one backup of a.sqlite3 and b.sqlite3 (`rows` each), made together. */
+async function bothBackedUp(rowsA: number, rowsB: number) {
   const { dir, env } = await kitScene();
   const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
-  makeDb(a, 7);
-  makeDb(b, 2);
+  makeDb(a, rowsA);
+  makeDb(b, rowsB);
   const up = await runLifeboat(["backup", "--db", a, "--db", b], env);
   assert.equal(up.code, 0, up.stderr);
+  return { dir, env, a, b };
+}
+
+Deno.test("back to one database: its backups under NAME/ are never skipped for an empty start", async () => {
+  const { dir, env } = await bothBackedUp(7, 2);
   const alone = `${dir}/n/a.sqlite3`;
   const r = await runLifeboat(["watch", "--db", alone, "--", "sh", "-c", "exit 0"], env);
   assert.equal(r.code, 1, r.stderr);
@@ -404,12 +410,7 @@ Deno.test("back to one database: its backups under NAME/ are never skipped for a
 });
 
 Deno.test("list in a directory store: SHA-256 from the metadata files, a new database is empty", async () => {
-  const { dir, env } = await kitScene();
-  const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
-  makeDb(a, 3);
-  makeDb(b, 4);
-  const up = await runLifeboat(["backup", "--db", a, "--db", b], env);
-  assert.equal(up.code, 0, up.stderr);
+  const { dir, env, a, b } = await bothBackedUp(3, 4);
   const r = await runLifeboat(
     ["list", "--db", a, "--db", b, "--db", `${dir}/c.db`, "--json"],
     env,
