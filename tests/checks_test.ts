@@ -67,6 +67,38 @@ s3StoreTest(
   },
 );
 
+s3StoreTest(
+  "put: a check that fails while the upload's requests are in flight is the error thrown, not their aborts (the CI race)",
+  "gate-race",
+  { LIFEBOAT_S3_PART_SIZE_MB: "5" },
+  async ({ store, dir }) => {
+    // Each request named here waits until the check has failed, then goes on with its abort
+    // signal already fired: the order that once made a damaged database read as a timeout.
+    let held = "CreateMultipartUploadCommand";
+    let checkFailed = Promise.resolve();
+    store.client.middlewareStack.add((next, ctx) => async (args) => {
+      if (ctx.commandName === held) await checkFailed.catch(() => {});
+      return await next(args);
+    }, { step: "initialize", name: "holdUntilCheckFailed" });
+    const { path, bytes } = await randomFile(dir, 12 * MiB);
+    const meta = metaFor(bytes, createHash("sha256").update(bytes).digest("hex"));
+    for (const command of ["CreateMultipartUploadCommand", "UploadPartCommand"]) {
+      held = command;
+      let reject = (_: Error) => {};
+      checkFailed = new Promise<void>((_, r) => (reject = r));
+      setTimeout(() => reject(new Error("database is damaged (quick_check)")), 50);
+      await assert.rejects(
+        store.put(backupKey(Date.now(), "m1"), path, meta, { ready: checkFailed }),
+        (err: Error) => {
+          assert.match(err.message, /damaged/, `while ${command} was in flight: ${err.message}`);
+          return true;
+        },
+      );
+    }
+    assert.deepEqual(await store.newest(5), []);
+  },
+);
+
 Deno.test("put: the directory store links a backup into place only once `ready` resolved", async () => {
   const dir = await tempDir();
   try {

@@ -60,7 +60,8 @@ export function partSizeFor(size: number, floor: number): number {
  * Uploads `file` under `head`, one PutObject or a multipart upload, made visible only once
  * `o.ready` resolved. Resolves once every answer carried an ETag; on failure, when `o.ready`
  * rejects or once `signal` aborts it throws, and a multipart upload is aborted first (no part
- * lands after the abort).
+ * lands after the abort). When `o.ready` rejected, its error is the one thrown, whatever the
+ * requests in flight failed with.
  */
 export async function uploadFile(
   file: string,
@@ -73,6 +74,14 @@ export async function uploadFile(
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
+  // A failed check (a damaged database) stops every request at once, and it is the error
+  // reported whatever those requests were doing: each of them fails with an abort of its own
+  // (CreateMultipartUpload, a part, the PutObject), which must never read as a network fault.
+  let failedCheck: { error: unknown } | undefined;
+  o.ready?.catch((error) => {
+    failedCheck = { error };
+    stop.abort(error);
+  });
   try {
     signal?.throwIfAborted();
     if (size <= partSize) {
@@ -87,6 +96,8 @@ export async function uploadFile(
     } else {
       await multipart(file, head, size, partSize, o, stop);
     }
+  } catch (err) {
+    throw failedCheck ? failedCheck.error : err;
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -103,8 +114,6 @@ async function multipart(
 ): Promise<void> {
   const { Bucket, Key } = head;
   const opts = { abortSignal: stop.signal };
-  // A failed check (a damaged database) stops the part workers at once, not after every part.
-  o.ready?.catch((err) => stop.abort(err));
   const { UploadId } = await o.request(() =>
     o.client.send(new CreateMultipartUploadCommand(head), opts)
   );
