@@ -198,7 +198,7 @@ export async function benchPeers(
       const backups: Record<string, () => Promise<void>> = {
         lifeboat: async () => {
           const t = await timed([...lifeboatCmd(), "backup"], {
-            env: env({ LIFEBOAT_DB: db }),
+            env: env({ LIFEBOAT_DB: `${db}=bench` }),
             timeoutMs,
           });
           assertOk("lifeboat backup", t);
@@ -248,7 +248,10 @@ export async function benchPeers(
 
       const restores: Record<string, () => Promise<Timed>> = {
         lifeboat: () =>
-          timed([...lifeboatCmd(), "restore"], { env: env({ LIFEBOAT_DB: out }), timeoutMs }),
+          timed([...lifeboatCmd(), "restore"], {
+            env: env({ LIFEBOAT_DB: `${out}=bench` }),
+            timeoutMs,
+          }),
         "bare GET (curl)": () =>
           timed(["curl", "-o", out, ...curlSigned(endpoint, lifeboatKey)], { env: cli, timeoutMs }),
         "rclone copyto": () =>

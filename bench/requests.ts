@@ -4,7 +4,6 @@
  * what `aws s3 ls`, the cron recipe's way to find it, makes). P7: write requests per interval
  * of `lifeboat watch --interval 1s` on an idle database.
  */
-import { backupKey } from "../src/store/keys.ts";
 import {
   assertOk,
   awsCliEnv,
@@ -19,6 +18,7 @@ import {
   withCountingS3,
 } from "./lib.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
+import { backupKey } from "../src/store/keys.ts";
 import { type S3Proxy, WRITE_OPS } from "../testkit/s3_proxy.ts";
 
 /** P5's outcome: requests by operation for lifeboat's restore and for `aws s3 ls`. */
@@ -29,12 +29,15 @@ export interface ListResult {
   awsLs: { counts: Record<string, number>; ms: number };
 }
 
+/** The store name of the benchmark's database, whatever its file. */
+const DB_NAME = "bench";
+
 /** The keys of `n` tiny stand-ins for old backups under `prefix`, a minute apart, all before now. */
 function oldBackupKeys(prefix: string, n: number): string[] {
   const now = Date.now();
   return Array.from(
     { length: n },
-    (_, i) => `${prefix}/${backupKey(now - (i + 1) * 60_000, "bench-old")}`,
+    (_, i) => `${prefix}/${backupKey(DB_NAME, "recent", now - (i + 1) * 60_000, "bench-old")}`,
   );
 }
 
@@ -65,7 +68,7 @@ async function afterOneBackup<T>(
     await before?.(s3);
     const url = `s3://${BUCKET}/${name}`;
     const made = await timed([...lifeboatCmd(), "backup"], {
-      env: lifeboatEnv(s3.endpoint, { LIFEBOAT_DB: db, LIFEBOAT_URL: url }),
+      env: lifeboatEnv(s3.endpoint, { LIFEBOAT_DB: `${db}=${DB_NAME}`, LIFEBOAT_URL: url }),
       timeoutMs: 120_000,
     });
     assertOk("lifeboat backup", made);
@@ -90,7 +93,7 @@ export async function benchListNewest(
   return await afterOneBackup("list", db, async ({ dir, proxy, url, newest }) => {
     const restore = await timed([...lifeboatCmd(), "restore"], {
       env: lifeboatEnv(proxy.endpoint, {
-        LIFEBOAT_DB: `${dir}/restored.sqlite3`,
+        LIFEBOAT_DB: `${dir}/restored.sqlite3=${DB_NAME}`,
         LIFEBOAT_URL: url,
       }),
       timeoutMs: 120_000,
@@ -104,7 +107,7 @@ export async function benchListNewest(
 
     proxy.reset();
     const ls = await timed(
-      ["aws", "s3", "ls", `${url}/backups/`, "--endpoint-url", proxy.endpoint],
+      ["aws", "s3", "ls", `${url}/backups/recent/${DB_NAME}/`, "--endpoint-url", proxy.endpoint],
       { env: awsCliEnv(), timeoutMs: 120_000 },
     );
     assertOk("aws s3 ls", ls);

@@ -99,7 +99,7 @@ export async function benchTransfers(
     ) => {
       const t = await timed([...cmd, verb], {
         env: lifeboatEnv(s3.endpoint, {
-          LIFEBOAT_DB: file,
+          LIFEBOAT_DB: `${file}=bench`,
           LIFEBOAT_URL: `s3://${BUCKET}/${prefix}`,
         }),
         timeoutMs,

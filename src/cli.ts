@@ -3,19 +3,23 @@ import { Command, CommanderError } from "commander";
 import { systemClock } from "./clock.ts";
 import { backupOnce } from "./commands/backup.ts";
 import { listBackups, type ListFlags } from "./commands/list.ts";
-import { restoreDatabase } from "./commands/restore.ts";
-import { assertNotMovedAway, forEachDatabase, openTargets } from "./commands/several.ts";
+import { restoreAll } from "./commands/restore.ts";
+import { forEachDatabase } from "./commands/several.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
 import { DB_SEPARATOR, resolveDatabases } from "./databases.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
-import { Metrics } from "./metrics.ts";
 import { MetricsByDb } from "./metrics_by_db.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { addSecretsFromEnv, redactLine } from "./redact.ts";
 import { holdSignals, processSignals } from "./signals.ts";
+import { isHeir } from "./store/history.ts";
+import { ManifestKeeper } from "./store/manifest_keeper.ts";
+import { openStore } from "./store/open.ts";
+import { Retention, retentionMode } from "./store/retention.ts";
+import type { Store } from "./store/store.ts";
 import { cleanStaleTemps } from "./tempfiles.ts";
 import { VERSION } from "./version.ts";
 
@@ -47,8 +51,7 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
   try {
     cfg = loadConfig(flags, env, command);
     // Symlinks resolved once, here: restore replaces the link's target, the lock is on it.
-    const databases = await resolveDatabases(cfg.databases);
-    cfg = { ...cfg, db: databases[0].path, databases };
+    cfg = { ...cfg, databases: await resolveDatabases(cfg.databases) };
   } catch (err) {
     printLine(`lifeboat: ${oneLine(err)}`);
     return exitCodeOf(err);
@@ -75,6 +78,19 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
   }
 }
 
+/** The run's store, with the retention and manifest keeping every backup does. */
+function storeOf(cfg: Config): { store: Store; retention: Retention; manifest: ManifestKeeper } {
+  const store = openStore(cfg.store, cfg.s3);
+  const kind = cfg.store.kind === "file"
+    ? { kind: "file" as const }
+    : { kind: "s3" as const, endpoint: cfg.s3.endpoint };
+  return {
+    store,
+    retention: new Retention(retentionMode(cfg.retention, kind), store),
+    manifest: new ManifestKeeper(store, cfg.machine, () => systemClock.now()),
+  };
+}
+
 const backupCmd: Run = async (cfg) => {
   if (cfg.releaseCommand) {
     throw configError(
@@ -84,52 +100,40 @@ const backupCmd: Run = async (cfg) => {
         "`lifeboat watch -- …`, after the restore",
     );
   }
-  const targets = await openTargets(cfg);
+  const deps = { ...storeOf(cfg), clock: systemClock };
   await forEachDatabase(
-    targets,
+    cfg.databases,
     cfg.backupConcurrency,
     "backup",
-    ({ db, store }) => backupOnce({ ...cfg, db }, { store, clock: systemClock }, {}),
+    (d) =>
+      backupOnce(
+        { db: d.path, name: d.name, machine: cfg.machine, heir: isHeir(d, cfg.databases) },
+        deps,
+        {},
+      ),
   );
   return 0;
 };
 
 const restoreCmd: Run = async (cfg) => {
-  const targets = await openTargets(cfg);
   // Every database at once: one slow store prefix does not delay the others.
-  await forEachDatabase(
-    targets,
-    targets.length,
-    "restore",
-    async (t) => {
-      const r = await restoreDatabase(
-        { ...cfg, db: t.db },
-        { store: t.store, clock: systemClock },
-      );
-      if (r.outcome === "fresh") await assertNotMovedAway(t, targets, cfg.allowEmpty);
-    },
-    "The databases that were restored stay in place, untouched; the app must not start. Fix " +
-      "the cause and run restore again",
-  );
+  await restoreAll(cfg.databases, cfg, { store: openStore(cfg.store, cfg.s3), clock: systemClock });
   return 0;
 };
 
 const watchCmd: Run = async (cfg) => {
-  const targets = await openTargets(cfg);
-  const store = targets[0].store;
-  const labels = targets.flatMap((t) => t.label ?? []);
-  const metrics = labels.length
-    ? new MetricsByDb(systemClock, cfg, labels)
-    : new Metrics(systemClock, cfg);
+  const metrics = new MetricsByDb(systemClock, cfg, cfg.databases.map((d) => d.name));
   // A release machine serves nothing: it runs the release command alone.
   const server = cfg.metricsAddr && !cfg.releaseCommand
     ? serveMetrics(cfg.metricsAddr, metrics)
     : undefined;
   try {
-    return await watch(
-      { ...cfg, databases: targets },
-      { store, clock: systemClock, signals: processSignals, metrics },
-    );
+    return await watch(cfg, {
+      ...storeOf(cfg),
+      clock: systemClock,
+      signals: processSignals,
+      metrics,
+    });
   } finally {
     await server?.close();
   }
@@ -187,6 +191,10 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
   common(p.command("restore").description("Restore the newest backup unless the database exists."))
     .option("--force", "replace an existing database")
     .option(allowEmpty, allowEmptyHelp)
+    .option(
+      "--from <key>",
+      "restore exactly this backup (a key as `lifeboat list` shows it; one database only)",
+    )
     .action((f: Flags) => done(execute(f, [], restoreCmd, env)));
 
   common(

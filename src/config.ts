@@ -11,14 +11,18 @@ import { sanitizeMachine } from "./store/keys.ts";
 import type { RoleSettings } from "./store/s3_credentials.ts";
 import type { S3Options, StaticKeys, StoreUrl } from "./store/settings.ts";
 import { RESTORE_CHECKS, type RestoreCheck } from "./snapshot/install.ts";
+import { RETENTION_SETTINGS, type RetentionSetting } from "./store/retention.ts";
 
 /** Everything a command needs, validated. */
 export interface Config {
-  /** Absolute path of the SQLite database (the first one when there are several). */
-  db: string;
+  /** Where the backups of every database of this run live. */
   store: StoreUrl;
-  /** Every database of this run (one or more), each with its own store (see databases.ts). */
+  /** Every database of this run (one or more), each with its store name (see databases.ts). */
   databases: DatabaseSpec[];
+  /** LIFEBOAT_RETENTION: how the newest backups survive the store's rules (store/retention.ts). */
+  retention: RetentionSetting;
+  /** `restore --from KEY`: restore exactly this backup (one database only). */
+  from?: string;
   /** Databases backed up at once when there are several (LIFEBOAT_BACKUP_CONCURRENCY). */
   backupConcurrency: number;
   /** Milliseconds between periodic backups in `watch`. */
@@ -55,6 +59,7 @@ export interface Flags {
   interval?: string;
   force?: boolean;
   allowEmpty?: boolean;
+  from?: string;
 }
 
 /** The environment as a plain lookup (tests pass their own). */
@@ -430,11 +435,18 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
   const shutdownRaw = env.LIFEBOAT_SHUTDOWN_TIMEOUT || DEFAULT_SHUTDOWN;
   const appStopRaw = env.LIFEBOAT_APP_STOP_TIMEOUT || DEFAULT_APP_STOP;
   const store = parseStoreUrl(urlRaw, Deno.cwd(), env.BUCKET_NAME);
-  const databases = planDatabases(dbEntries, store);
+  const databases = planDatabases(dbEntries);
+  if (flags.from !== undefined && databases.length !== 1) {
+    throw configError(
+      `--from restores one backup, but ${databases.length} databases are given`,
+      "Pass --from KEY with exactly one --db PATH (or PATH=NAME)",
+    );
+  }
   return {
-    db: databases[0].path,
     store,
     databases,
+    retention: choice(env, "LIFEBOAT_RETENTION", RETENTION_SETTINGS, "auto"),
+    ...(flags.from !== undefined ? { from: flags.from } : {}),
     backupConcurrency: int(env, "LIFEBOAT_BACKUP_CONCURRENCY", DEFAULT_BACKUP_CONCURRENCY, 1, 16),
     interval: duration(
       flags.interval ? "--interval" : "LIFEBOAT_INTERVAL",

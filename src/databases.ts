@@ -1,30 +1,19 @@
 /**
  * The list of databases one lifeboat process looks after (`--db` repeated, or `LIFEBOAT_DB` with
- * commas), each with the name of its own sub-prefix in the store.
- *
- * - One database without `=NAME`: the store's prefix itself, exactly as before several
- *   databases existed, so existing stores keep working.
- * - Several databases, or an explicit `PATH=NAME`: each one under `PREFIX/NAME/`.
+ * commas), each with its store name: given as `PATH=NAME`, or derived from the file name — the
+ * same whether the database runs alone or with others, so that adding, removing or rolling back
+ * databases never moves one's backups (its store layout is `backups/TIER/NAME/`, keys.ts).
  */
-import { basename, join, resolve } from "node:path";
-import type { DatabaseSpec, StoreUrl } from "./store/settings.ts";
+import { basename, resolve } from "node:path";
+import type { DatabaseSpec } from "./store/settings.ts";
 
 export type { DatabaseSpec };
 import { checkNameLength, realDatabasePath } from "./dbfile.ts";
 import { configError } from "./errors.ts";
-import { BACKUPS_DIR, MARKER_NAME } from "./store/keys.ts";
+import { isStoreName } from "./store/keys.ts";
 
 /** Separates the paths in LIFEBOAT_DB; a path containing it is given with repeated `--db`. */
 export const DB_SEPARATOR = ",";
-
-const NAME = /^[A-Za-z0-9._-]{1,64}$/;
-/** Names that would land on the single-database layout's own objects. */
-const RESERVED = new Set([BACKUPS_DIR, MARKER_NAME]);
-
-/** True when `name` can name a database's sub-prefix (letters, digits, `._-`, no leading dot). */
-export function isDatabaseName(name: string): boolean {
-  return NAME.test(name) && !name.startsWith(".") && !RESERVED.has(name);
-}
 
 /**
  * Splits `PATH=NAME` on its last `=` when the part after it looks like a name (letters, digits,
@@ -37,11 +26,16 @@ export function splitMapping(entry: string): { path: string; name?: string } {
   return { path: entry.slice(0, at), name };
 }
 
-/** The name derived from a database file: its file name without the last extension. */
+/**
+ * The name derived from a database file: its file name without the last extension, with every
+ * character a store name cannot hold replaced by `_` (and at most 64 of them). Never throws;
+ * the same file name always gives the same name.
+ */
 export function derivedName(path: string): string {
   const file = basename(path);
   const dot = file.lastIndexOf(".");
-  return dot > 0 ? file.slice(0, dot) : file;
+  const stem = dot > 0 ? file.slice(0, dot) : file;
+  return stem.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\./, "_").slice(0, 64) || "db";
 }
 
 /**
@@ -72,31 +66,32 @@ export function databaseEntries(flag: string | string[] | undefined, env?: strin
 }
 
 /**
- * Builds the databases of one run from `entries` (see `databaseEntries`) and the store `url`:
- * names derived or given, each one's store. Throws a config error (exit 2) naming both databases
- * and the fix when two would share a name, and for a name lifeboat cannot use.
+ * Builds the databases of one run from `entries` (see `databaseEntries`): each one's absolute
+ * path and store name. Throws a config error (exit 2) for a name lifeboat cannot use, and naming
+ * both databases and the fix when two would share a name.
  */
-export function planDatabases(entries: string[], url: StoreUrl, cwd = Deno.cwd()): DatabaseSpec[] {
-  const several = entries.length > 1;
+export function planDatabases(entries: string[], cwd = Deno.cwd()): DatabaseSpec[] {
   const specs = entries.map((entry): DatabaseSpec => {
     const { path, name } = splitMapping(entry);
     const abs = resolve(cwd, path);
-    const own = several || name !== undefined;
-    const chosen = name ?? derivedName(abs);
-    if (own && !isDatabaseName(chosen)) {
+    if (name !== undefined && !isStoreName(name)) {
       throw configError(
-        `${name === undefined ? "the name derived from" : "the name given to"} ${abs} ` +
-          `(${JSON.stringify(chosen)}) cannot name its store sub-prefix`,
+        `the name given to ${abs} (${JSON.stringify(name)}) cannot name it in the store`,
         `Give one with --db ${path}=NAME: 1–64 letters, digits, '.', '_' or '-', not starting ` +
-          `with '.', not ${[...RESERVED].join(" or ")}`,
+          "with '.'",
       );
     }
-    const among = !own && isDatabaseName(chosen) ? subStore(url, chosen) : undefined;
-    return { path: abs, name: chosen, own, store: own ? subStore(url, chosen) : url, among };
+    return { path: abs, name: name ?? derivedName(abs), explicit: name !== undefined };
   });
+  checkNamesDiffer(specs);
+  return specs;
+}
+
+/** Throws a config error (exit 2) naming both databases when two share a store name. */
+export function checkNamesDiffer(specs: readonly DatabaseSpec[]): void {
   for (let i = 0; i < specs.length; i++) {
     for (let j = 0; j < i; j++) {
-      if (specs[i].name === specs[j].name && specs[i].own) {
+      if (specs[i].name === specs[j].name && specs[i].path !== specs[j].path) {
         throw configError(
           `${specs[j].path} and ${specs[i].path} would both be stored as ` +
             `${JSON.stringify(specs[i].name)}`,
@@ -105,13 +100,6 @@ export function planDatabases(entries: string[], url: StoreUrl, cwd = Deno.cwd()
       }
     }
   }
-  return specs;
-}
-
-/** Returns `url` with `name` appended to its prefix (S3) or directory (file store). */
-export function subStore(url: StoreUrl, name: string): StoreUrl {
-  if (url.kind === "file") return { kind: "file", dir: join(url.dir, name) };
-  return { ...url, prefix: url.prefix ? `${url.prefix}/${name}` : name };
 }
 
 /**

@@ -12,7 +12,7 @@ export interface LocalS3 {
   createBucket(name: string): Promise<void>;
   /** Lists the object keys under `prefix` (one page, up to 1,000), straight from the server. */
   keys(bucket: string, prefix?: string): Promise<string[]>;
-  /** The backup objects among `keys` (`.sqlite3`), newest first. */
+  /** The backup objects among `keys` (every layout; not kept copies or seals), newest first. */
   backupKeys(bucket: string, prefix?: string): Promise<string[]>;
   /** Counts the multipart uploads that were started and neither completed nor aborted. */
   pendingUploads(bucket: string): Promise<number>;
@@ -165,7 +165,10 @@ function localS3(endpoint: string, port: number, stop: () => Promise<void>): Loc
     },
     keys,
     async backupKeys(bucket: string, prefix = "") {
-      return (await keys(bucket, prefix)).filter((k) => k.endsWith(".sqlite3"));
+      // Newest first across every place: by the inverted order time that starts each file name.
+      const order = (k: string) => /(?:^|\/)(\d{13})-[^/]*\.sqlite3$/.exec(k)?.[1];
+      return (await keys(bucket, prefix)).filter((k) => order(k) !== undefined)
+        .sort((a, b) => order(a)!.localeCompare(order(b)!) || a.localeCompare(b));
     },
     async pendingUploads(bucket: string) {
       const xml = await (await fetch(`${endpoint}/${bucket}?uploads`)).text();

@@ -14,6 +14,7 @@ import { captureLogs } from "../testkit/logs.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
 import { LOOSE, tempDir } from "../testkit/scene.ts";
+import { storeWith } from "../testkit/backup_files.ts";
 
 const logs = await captureLogs();
 
@@ -62,12 +63,7 @@ function storeOf(
 ): Store {
   Deno.mkdirSync(`${dir}/store`, { recursive: true }); // a directory store must exist
   const inner = new FileStore(`${dir}/store`);
-  return {
-    location: inner.location,
-    newest: (limit) => inner.newest(limit),
-    marker: () => inner.marker(),
-    putMarker: (m) => inner.putMarker(m),
-    supersede: (key) => inner.supersede(key),
+  return storeWith(inner, {
     async open(key): Promise<OpenedBackup> {
       await clock.sleep(ms);
       return inner.open(key);
@@ -78,12 +74,12 @@ function storeOf(
       else await clock.sleep(ms, opts?.signal);
       await inner.put(key, file, meta, opts);
     },
-  };
+  });
 }
 
 function options(dir: string, o: Partial<WatchOptions> = {}): WatchOptions {
   return {
-    db: `${dir}/app.db`,
+    databases: [{ path: `${dir}/app.db`, name: "app", explicit: false }],
     machine: "test",
     force: false,
     attempts: 1,

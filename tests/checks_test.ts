@@ -11,8 +11,7 @@ import {
   PutObjectCommand,
 } from "@aws-sdk/client-s3";
 import { FileStore } from "../src/store/file.ts";
-import { backupKey } from "../src/store/keys.ts";
-import { metaFor, randomFile } from "../testkit/backup_files.ts";
+import { metaFor, randomFile, TEST_DIR, testKey } from "../testkit/backup_files.ts";
 import { runLifeboat } from "../testkit/cli.ts";
 import { proxiedTest, s3StoreTest, scene, tempDir } from "../testkit/scene.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
@@ -42,11 +41,11 @@ s3StoreTest(
     const damaged = new Promise<void>((_, r) => (reject = r));
     onPart = () => partsDone === 3 && reject(new Error("quick_check failed"));
     await assert.rejects(
-      store.put(backupKey(Date.now(), "m1"), path, meta, { ready: damaged }),
+      store.put(testKey(Date.now(), "m1"), path, meta, { ready: damaged }),
       /quick_check failed/,
     );
     assert.equal(partsDone, 3, "the parts were sent while the check ran");
-    assert.deepEqual(await store.newest(5), []);
+    assert.deepEqual((await store.list(TEST_DIR, 5)).backups, []);
     const c = local.client();
     const pending = await c.send(new ListMultipartUploadsCommand({ Bucket: "gate" }));
     assert.equal(pending.Uploads?.length ?? 0, 0, "the aborted upload is still pending");
@@ -57,13 +56,17 @@ s3StoreTest(
     let resolve = () => {};
     const passed = new Promise<void>((r) => (resolve = r));
     const allParts = new Promise<void>((r) => (onPart = () => partsDone === 3 && r()));
-    const key = backupKey(Date.now() + 1000, "m1");
+    const key = testKey(Date.now() + 1000, "m1");
     const put = store.put(key, path, meta, { ready: passed });
     await allParts;
-    assert.deepEqual(await store.newest(5), [], "visible before the check passed");
+    assert.deepEqual(
+      (await store.list(TEST_DIR, 5)).backups,
+      [],
+      "visible before the check passed",
+    );
     resolve();
     await put;
-    assert.deepEqual((await store.newest(5)).map((b) => b.key), [key]);
+    assert.deepEqual((await store.list(TEST_DIR, 5)).backups.map((b) => b.key), [key]);
   },
 );
 
@@ -88,14 +91,14 @@ s3StoreTest(
       checkFailed = new Promise<void>((_, r) => (reject = r));
       setTimeout(() => reject(new Error("database is damaged (quick_check)")), 50);
       await assert.rejects(
-        store.put(backupKey(Date.now(), "m1"), path, meta, { ready: checkFailed }),
+        store.put(testKey(Date.now(), "m1"), path, meta, { ready: checkFailed }),
         (err: Error) => {
           assert.match(err.message, /damaged/, `while ${command} was in flight: ${err.message}`);
           return true;
         },
       );
     }
-    assert.deepEqual(await store.newest(5), []);
+    assert.deepEqual((await store.list(TEST_DIR, 5)).backups, []);
   },
 );
 
@@ -108,14 +111,14 @@ Deno.test("put: the directory store links a backup into place only once `ready` 
     const meta = metaFor(bytes, createHash("sha256").update(bytes).digest("hex"));
     await assert.rejects(
       store.put(
-        backupKey(Date.now(), "m1"),
+        testKey(Date.now(), "m1"),
         path,
         meta,
         { ready: Promise.reject(new Error("no")) },
       ),
       /no/,
     );
-    assert.deepEqual(await store.newest(5), []);
+    assert.deepEqual((await store.list(TEST_DIR, 5)).backups, []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -13,20 +13,11 @@ import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { spawnWithMetrics } from "../testkit/ports.ts";
 import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
-import {
-  databaseEntries,
-  derivedName,
-  planDatabases,
-  splitMapping,
-  subStore,
-} from "../src/databases.ts";
+import { databaseEntries, derivedName, planDatabases, splitMapping } from "../src/databases.ts";
 import type { LifeboatError } from "../src/errors.ts";
 import { MetricsByDb } from "../src/metrics_by_db.ts";
 import { backupKey } from "../src/store/keys.ts";
 import { mapBounded } from "../src/commands/several.ts";
-import type { StoreUrl } from "../src/store/settings.ts";
-
-const S3: StoreUrl = { kind: "s3", bucket: "b", prefix: "apps/x" };
 const RAILS = ["production", "production_cache", "production_queue", "production_cable"];
 
 Deno.test("databases: entries, names and store prefixes", () => {
@@ -50,41 +41,27 @@ Deno.test("databases: entries, names and store prefixes", () => {
   assert.equal(derivedName("/data/archive.tar.db"), "archive.tar");
   assert.equal(derivedName("/data/plain"), "plain");
 
-  // One database: the URL's prefix, exactly as before (whatever its file name).
-  const [one] = planDatabases(["/data/.weird name.db"], S3);
-  assert.deepEqual(one.store, S3);
-  assert.equal(one.own, false);
-  // Several, or =NAME: PREFIX/NAME.
-  const rails = planDatabases(RAILS.map((n) => `/rails/storage/${n}.sqlite3`), S3);
+  // Every database has its name, alone or among others: from its file name, or given.
+  const [one] = planDatabases(["/data/.weird name.db"]);
+  assert.deepEqual(one, { path: "/data/.weird name.db", name: "_weird_name", explicit: false });
+  const rails = planDatabases(RAILS.map((n) => `/rails/storage/${n}.sqlite3`));
   assert.deepEqual(rails.map((d) => d.name), RAILS);
-  assert.deepEqual(rails.map((d) => d.store.kind === "s3" && d.store.prefix), [
-    "apps/x/production",
-    "apps/x/production_cache",
-    "apps/x/production_queue",
-    "apps/x/production_cable",
-  ]);
-  const [named] = planDatabases(["/data/db.sqlite3=main"], S3);
-  assert.deepEqual(named.store, { ...S3, prefix: "apps/x/main" });
-  assert.deepEqual(subStore({ kind: "s3", bucket: "b", prefix: "" }, "q"), {
-    kind: "s3",
-    bucket: "b",
-    prefix: "q",
-  });
-  assert.deepEqual(subStore({ kind: "file", dir: "/s" }, "q"), { kind: "file", dir: "/s/q" });
+  const [named] = planDatabases(["/data/db.sqlite3=main"]);
+  assert.deepEqual(named, { path: "/data/db.sqlite3", name: "main", explicit: true });
+  assert.equal(planDatabases(["/data/backups.db"])[0].name, "backups", "no name is reserved");
 
   assert.throws(
-    () => planDatabases(["/a/app.db", "/b/app.db"], S3),
+    () => planDatabases(["/a/app.db", "/b/app.db"]),
     (e: LifeboatError) =>
       /\/a\/app\.db and \/b\/app\.db would both be stored as "app"/.test(e.message) &&
       e.hint === "Name one of them: --db /b/app.db=OTHER_NAME" && e.exitCode === 2,
   );
-  assert.throws(() => planDatabases(["/a/x.db=q", "/b/q.db"], S3), /both be stored as "q"/);
-  assert.throws(() => planDatabases(["/a/backups.db", "/b/c.db"], S3), /cannot name its store/);
-  assert.throws(() => planDatabases(["/a/.hidden.db", "/b/c.db"], S3), /cannot name its store/);
-  assert.throws(() => planDatabases(["/a/x.db=backups"], S3), /the name given to/);
+  assert.throws(() => planDatabases(["/a/x.db=q", "/b/q.db"]), /both be stored as "q"/);
   assert.throws(
-    () => planDatabases(["/a/my db.db", "/b/c.db"], S3),
-    (e: LifeboatError) => e.hint.startsWith("Give one with --db /a/my db.db=NAME"),
+    () => planDatabases(["/a/x.db=.q", "/b/c.db"]),
+    (e: LifeboatError) =>
+      /the name given to \/a\/x\.db \("\.q"\) cannot name it/.test(e.message) &&
+      e.hint.startsWith("Give one with --db /a/x.db=NAME"),
   );
 });
 
@@ -156,7 +133,7 @@ Deno.test("bad database lists: one line, exit 2, nothing touched", async () => {
       "a name that cannot be a prefix",
       ["list", "--db", `${dir}/a/app.db=.x`, "--db", `${dir}/b/c.db`],
       {},
-      /cannot name its store sub-prefix|would both/,
+      /cannot name it in the store/,
     ],
     ["a bad --limit", ["list", "--db", `${dir}/a/app.db`, "--limit", "0"], {}, /--limit "0"/],
   ];
@@ -171,9 +148,12 @@ Deno.test("bad database lists: one line, exit 2, nothing touched", async () => {
   assert.deepEqual(readRows(`${dir}/a/app.db`).length, 3);
 });
 
-/** Requests about one database's sub-prefix `db/NAME/` (objects, or a listing under it). */
+/** Requests about one database's places (`db/backups/TIER/NAME/`, its kept copy, 0.2's `db/NAME/`). */
 const about = (name: string) => (r: SeenRequest) =>
-  r.path.includes(`/db/${name}/`) || (r.query.get("prefix") ?? "").startsWith(`db/${name}/`);
+  r.path.includes(`/${name}/`) || r.path.endsWith(`/kept/${name}.sqlite3`) ||
+  (r.query.get("prefix") ?? "").includes(`/${name}/`);
+/** The database name in a backup key of the v3 layout (`db/backups/TIER/NAME/FILE`). */
+const nameIn = (key: string) => key.split("/").at(-2);
 
 proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
   const scene = async () => {
@@ -193,8 +173,7 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
       const b = await runLifeboat(["backup", ...src.flatMap((p) => ["--db", p])], env);
       assert.equal(b.code, 0, b.stderr);
       assert.deepEqual(
-        (await s3.backupKeys(bucket, "db/")).map((k) => k.split("/")[1])
-          .sort(),
+        (await s3.backupKeys(bucket, "db/")).map(nameIn).sort(),
         ["cache", "main", "queue"],
       );
 
@@ -219,7 +198,7 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
       assert.match(String(evs.at(-1)?.error), /restore failed for 1 of 3 databases \(queue: /);
       assert.match(String(evs.at(-1)?.error), /Nothing was started/);
       assert.equal(evs.find((e) => e.event === "restore_finished")?.db, "main");
-      assert.equal(evs.find((e) => e.event === "restore_skipped")?.db, next[1]);
+      assert.equal(evs.find((e) => e.event === "restore_skipped")?.path, next[1]);
       assert.deepEqual(readRows(next[0]), readRows(src[0]), "main restored and kept");
       assert.equal(integrity(next[0]), "ok");
       assert.deepEqual(await Deno.readFile(next[1]), before, "cache untouched");
@@ -275,10 +254,8 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
       const evs = events(res.lines);
       const finished = new Set(evs.filter((e) => e.event === "backup_finished").map((e) => e.db));
       assert.deepEqual([...finished].sort(), ["main", "queue"]);
-      const keys = await s3.backupKeys(bucket, "db/");
-      assert.ok(keys.some((k) => k.startsWith("db/main/backups/")));
-      assert.ok(keys.some((k) => k.startsWith("db/queue/backups/")));
-      assert.ok(!keys.some((k) => k.startsWith("db/cache/")));
+      const names = new Set((await s3.backupKeys(bucket, "db/")).map(nameIn));
+      assert.deepEqual([...names].sort(), ["main", "queue"]);
     },
   );
 
@@ -305,7 +282,12 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
     const rows = JSON.parse(r.stdout) as Record<string, unknown>[];
     assert.deepEqual(rows.map((x) => x.machine), ["m2", "m1"], "newest first, limited");
     assert.ok(rows.every((x) => x.db === "app" && typeof x.size === "number" && !x.sha256));
-    assert.equal(proxy.requests.length, 1, `one LIST, no HEAD: ${JSON.stringify(proxy.requests)}`);
+    assert.ok(rows.every((x) => x.layout === "v3"));
+    // One LIST per place (3 tiers, 0.2's NAME/backups/, the legacy root twice), the manifest,
+    // 0.2's marker of the database and its kept copy: never a request per backup.
+    const seen = proxy.requests.map((q) => is.list(q) ? "LIST" : `${q.method} ${q.path}`);
+    assert.equal(seen.filter((x) => x === "LIST").length, 6, JSON.stringify(seen));
+    assert.equal(seen.length, 9, JSON.stringify(seen));
     const withSha = await runLifeboat(["list", "--db", live, "--json", "--sha256"], env);
     const shas = (JSON.parse(withSha.stdout) as { sha256?: string }[]).map((x) => x.sha256);
     assert.equal(shas.length, 3);
@@ -313,14 +295,17 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
     const human = await runLifeboat(["list", "--db", live], env);
     const lines = human.stdout.trim().split("\n");
     assert.match(lines[0], /^app \(.*\): 3 newest in s3:\/\//);
-    assert.match(lines[1], /^KEY\s+TIME\s+SIZE\s+MACHINE\s+SHA-256$/);
+    assert.match(lines[1], /^KEY\s+TIME\s+SIZE\s+MACHINE\s+SHA-256\s+NOTE$/);
     assert.equal(lines.length, 5);
   });
 
   await t.step("list: 1,000 backups are one LIST request per page", async () => {
     const { dir, env, bucket } = await scene();
     const start = Date.UTC(2026, 0, 1);
-    const keys = Array.from({ length: 1000 }, (_, i) => backupKey(start + i * 60_000, "m"));
+    const key = (ms: number) => backupKey("app", "recent", ms, "m");
+    const keys = Array.from({ length: 1000 }, (_, i) => key(start + i * 60_000));
+    const inPlace = (q: SeenRequest) =>
+      is.list(q) && q.query.get("prefix") === "db/backups/recent/app/";
     await s3.putObjects(bucket, keys.map((k) => `db/${k}`));
     const db = `${dir}/app.db`;
     for (const [limit, want] of [[undefined, 20], ["1000", 1000], ["5000", 1000]] as const) {
@@ -332,51 +317,42 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
       assert.equal(rows.length, want);
       assert.deepEqual(rows.map((x) => x.key), keys.toReversed().slice(0, want), "newest first");
       assert.equal(
-        proxy.requests.filter(is.list).length,
+        proxy.requests.filter(inPlace).length,
         1,
         `limit ${limit}: one LIST: ${JSON.stringify(proxy.requests)}`,
       );
-      assert.equal(proxy.requests.length, 1, "nothing but the LIST");
+      assert.equal(proxy.requests.length, 9, "one LIST per place, no request per backup");
     }
     // One more backup than a page: a second LIST, with the first one's continuation token.
-    const older = backupKey(start - 60_000, "m");
+    const older = key(start - 60_000);
     await s3.putObjects(bucket, [`db/${older}`]);
     proxy.requests.length = 0;
     const all = await runLifeboat(["list", "--db", db, "--json", "--limit", "5000"], env);
     assert.equal(all.code, 0, all.stderr);
     const rows = JSON.parse(all.stdout) as { key: string }[];
     assert.deepEqual(rows.map((x) => x.key), [...keys.toReversed(), older]);
-    assert.equal(proxy.requests.filter(is.list).length, 2, "two pages, two LISTs");
+    assert.equal(proxy.requests.filter(inPlace).length, 2, "two pages, two LISTs");
   });
 });
 
-Deno.test("adding a second database: the first one's single-database backups are never skipped", async () => {
+Deno.test("adding a database, then going back to one: each keeps its own backups whatever the count", async () => {
   const { dir, env } = await kitScene();
-  const [a, b] = [`${dir}/a.sqlite3`, `${dir}/b.sqlite3`];
+  const a = `${dir}/a.sqlite3`;
   makeDb(a, 7);
-  await backupOk(a, env); // the old layout: backups at the store's root
+  await backupOk(a, env); // alone: under its name, as it will be among others
   const next = [`${dir}/n/a.sqlite3`, `${dir}/n/b.sqlite3`];
-  const both = next.flatMap((p) => ["--db", p]);
-  const r = await runLifeboat(["watch", ...both, "--", "sh", "-c", "exit 0"], env);
-  assert.equal(r.code, 1, r.stderr);
-  assert.match(r.lines.at(-1)!, /store\/a holds no backup, but .* holds a single database's/);
-  assert.doesNotMatch(r.stderr, /started sh/);
-  await assert.rejects(Deno.stat(next[0]), Deno.errors.NotFound, "a not started empty");
-  // The way out the message gives: restore it alone, then run with both.
-  assert.equal((await runLifeboat(["restore", "--db", next[0]], env)).code, 0);
-  makeDb(b, 2);
-  const up = await runLifeboat(["backup", "--db", next[0], "--db", b], env);
+  const both = await runLifeboat(["restore", ...next.flatMap((p) => ["--db", p])], env);
+  assert.equal(both.code, 0, both.stderr);
+  assert.equal(readRows(next[0]).length, 7, "a restored among two");
+  await assert.rejects(Deno.stat(next[1]), Deno.errors.NotFound, "b: a fresh start");
+  makeDb(next[1], 2);
+  addRow(next[0], "written with two");
+  const up = await runLifeboat(["backup", ...next.flatMap((p) => ["--db", p])], env);
   assert.equal(up.code, 0, up.stderr);
-  const fresh = [`${dir}/m/a.sqlite3`, `${dir}/m/b.sqlite3`];
-  const again = await runLifeboat(["restore", ...fresh.flatMap((p) => ["--db", p])], env);
-  assert.equal(again.code, 0, again.stderr);
-  assert.equal(readRows(fresh[0]).length, 7);
-  assert.equal(readRows(fresh[1]).length, 2);
-  // A third database added later starts fresh: the old single-database backups are history.
-  const three = [...fresh.map((p) => p.replace("/m/", "/k/")), `${dir}/k/c.sqlite3`];
-  const later = await runLifeboat(["restore", ...three.flatMap((p) => ["--db", p])], env);
-  assert.equal(later.code, 0, later.stderr);
-  await assert.rejects(Deno.stat(three[2]), Deno.errors.NotFound, "c: a fresh start");
+  // Rolled back to the one-database config: the newest of a, not its first backup.
+  const alone = `${dir}/m/a.sqlite3`;
+  assert.equal((await runLifeboat(["restore", "--db", alone], env)).code, 0);
+  assert.equal(readRows(alone).at(-1), "written with two");
 });
 
 /** A directory store holding one backup of a.sqlite3 and b.sqlite3 (`rows` each), made together. */
@@ -390,23 +366,22 @@ async function bothBackedUp(rowsA: number, rowsB: number) {
   return { dir, env, a, b };
 }
 
-Deno.test("back to one database: its backups under NAME/ are never skipped for an empty start", async () => {
+Deno.test("a database run alone under a new name is not started empty while the store holds another's", async () => {
   const { dir, env } = await bothBackedUp(7, 2);
-  const alone = `${dir}/n/a.sqlite3`;
-  const r = await runLifeboat(["watch", "--db", alone, "--", "sh", "-c", "exit 0"], env);
+  // The store holds a and b; c alone, with no backups: it may be one of them renamed.
+  const c = `${dir}/k/c.sqlite3`;
+  const r = await runLifeboat(["watch", "--db", c, "--", "sh", "-c", "exit 0"], env);
   assert.equal(r.code, 1, r.stderr);
-  assert.match(r.lines.at(-1)!, /store holds no backup, but .*store\/a holds this database's/);
-  assert.match(r.lines.at(-1)!, /--db .*a\.sqlite3=a\b/);
+  assert.match(r.lines.at(-1)!, /c \(.*c\.sqlite3\) has no backup .* holds backups of a \(/);
+  assert.match(r.lines.at(-1)!, /--db .*c\.sqlite3=a\b.*--allow-empty/);
   assert.doesNotMatch(r.stderr, /started sh/);
-  await assert.rejects(Deno.stat(alone), Deno.errors.NotFound, "a not started empty");
-  // The way out the message gives: its store name.
-  const named = await runLifeboat(["restore", "--db", `${alone}=a`], env);
-  assert.equal(named.code, 0, named.stderr);
-  assert.equal(readRows(alone).length, 7);
-  // A lone database with no such history still starts fresh.
-  const other = await runLifeboat(["restore", "--db", `${dir}/k/c.sqlite3`], env);
-  assert.equal(other.code, 0, other.stderr);
-  assert.match(other.stderr, /starting fresh/);
+  await assert.rejects(Deno.stat(c), Deno.errors.NotFound, "not started empty");
+  // Its old name restores it; --allow-empty starts it empty on purpose.
+  assert.equal((await runLifeboat(["restore", "--db", `${c}=a`], env)).code, 0);
+  assert.equal(readRows(c).length, 7);
+  const fresh = await runLifeboat(["restore", "--db", `${dir}/j/c.sqlite3`, "--allow-empty"], env);
+  assert.equal(fresh.code, 0, fresh.stderr);
+  assert.match(fresh.stderr, /starting fresh/);
 });
 
 Deno.test("list in a directory store: SHA-256 from the metadata files, a new database is empty", async () => {
@@ -419,10 +394,10 @@ Deno.test("list in a directory store: SHA-256 from the metadata files, a new dat
   const rows = JSON.parse(r.stdout) as { db: string; sha256?: string; store: string }[];
   assert.deepEqual(rows.map((x) => x.db), ["a", "b"]);
   assert.ok(rows.every((x) => /^[0-9a-f]{64}$/.test(x.sha256 ?? "")));
-  assert.deepEqual(rows.map((x) => x.store), [`file://${dir}/store/a`, `file://${dir}/store/b`]);
+  assert.ok(rows.every((x) => x.store === `file://${dir}/store`));
   assert.deepEqual(
     [...Deno.readDirSync(`${dir}/store`)].map((e) => e.name).sort(),
-    ["a", "b"],
+    ["backups", "lifeboat.json"],
     "list created nothing",
   );
   const missing = await runLifeboat(["list", "--db", a, "--url", `${dir}/nope`], env);

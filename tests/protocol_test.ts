@@ -5,12 +5,19 @@
  * protocol_s3_test.ts.
  */
 import assert from "node:assert/strict";
-import { backupOnce, type BackupState } from "../src/commands/backup.ts";
+import {
+  type BackupDeps,
+  backupOnce as backupWith,
+  type BackupState,
+} from "../src/commands/backup.ts";
 import { restoreDatabase } from "../src/commands/restore.ts";
 import { checkListing } from "../src/store/s3.ts";
 import { FileStore } from "../src/store/file.ts";
-import { parseKey } from "../src/store/keys.ts";
+import { MARKER_NAME, parseKey } from "../src/store/keys.ts";
+import { readManifest } from "../src/store/manifest.ts";
+import { ManifestKeeper } from "../src/store/manifest_keeper.ts";
 import type { Store } from "../src/store/store.ts";
+import { backupsOf, storeWith } from "../testkit/backup_files.ts";
 import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
 import { addRow, makeDb, readRows } from "../testkit/sqlite.ts";
@@ -18,6 +25,21 @@ import { scene } from "../testkit/scene.ts";
 
 const HOUR = 3_600_000;
 const YEAR = 365 * 24 * HOUR;
+/** The store name of every scene's database here (`app.db`). */
+const NAME = "app";
+
+/** One backup of `db` as database NAME, the manifest kept as `watch` and `backup` keep it. */
+function backupOnce(
+  o: { db: string; machine: string },
+  deps: BackupDeps,
+  state: BackupState,
+) {
+  const manifest = new ManifestKeeper(deps.store, o.machine, () => deps.clock.now());
+  return backupWith({ ...o, name: NAME }, { manifest, ...deps }, state);
+}
+
+/** Database NAME's backups, newest first. */
+const newest = (store: Store, limit = 5) => backupsOf(store, NAME, limit);
 
 /** A directory store and a database of 20 rows in a fresh temporary directory (kit scene). */
 async function withScene(fn: (s: { dir: string; db: string; store: Store }) => Promise<void>) {
@@ -30,7 +52,7 @@ async function withScene(fn: (s: { dir: string; db: string; store: Store }) => P
 async function restoredLastRow(store: Store, dir: string, now = Date.now()): Promise<string> {
   const target = `${dir}/restored-${crypto.randomUUID()}.db`;
   const r = await restoreDatabase(
-    { db: target, force: false, attempts: 1, retryBaseMs: 1 },
+    { db: target, name: NAME, force: false, attempts: 1, retryBaseMs: 1 },
     { store, clock: testClock(now) },
   );
   assert.equal(r.outcome, "restored");
@@ -45,8 +67,8 @@ Deno.test("order: a machine whose clock is 1 h behind still writes the newest ba
     addRow(db, "second, by a machine 1 h behind");
     const behind = testClock(now + 60_000 - HOUR);
     const r = await backupOnce({ db, machine: "behind" }, { store, clock: behind }, {});
-    const [newest] = await store.newest(1);
-    assert.equal(newest.key, r.key);
+    const [first] = await newest(store, 1);
+    assert.equal(first.key, r.key);
     assert.equal(await restoredLastRow(store, dir), "second, by a machine 1 h behind");
   });
 });
@@ -79,7 +101,8 @@ Deno.test("order: a clock stepped back during watch keeps later backups visible"
       addRow(db, `backup at clock step ${step}`);
       keys.push((await backupOnce({ db, machine: "m" }, { store, clock }, state)).key!);
     }
-    assert.deepEqual([...keys].sort(), [...keys].reverse(), "each key sorts before the last");
+    const order = keys.map((k) => parseKey(k)!.ms);
+    assert.deepEqual([...order].sort((a, b) => a - b), order, "each key is ordered after the last");
     assert.equal(await restoredLastRow(store, dir), "backup at clock step -1");
   });
 });
@@ -92,7 +115,7 @@ Deno.test("keys: two backups in the same millisecond on the same machine are bot
     addRow(db, "two");
     const b = await backupOnce({ db, machine: "m" }, { store, clock: frozen }, {});
     assert.notEqual(a.key, b.key);
-    const listed = await store.newest(5);
+    const listed = await newest(store);
     assert.deepEqual(listed.map((x) => x.key), [b.key, a.key]);
     assert.equal(await restoredLastRow(store, dir), "two");
   });
@@ -119,7 +142,7 @@ Deno.test("other writers: a newer backup by another machine is reported, both hi
     // Acknowledged once: no repeat until the other machine writes again.
     const quiet = await backupOnce({ db, machine: "machine-a" }, { store, clock }, a);
     assert.equal(quiet.foreign, undefined);
-    assert.equal((await store.newest(10)).length, 2, "nothing was overwritten");
+    assert.equal((await newest(store, 10)).length, 2, "nothing was overwritten");
   });
 });
 
@@ -130,19 +153,12 @@ Deno.test("other writers: this process's own upload that landed although it fail
     await backupOnce({ db, machine: "m" }, { store, clock }, state);
     // SIGTERM arrives after the PUT landed, before the backup was proven: the backup fails.
     let landThenFail = true;
-    const flaky: Store = {
-      ...store,
-      location: store.location,
-      newest: (n) => store.newest(n),
-      marker: () => store.marker(),
-      putMarker: (m) => store.putMarker(m),
-      supersede: (k) => store.supersede(k),
-      open: (k) => store.open(k),
-      put: async (key, file, meta, opts) => {
-        await store.put(key, file, meta, opts);
+    const flaky = storeWith(store, {
+      put: async (...args: Parameters<Store["put"]>) => {
+        await store.put(...args);
         if (landThenFail) throw new Error("stopped for shutdown after the object landed");
       },
-    };
+    });
     addRow(db, "changed");
     await assert.rejects(backupOnce({ db, machine: "m" }, { store: flaky, clock }, state));
     landThenFail = false;
@@ -159,7 +175,7 @@ Deno.test("other writers: the first backup after a fresh start by someone else i
     const clock = testClock();
     const target = `${dir}/fresh.db`;
     const r = await restoreDatabase(
-      { db: target, force: false, attempts: 1, retryBaseMs: 1 },
+      { db: target, name: NAME, force: false, attempts: 1, retryBaseMs: 1 },
       { store, clock },
     );
     assert.equal(r.newestKey, null, "restore records that the store had no backup");
@@ -180,28 +196,29 @@ Deno.test("a backup deleted from under an idle app is uploaded again", async () 
     await Deno.remove(`${dir}/store/${first.key}`);
     const next = await backupOnce({ db, machine: "m" }, { store, clock }, state);
     assert.equal(next.outcome, "uploaded", "the unchanged database is stored again");
-    assert.equal((await store.newest(5))[0].key, next.key);
+    assert.equal((await newest(store))[0].key, next.key);
   });
 });
 
-Deno.test("marker: written with the first backup; a marked store without backups is not 'fresh'", async () => {
+Deno.test("manifest: written with the first backup; a database it lists without backups is not 'fresh'", async () => {
   await withScene(async ({ dir, db, store }) => {
     const clock = testClock();
-    assert.equal(await store.marker(), undefined);
+    assert.equal(await readManifest(store), undefined);
     const b = await backupOnce({ db, machine: "m" }, { store, clock }, {});
-    const marker = await store.marker();
-    assert.equal(marker?.machine, "m");
-    assert.equal(marker?.format, 2);
-    // Every backup is lost (deleted by hand, a wrong lifecycle rule): the marker stays.
+    const m = (await readManifest(store))!.manifest;
+    assert.equal(m.machine, "m");
+    assert.equal(m.format, 3);
+    assert.deepEqual(m.databases.map((d) => [d.name, d.path, d.layouts]), [[NAME, db, ["v3"]]]);
+    // Every backup is lost (deleted by hand, a wrong lifecycle rule): the manifest stays.
     await Deno.remove(`${dir}/store/${b.key}`);
     const target = `${dir}/r.db`;
     const restore = (allowEmpty: boolean) =>
       restoreDatabase(
-        { db: target, force: false, attempts: 1, retryBaseMs: 1, allowEmpty },
+        { db: target, name: NAME, force: false, attempts: 1, retryBaseMs: 1, allowEmpty },
         { store, clock },
       );
     await assert.rejects(restore(false), (err: Error & { hint?: string; exitCode?: number }) => {
-      assert.match(err.message, /holds no backup, but its marker says lifeboat stored the first/);
+      assert.match(err.message, /holds no backup of app, but the store's manifest says it had/);
       assert.match(err.hint ?? "", /--allow-empty/);
       assert.equal(err.exitCode, 1);
       return true;
@@ -219,13 +236,16 @@ Deno.test("legacy: backups written by lifeboat 0.1 at the store's root are still
     // Move the backup to the root under a 0.1 name, as an old store holds it.
     await Deno.rename(`${dir}/store/${r.key}`, `${dir}/store/${legacy}`);
     await Deno.rename(`${dir}/store/${r.key}.json`, `${dir}/store/${legacy}.json`);
-    await Deno.remove(`${dir}/store/lifeboat.json`);
-    assert.deepEqual((await store.newest(3)).map((b) => b.key), [legacy]);
+    await Deno.remove(`${dir}/store/${MARKER_NAME}`);
+    assert.deepEqual(await newest(store), [], "not among the database's own backups");
+    // Run alone, without a name, on a store this version never wrote: it takes them.
     assert.equal(await restoredLastRow(store, dir), "written by 0.1");
+    const claim = (await readManifest(store))!.manifest.root;
+    assert.deepEqual(claim, { name: NAME, through: legacy }, "the restore claimed them");
     // The next backup goes to the new layout, and sorts newer.
     addRow(db, "written by this version");
     const next = await backupOnce({ db, machine: "m" }, { store, clock: testClock() }, {});
-    assert.equal(parseKey(next.key!)?.legacy, false);
+    assert.equal(parseKey(next.key!)?.place.layout, "v3");
     assert.equal(await restoredLastRow(store, dir), "written by this version");
   });
 });

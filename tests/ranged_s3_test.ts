@@ -3,9 +3,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { s3Options } from "../src/config.ts";
-import { backupKey } from "../src/store/keys.ts";
 import { S3Store } from "../src/store/s3.ts";
-import { metaFor, randomFile } from "../testkit/backup_files.ts";
+import { metaFor, randomFile, testKey } from "../testkit/backup_files.ts";
 import { s3StoreTest } from "../testkit/scene.ts";
 
 const MiB = 1024 * 1024;
@@ -18,7 +17,7 @@ s3StoreTest(
     const size = 21 * MiB + 123;
     const { path, bytes } = await randomFile(dir, size);
     const sha256 = createHash("sha256").update(bytes).digest("hex");
-    const key = backupKey(Date.now(), "m1");
+    const key = testKey(Date.now(), "m1");
     let n = 0;
     /** A store whose probe says the link is fast (one stream) or slow (ranges); its GETs. */
     const storeFor = (oneStreamAboveMiBPerS: number) => {

@@ -4,6 +4,7 @@
  * STS / S3 servers made here (moto cannot refuse access) and moto for a missing bucket.
  */
 import assert from "node:assert/strict";
+import { testKey } from "../testkit/backup_files.ts";
 import { assertOneLineError, baseEnv, runLifeboat, type RunResult } from "../testkit/cli.ts";
 import { type LocalS3, startLocalS3 } from "../testkit/moto.ts";
 import { makeDb } from "../testkit/sqlite.ts";
@@ -15,7 +16,6 @@ import {
   serve,
   stsError,
 } from "../testkit/aws_fakes.ts";
-import { backupKey } from "../src/store/keys.ts";
 import { LOOSE, tempDir } from "../testkit/scene.ts";
 
 const ROLE = "arn:aws:iam::123456789012:role/lifeboat-test";
@@ -64,7 +64,7 @@ function assertOneLine(r: RunResult, code: number, re: RegExp): void {
 function fakeS3(
   o: { onPut?: () => Response; onList?: () => Response; onGet?: () => Response },
 ) {
-  const key = `apps/demo/${backupKey(Date.now() - 60_000, "m1")}`;
+  const key = `apps/demo/${testKey(Date.now() - 60_000, "m1")}`;
   return serve(async (req) => {
     await req.body?.cancel();
     const url = new URL(req.url);

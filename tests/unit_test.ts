@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { formatDuration, parseDuration } from "../src/duration.ts";
-import { backupKey, orderTime, parseKey, sanitizeMachine } from "../src/store/keys.ts";
+import {
+  backupKey,
+  isPastEnd,
+  orderTime,
+  parseKey,
+  parseSeal,
+  sanitizeMachine,
+  sealKey,
+  tierAfter,
+} from "../src/store/keys.ts";
 import { loadConfig, parseStoreUrl, s3Options } from "../src/config.ts";
 import { exitCodeOf, LifeboatError, oneLine } from "../src/errors.ts";
 import { retry } from "../src/retry.ts";
@@ -22,30 +31,61 @@ Deno.test("parseDuration accepts s/m/h/ms and combinations, rejects junk", () =>
   assert.equal(formatDuration(300_000), "5m");
 });
 
-Deno.test("keys sort newest first and round-trip their time and machine", () => {
+Deno.test("keys sort newest first and round-trip their time, machine and place", () => {
   const times = [1_700_000_000_000, 1_700_000_000_001, 1_800_000_000_000, 1_750_000_000_000];
-  const keys = times.map((t) => backupKey(t, "m1"));
+  const keys = times.map((t) => backupKey("app", "recent", t, "m1"));
   const sorted = [...keys].sort();
   assert.deepEqual(sorted.map((k) => parseKey(k)!.ms), [...times].sort((a, b) => b - a));
-  const k = backupKey(1_764_335_131_123, "abc/../x y");
-  assert.match(k, /^backups\/\d{13}-2025-11-28T13-05-31\.123Z-abc_\.\._x_y-[0-9a-f]{6}\.sqlite3$/);
-  assert.deepEqual(parseKey(k), { ms: 1_764_335_131_123, machine: "abc_.._x_y", legacy: false });
+  const k = backupKey("app", "hourly", 1_764_335_131_123, "abc/../x y");
+  assert.match(
+    k,
+    /^backups\/hourly\/app\/\d{13}-2025-11-28T13-05-31\.123Z-abc_\.\._x_y-[0-9a-f]{6}\.sqlite3$/,
+  );
+  assert.deepEqual(parseKey(k), {
+    ms: 1_764_335_131_123,
+    machine: "abc_.._x_y",
+    place: { layout: "v3", name: "app", tier: "hourly" },
+  });
+  const file = k.slice("backups/hourly/app/".length);
   assert.equal(parseKey("../etc/passwd"), undefined);
   assert.equal(parseKey("backups/../x.sqlite3"), undefined);
-  assert.equal(parseKey("other/" + k.slice("backups/".length)), undefined);
+  assert.equal(parseKey(`other/${file}`), undefined);
+  assert.equal(parseKey(`backups/weekly/app/${file}`), undefined, "not a tier");
+  assert.equal(parseKey(`backups/recent/.app/${file}`), undefined, "not a store name");
+  assert.equal(parseKey(`${k}.partial00001`), undefined);
   assert.equal(parseKey("8204125522263-2026-11-28T14-01-17.736Z-vm.sqlite3.json"), undefined);
-  // Keys written by lifeboat 0.1 (root layout, no random part) are still read.
+  // The layouts of lifeboat 0.2 (backups/ at the root, NAME/backups/) and 0.1 are still read.
+  assert.deepEqual(parseKey(`backups/${file}`)?.place, { layout: "root-v2" });
+  assert.deepEqual(parseKey(`queue/backups/${file}`)?.place, { layout: "named-v2", name: "queue" });
   assert.deepEqual(parseKey("8204125522263-2026-11-28T14-01-17.736Z-vm-1.sqlite3"), {
     ms: 9_999_999_999_999 - 8204125522263,
     machine: "vm-1",
-    legacy: true,
+    place: { layout: "root-v1" },
   });
+  // Seals record a streamed backup's SHA-256 in their key.
+  const sha = "ab".repeat(32);
+  assert.deepEqual(parseSeal(sealKey(k, sha)), { key: k, sha256: sha });
+  assert.equal(parseSeal(`${k}.sha256-${"ab".repeat(31)}`), undefined);
   assert.equal(sanitizeMachine(""), "unknown");
   assert.equal(sanitizeMachine(".."), "_");
 });
 
+Deno.test("tiers: the first backup of a UTC day is daily, of an hour hourly, the rest recent", () => {
+  const day = Date.UTC(2026, 11, 6);
+  const H = 3_600_000;
+  assert.equal(tierAfter(day + 5 * H), "daily", "the first ever");
+  assert.equal(tierAfter(day + 5 * H, day - 1), "daily", "after yesterday's last");
+  assert.equal(tierAfter(day + 5 * H, day + 4 * H + 59 * 60_000), "hourly");
+  assert.equal(tierAfter(day + 5 * H + 300_000, day + 5 * H), "recent");
+  // A clock ahead elsewhere: ordered after it, the same hour: recent.
+  assert.equal(tierAfter(day + 5 * H + 1, day + 5 * H), "recent");
+});
+
 Deno.test("keys are unique within one millisecond on one machine", () => {
-  const keys = Array.from({ length: 200 }, () => backupKey(1_764_335_131_123, "vm"));
+  const keys = Array.from(
+    { length: 200 },
+    () => backupKey("db", "recent", 1_764_335_131_123, "vm"),
+  );
   assert.equal(new Set(keys).size, keys.length);
 });
 
@@ -58,11 +98,15 @@ Deno.test("a new key's order time never sorts before the store's newest, whateve
   assert.equal(orderTime(now, yearAhead), yearAhead + 1, "a clock a year ahead elsewhere");
   // A key dated at the end of the scheme cannot be outdone: one clear error, not a bad key.
   assert.throws(
-    () => backupKey(orderTime(now, 9_999_999_999_999), "m"),
+    () => backupKey("db", "recent", orderTime(now, 9_999_999_999_999), "m"),
     /cannot order a new backup after the store's newest one/,
   );
-  const newer = backupKey(orderTime(now - 3_600_000, now), "behind");
-  assert.ok(newer < backupKey(now, "ahead"), "a clock 1 h behind still writes the newest key");
+  assert.ok(isPastEnd(9_999_999_999_999 - 1000) && !isPastEnd(yearAhead * 2));
+  const newer = backupKey("db", "recent", orderTime(now - 3_600_000, now), "behind");
+  assert.ok(
+    newer < backupKey("db", "recent", now, "ahead"),
+    "a clock 1 h behind still sorts newest",
+  );
 });
 
 Deno.test("store URLs: s3, file:// and plain paths; bad ones are config errors", () => {
@@ -106,7 +150,7 @@ Deno.test("config: flags win over env, defaults apply, required values are named
     LIFEBOAT_INTERVAL: "1h",
   };
   const c = loadConfig({ db: "/data/flag.db", interval: "30s" }, env);
-  assert.equal(c.db, "/data/flag.db");
+  assert.equal(c.databases[0].path, "/data/flag.db");
   assert.equal(c.interval, 30_000);
   assert.deepEqual(c.store, { kind: "s3", bucket: "bucket-a", prefix: "p" });
   assert.equal(loadConfig({}, { ...env, LIFEBOAT_INTERVAL: undefined }).interval, 300_000);

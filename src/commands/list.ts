@@ -1,10 +1,12 @@
 /**
- * `lifeboat list`: each database's backups, newest first, as a table or one JSON document.
- * Read-only: it takes no lock, needs no database file, and never restores or writes anything.
+ * `lifeboat list`: each database's backups, newest first, as a table or one JSON document, from
+ * every place the store keeps them in (the backups restore would consider, attributed by the same
+ * rules), with the ones a restore passed over marked. Read-only: it takes no lock, needs no
+ * database file, and never restores or writes anything.
  */
-import { dirname } from "node:path";
 import { configError } from "../errors.ts";
-import { statIfExists } from "../fsutil.ts";
+import { type DbView, readStoreState, viewOf } from "../store/history.ts";
+import { isKeptKey } from "../store/keys.ts";
 import { openStore } from "../store/open.ts";
 import type { DatabaseSpec, S3Options, StoreUrl } from "../store/settings.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
@@ -27,24 +29,30 @@ export interface ListFlags {
 
 /** One listed backup, as `--json` prints it. */
 export interface ListedBackup {
-  /** The database's store name. */
+  /** The database's store name; `(root)` for legacy root backups claimed by no database. */
   db: string;
-  /** Where its backups live (`s3://bucket/prefix` or `file:///dir`). */
+  /** Where the store is (`s3://bucket/prefix` or `file:///dir`). */
   store: string;
-  /** The key under that store (`backups/…sqlite3`). */
+  /** The key under the store (`backups/TIER/NAME/…sqlite3`, `kept/NAME.sqlite3`, …). */
   key: string;
   /** Order time from the key, ISO 8601. */
   time: string;
   size?: number;
   machine: string;
+  /** The layout it is in: v3, named-v2, root-v2, root-v1; `kept` for the kept copy. */
+  layout: string;
   sha256?: string;
+  /** Why a restore passed over it (it failed verification then), when one did. */
+  bypassed?: string;
 }
 
 /** Backups listed per database unless `--limit` says otherwise. */
 export const DEFAULT_LIST_LIMIT = 20;
 const MAX_LIST_LIMIT = 10_000;
-/** HEAD requests at once per database for `--sha256`. */
+/** HEAD requests at once for `--sha256`. */
 const DESCRIBE_CONCURRENCY = 8;
+/** The pseudo-database of legacy root backups that no database has claimed. */
+const UNCLAIMED = "(root)";
 
 /** Parses `--limit`; throws a config error (exit 2) for anything but a whole number in range. */
 export function listLimit(raw: string | undefined): number {
@@ -61,72 +69,84 @@ export function listLimit(raw: string | undefined): number {
 
 /**
  * Prints every database's newest backups on stdout (a table, or with `--json` one array) and
- * resolves with exit code 0. The store answers one LIST request per page of up to 1,000 keys;
- * SHA-256 comes from a directory store's metadata files, and from S3 only with `--sha256` (one
- * HEAD per backup). Throws (exit 1) when a store cannot be read, (exit 2) for a bad `--limit`.
+ * resolves with exit code 0; legacy root backups no database has claimed get a block of their
+ * own. The store answers a few LIST requests per place, however many backups it holds; SHA-256
+ * comes from a directory store's metadata files and from seals, and from S3 only with
+ * `--sha256` (one HEAD per backup). Throws (exit 1) when the store cannot be read, (exit 2) for
+ * a bad `--limit`.
  */
 export async function listBackups(cfg: ListConfig, flags: ListFlags): Promise<number> {
   const limit = listLimit(flags.limit);
-  const rows: ListedBackup[] = [];
-  const stores = cfg.databases.map((d) => openStore(d.store, cfg.s3));
-  const found = await Promise.all(cfg.databases.map(async (d, i) => {
-    const infos = await newestOf(d, cfg, stores[i], limit);
-    const withSha = d.store.kind === "file" || flags.sha256;
-    // Up to `limit` (10,000) HEAD requests per database: a few at a time, not all at once.
-    return await mapBounded(infos, DESCRIBE_CONCURRENCY, (b) => row(d, stores[i], b, withSha));
-  }));
-  for (const part of found) rows.push(...part);
-  const out = flags.json ? JSON.stringify(rows, null, 2) : table(cfg.databases, stores, found);
+  const store = openStore(cfg.store, cfg.s3);
+  const state = await readStoreState(store, cfg.databases.map((d) => d.name), limit);
+  const withSha = cfg.store.kind === "file" || !!flags.sha256;
+  const views = cfg.databases.map((d) => viewOf(d, cfg.databases, state));
+  const bypassedOf = (name: string) =>
+    new Map(
+      (state.manifest?.manifest.databases.find((d) => d.name === name)?.bypassed ?? [])
+        .map((b) => [b.key, b.problem]),
+    );
+  const blocks: { title: string; rows: ListedBackup[] }[] = [];
+  for (const [i, d] of cfg.databases.entries()) {
+    const bypassed = bypassedOf(d.name);
+    const rows = await rowsOf(d.name, views[i].candidates.slice(0, limit), store, withSha);
+    for (const r of rows) if (bypassed.has(r.key)) r.bypassed = bypassed.get(r.key);
+    blocks.push({ title: `${d.name} (${d.path})`, rows });
+  }
+  const unclaimed = unclaimedOf(views);
+  if (unclaimed.length > 0) {
+    blocks.push({
+      title: "legacy root, claimed by no database (restore one with --from KEY to claim it)",
+      rows: await rowsOf(UNCLAIMED, unclaimed.slice(0, limit), store, withSha),
+    });
+  }
+  const out = flags.json
+    ? JSON.stringify(blocks.flatMap((b) => b.rows), null, 2)
+    : table(blocks, store.location);
   await writeOut(out + "\n");
   return 0;
 }
 
-/** The newest backups of one database; none when its sub-directory of an existing store is missing. */
-async function newestOf(
-  d: DatabaseSpec,
-  cfg: ListConfig,
-  store: Store,
-  limit: number,
-): Promise<BackupInfo[]> {
-  if (d.own && d.store.kind === "file" && cfg.store.kind === "file") {
-    const root = await statIfExists(dirname(d.store.dir));
-    if (root?.isDirectory && !(await statIfExists(d.store.dir))) return [];
-  }
-  return await store.newest(limit);
+/** The root backups no database of the run takes (the same for every view). */
+function unclaimedOf(views: DbView[]): BackupInfo[] {
+  return views.find((v) => v.unclaimed.length > 0)?.unclaimed ?? [];
 }
 
-async function row(
-  d: DatabaseSpec,
-  store: Store,
-  b: BackupInfo,
-  withSha: boolean | undefined,
-): Promise<ListedBackup> {
-  const sha256 = withSha ? (await store.describe?.(b.key))?.sha256 : undefined;
-  return {
-    db: d.name,
-    store: store.location,
-    key: b.key,
-    time: b.createdAt.toISOString(),
-    ...(b.size !== undefined ? { size: b.size } : {}),
-    machine: b.machine,
-    ...(sha256 ? { sha256 } : {}),
-  };
+/** The rows of one block, with SHA-256 read (HEAD, a few at a time) when asked for. */
+function rowsOf(db: string, infos: BackupInfo[], store: Store, withSha: boolean) {
+  return mapBounded(infos, DESCRIBE_CONCURRENCY, async (b): Promise<ListedBackup> => {
+    const sha256 = b.sha256 ?? (withSha ? (await store.describe(b.key))?.meta.sha256 : undefined);
+    return {
+      db,
+      store: store.location,
+      key: b.key,
+      time: b.createdAt.toISOString(),
+      ...(b.size !== undefined ? { size: b.size } : {}),
+      machine: b.machine,
+      layout: isKeptKey(b.key) ? "kept" : b.place.layout,
+      ...(sha256 ? { sha256 } : {}),
+    };
+  });
 }
 
-/** One block per database: a heading with its store, then a column-aligned table. */
-function table(dbs: DatabaseSpec[], stores: Store[], found: ListedBackup[][]): string {
-  const blocks = dbs.map((d, i) => {
-    const rows = found[i];
-    const where = stores[i].location;
-    if (rows.length === 0) return `${d.name} (${d.path}): no backups in ${where}`;
-    const cells = [["KEY", "TIME", "SIZE", "MACHINE", "SHA-256"]].concat(
-      rows.map((r) => [r.key, r.time, String(r.size ?? "?"), r.machine, r.sha256 ?? "-"]),
+/** One block per database: a heading, then a column-aligned table. */
+function table(blocks: { title: string; rows: ListedBackup[] }[], where: string): string {
+  return blocks.map(({ title, rows }) => {
+    if (rows.length === 0) return `${title}: no backups in ${where}`;
+    const cells = [["KEY", "TIME", "SIZE", "MACHINE", "SHA-256", "NOTE"]].concat(
+      rows.map((r) => [
+        r.key,
+        r.time,
+        String(r.size ?? "?"),
+        r.machine,
+        r.sha256 ?? "-",
+        r.bypassed ? `passed over by a restore: ${r.bypassed}` : "",
+      ]),
     );
     const widths = cells[0].map((_, c) => Math.max(...cells.map((r) => r[c].length)));
     const lines = cells.map((r) => r.map((v, c) => v.padEnd(widths[c])).join("  ").trimEnd());
-    return [`${d.name} (${d.path}): ${rows.length} newest in ${where}`, ...lines].join("\n");
-  });
-  return blocks.join("\n\n");
+    return [`${title}: ${rows.length} newest in ${where}`, ...lines].join("\n");
+  }).join("\n\n");
 }
 
 async function writeOut(text: string): Promise<void> {

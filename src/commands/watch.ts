@@ -11,25 +11,27 @@ import { Metrics } from "../metrics.ts";
 import { MetricsByDb } from "../metrics_by_db.ts";
 import { FORWARDED_SIGNALS, SHUTDOWN_SIGNALS, type SignalSource } from "../signals.ts";
 import { type Child, startChild } from "../supervisor.ts";
+import { isHeir } from "../store/history.ts";
+import type { DatabaseSpec } from "../store/settings.ts";
+import type { ManifestKeeper } from "../store/manifest_keeper.ts";
+import type { Retention } from "../store/retention.ts";
 import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";
 import {
-  restoreDatabase,
+  restoreAll,
   type RestoreDeps,
   type RestoreOptions,
   type RestoreResult,
 } from "./restore.ts";
-import {
-  assertNotMovedAway,
-  type DbTarget,
-  forEachDatabase,
-  mapBounded,
-  withDbLabel,
-} from "./several.ts";
+import { mapBounded, withDbLabel } from "./several.ts";
 
 const log = logger("watch");
 
 /** What watch needs to know. */
-export interface WatchOptions extends BackupOptions, RestoreOptions {
+export interface WatchOptions extends RestoreOptions {
+  /** Every database of the run (one or more). */
+  databases: DatabaseSpec[];
+  /** This machine's name, for keys and metadata. */
+  machine: string;
   /** Milliseconds between backups. */
   interval: number;
   /** The app to run as a child; empty to run without one. */
@@ -40,19 +42,15 @@ export interface WatchOptions extends BackupOptions, RestoreOptions {
   appStopTimeoutMs: number;
   /** On a fly.io release machine: run the app only, no restore, no backup. */
   releaseCommand?: boolean;
-  /** Several databases, each with its store (then `db` and the deps' store are not used). */
-  databases?: DbTarget[];
   /** How many databases are backed up at once (default 1). */
   backupConcurrency?: number;
 }
 
-/** One database under watch: its options and store, its metrics and its backup state. */
+/** One database under watch: what its backups need, its metrics and its backup state. */
 interface Watched {
-  o: WatchOptions;
-  deps: WatchDeps;
+  db: BackupOptions;
   metrics: Metrics;
   state: BackupState;
-  label?: string;
   walChecked?: boolean;
 }
 
@@ -61,6 +59,10 @@ export interface WatchDeps extends RestoreDeps {
   signals: SignalSource;
   /** Records the restore and every backup; the stale-backup check reads its age. Default: new. */
   metrics?: Metrics;
+  /** Supersedes and keeps after each backup (store/retention.ts); none: nothing. */
+  retention?: Retention;
+  /** Keeps the store's manifest listing the databases; none: not touched. */
+  manifest?: ManifestKeeper;
 }
 
 /**
@@ -92,46 +94,46 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   });
   try {
     if (o.releaseCommand) return await runReleaseCommand(o);
-    const targets = o.databases ?? [{ db: o.db, store: deps.store }];
-    const labels = targets.flatMap((t) => t.label ?? []);
-    const metrics = deps.metrics ??
-      (labels.length ? new MetricsByDb(deps.clock, o, labels) : new Metrics(deps.clock, o));
-    const watched = await forEachDatabase(
-      targets,
-      targets.length,
-      "restore",
-      async (t): Promise<Watched> => {
-        const w: Watched = {
-          o: { ...o, db: t.db },
-          deps: { ...deps, store: t.store },
-          metrics: t.label && metrics instanceof MetricsByDb ? metrics.of(t.label) : metrics,
-          state: {},
-          label: t.label,
-        };
-        const restored = await restoreFor(w.o, w.deps, w.metrics);
-        if (restored.outcome === "fresh") await assertNotMovedAway(t, targets, o.allowEmpty);
+    const dbs = o.databases;
+    const metrics = deps.metrics ?? new MetricsByDb(deps.clock, o, dbs.map((d) => d.name));
+    const metricsOf = (name: string) => metrics instanceof MetricsByDb ? metrics.of(name) : metrics;
+    const restoreStarted = deps.clock.now();
+    const restored = await restoreAll(dbs, o, deps).catch((err) => {
+      const ms = deps.clock.now() - restoreStarted;
+      for (const d of dbs) metricsOf(d.name).restored({ outcome: "failed", ms });
+      throw err;
+    });
+    const watched = dbs.map((d, i): Watched => {
+      const r = restored[i];
+      const w: Watched = {
+        db: { db: d.path, name: d.name, machine: o.machine, heir: isHeir(d, dbs) },
+        metrics: metricsOf(d.name),
         // After a fallback (the newest backup failed verification) the restored data is not the
         // store's newest: the first backup must upload it, even unchanged, so a sound one sorts
-        // first.
-        w.state = {
-          lastSha256: restored.key === restored.newestKey ? restored.sha256 : undefined,
-          knownNewest: restored.newestKey,
-        };
-        return w;
-      },
-      "Nothing was started; the databases that were restored stay in place, untouched. Fix " +
-        "the cause and start again",
-    );
+        // first; only the restored backup is ever superseded, never the ones passed over.
+        state: {
+          lastSha256: r.key === r.newestKey ? r.sha256 : undefined,
+          knownNewest: r.newestKey,
+          basedOn: r.key,
+        },
+      };
+      w.metrics.restored(r);
+      if (r.outcome === "restored") {
+        warnIfOverBudget(o, r.ms, "the restore (a backup moves the same bytes)");
+      }
+      if (r.bypassed?.length) reportBypassed(d.name, r);
+      return w;
+    });
     const each = (fn: (w: Watched) => Promise<unknown>) =>
-      mapBounded(watched, 1, (w) => withDbLabel(w.label, () => fn(w)));
+      mapBounded(watched, 1, (w) => withDbLabel(w.db.name, () => fn(w)));
     const backupAll = (signal: AbortSignal, final: boolean) =>
       mapBounded(
         watched,
         o.backupConcurrency ?? 1,
         (w) =>
           withDbLabel(
-            w.label,
-            () => backupIfPresent(w.o, w.deps, w.metrics, w.state, signal, final),
+            w.db.name,
+            () => backupIfPresent(w.db, o, deps, w.metrics, w.state, signal, final),
           ),
       );
     await each(warnIfNotWal);
@@ -159,7 +161,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     } else {
       log.info("watching {db}; backing up every {interval}", {
         event: "watch_started",
-        db: targets.map((t) => t.db).join(", "),
+        path: dbs.map((d) => d.path).join(", "),
         interval: formatDuration(o.interval),
       });
     }
@@ -171,7 +173,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       const finished = new AbortController();
       const alarm = Promise.all(
         watched.map((w) =>
-          withDbLabel(w.label, () => alarmWhileRunning(w.o, w.deps, w.metrics, finished.signal))
+          withDbLabel(w.db.name, () => alarmWhileRunning(o, deps, w.metrics, finished.signal))
         ),
       );
       await backupAll(inflight.signal, false);
@@ -180,7 +182,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       await each(warnIfNotWal);
       inflight = undefined;
       if (!stopping.signal.aborted) {
-        await each((w) => Promise.resolve(errorIfStale(w.o, w.metrics)));
+        await each((w) => Promise.resolve(errorIfStale(o, w.metrics)));
       }
     }
 
@@ -200,13 +202,13 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
 
 /** Warns once per database, when it first exists, that it is not in WAL mode. */
 async function warnIfNotWal(w: Watched): Promise<void> {
-  if (w.walChecked || !(await statIfExists(w.o.db))?.size) return;
+  if (w.walChecked || !(await statIfExists(w.db.db))?.size) return;
   w.walChecked = true;
-  if (!(await isWalMode(w.o.db))) {
+  if (!(await isWalMode(w.db.db))) {
     log.warn(
       "{db} is not in WAL mode: each backup holds a read lock that the app's writers wait on. " +
         "Run PRAGMA journal_mode=WAL once (it persists) to back up without blocking writers",
-      { event: "not_wal", db: w.o.db },
+      { event: "not_wal", path: w.db.db },
     );
   }
 }
@@ -226,21 +228,23 @@ function forward(sig: Deno.Signal, child: Child | undefined): void {
   }
 }
 
-/** Runs the restore and records its outcome; rethrows its failure. */
-async function restoreFor(o: WatchOptions, deps: WatchDeps, metrics: Metrics) {
-  const started = deps.clock.now();
-  let restored: RestoreResult;
-  try {
-    restored = await restoreDatabase(o, deps);
-  } catch (err) {
-    metrics.restored({ outcome: "failed", ms: deps.clock.now() - started });
-    throw err;
-  }
-  metrics.restored(restored);
-  if (restored.outcome === "restored") {
-    warnIfOverBudget(o, restored.ms, "the restore (a backup moves the same bytes)");
-  }
-  return restored;
+/**
+ * Logs, at error level, the backups newer than the one restored that failed verification: they
+ * are never superseded (so they do not expire by a tag rule), and a person should look at them.
+ */
+function reportBypassed(name: string, r: RestoreResult): void {
+  log.error(
+    "{name} was restored from {key}, older than {count} backup(s) that failed verification " +
+      "and were passed over: {bypassed}. They stay in the store, never marked as superseded; " +
+      "inspect them (lifeboat list shows them) and restore one with --from KEY if it is sound",
+    {
+      event: "restore_bypassed",
+      name,
+      key: r.key,
+      count: r.bypassed!.length,
+      bypassed: r.bypassed!.map((b) => `${b.key} (${b.problem})`).join("; "),
+    },
+  );
 }
 
 /**
@@ -298,6 +302,7 @@ async function alarmWhileRunning(
 
 /** One backup that never throws: logs failures; returns whether the data is safely stored. */
 async function backupIfPresent(
+  db: BackupOptions,
   o: WatchOptions,
   deps: WatchDeps,
   metrics: Metrics,
@@ -308,20 +313,20 @@ async function backupIfPresent(
   const what = final ? "final backup" : "backup";
   // SQLite creates an empty file on open and writes the header with the first change: an empty
   // file holds nothing to lose yet, like a missing one.
-  if (!(await statIfExists(o.db))?.size) {
+  if (!(await statIfExists(db.db))?.size) {
     metrics.notBackedUp(
       "skipped",
-      `${o.db} does not exist or is empty: is it the file the app writes?`,
+      `${db.db} does not exist or is empty: is it the file the app writes?`,
     );
-    log.info("{what} skipped: {db} does not exist yet or is empty", {
+    log.info("{what} skipped: {path} does not exist yet or is empty", {
       event: "backup_skipped",
       what,
-      db: o.db,
+      path: db.db,
     });
     return true;
   }
   try {
-    const r = await backupOnce(o, deps, state, signal);
+    const r = await backupOnce(db, deps, state, signal);
     metrics.backedUp(r);
     warnIfOverBudget(o, r.ms, what);
     return true;

@@ -6,7 +6,10 @@ import type { DownloadedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
 
 /** The result of checking one download: sound (with its size) or the reason it is not. */
-export type Verified = { ok: true; size: number; sha256: string } | { ok: false; problem: string };
+export type Verified =
+  | { ok: true; size: number; sha256: string }
+  /** `unverifiable`: nothing recorded its SHA-256 (not a lifeboat backup, or one never finished). */
+  | { ok: false; problem: string; unverifiable?: boolean };
 
 /**
  * The SQLite check a restore runs after the SHA-256 matched: "auto" runs `quick_check` unless the
@@ -28,7 +31,9 @@ export async function verifyDownloaded(
   check: RestoreCheck = "auto",
 ): Promise<Verified> {
   const { sha256, size, meta } = got;
-  if (!meta.sha256) return { ok: false, problem: "no sha256 in its metadata" };
+  if (!meta.sha256) {
+    return { ok: false, problem: "no SHA-256 recorded (metadata or seal)", unverifiable: true };
+  }
   if (meta.size !== undefined && meta.size !== size) {
     return { ok: false, problem: `size ${size} bytes, metadata says ${meta.size}` };
   }

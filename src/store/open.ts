@@ -32,17 +32,21 @@ export function s3Settings(url: Extract<StoreUrl, { kind: "s3" }>, s3: S3Options
 /** A Store that builds the real one on first use (once) and delegates every call to it. */
 function lazyStore(location: string, load: () => Promise<Store>): Store {
   let loaded: Promise<Store> | undefined;
-  const store = () => (loaded ??= load());
+  let real: Store | undefined;
+  const store = async () => (real = await (loaded ??= load()));
   return {
     location,
+    conditionalWrites: () => real?.conditionalWrites() ?? "unknown",
     put: async (key, file, meta, opts) => (await store()).put(key, file, meta, opts),
-    newest: async (limit) => (await store()).newest(limit),
+    list: async (dir, limit) => (await store()).list(dir, limit),
+    dirs: async (dir) => (await store()).dirs(dir),
     open: async (key) => (await store()).open(key),
     download: async (key, path) => downloadBackup(await store(), key, path),
-    describe: async (key) => (await (await store()).describe?.(key)) ?? {},
-    marker: async () => (await store()).marker(),
-    putMarker: async (marker) => (await store()).putMarker(marker),
-    supersede: async (key) => (await store()).supersede(key),
+    describe: async (key) => (await store()).describe(key),
+    readSmall: async (key) => (await store()).readSmall(key),
+    writeSmall: async (key, text, cond) => (await store()).writeSmall(key, text, cond),
+    copy: async (from, to, meta) => (await store()).copy(from, to, meta),
+    tag: async (key, tags) => (await store()).tag(key, tags),
   };
 }
 

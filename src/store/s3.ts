@@ -1,5 +1,6 @@
 /** A store under an S3 prefix (AWS or any S3-compatible endpoint). */
 import {
+  CopyObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -10,8 +11,9 @@ import {
   type ServerSideEncryption,
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
-import { TransientError } from "../errors.ts";
-import { BACKUPS_DIR, checkKey, MARKER_NAME, parseKey } from "./keys.ts";
+import { operationError, TransientError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { checkKey, isKeptKey, MARKER_NAME, parseKey, parseSeal } from "./keys.ts";
 import { downloadRanges } from "./ranged_download.ts";
 import { roleCredentials } from "./s3_credentials.ts";
 import { failWhenStalled } from "./stall.ts";
@@ -21,17 +23,24 @@ import type { S3Settings } from "./settings.ts";
 import {
   type BackupInfo,
   type BackupMeta,
+  type Described,
   type DownloadedBackup,
-  markerFromJson,
-  markerToJson,
+  type Listing,
+  MAX_LIST_PAGES,
+  MAX_SMALL_OBJECT_BYTES,
   metaFromRecord,
   metaToRecord,
   type OpenedBackup,
   type PutOptions,
+  type SmallObject,
   type Store,
-  type StoreMarker,
-  SUPERSEDED_TAG,
+  type WriteCondition,
+  WriteConflict,
 } from "./store.ts";
+
+const log = logger("store");
+/** S3 copies at most 5 GiB in one CopyObject. */
+const MAX_COPY_BYTES = 5 * 1024 ** 3;
 
 /** Backups as objects under `s3://bucket/prefix/`. */
 export class S3Store implements Store {
@@ -41,6 +50,8 @@ export class S3Store implements Store {
   /** The client for GetObject: Deno's fetch underneath, for byte streams (see constructor). */
   readonly reader: S3Client;
   private readonly keyPrefix: string;
+  /** Whether the store checks If-None-Match / If-Match (see Store.conditionalWrites). */
+  #conditional: "yes" | "no" | "unknown" = "unknown";
 
   /** Creates the client; no request is made until first use. */
   constructor(private readonly s: S3Settings) {
@@ -76,34 +87,77 @@ export class S3Store implements Store {
     });
   }
 
+  /** See Store.conditionalWrites. */
+  conditionalWrites(): "yes" | "no" | "unknown" {
+    return this.#conditional;
+  }
+
   /**
    * Uploads `file` as a new object (`s3_upload.ts`: one PutObject, or a multipart upload aborted
-   * on any failure), then counts it only once a HeadObject shows the expected size and SHA-256:
-   * a 200 from something that is not the store proves nothing.
+   * on any failure) with `If-None-Match: *`, then counts it only once a HeadObject shows the
+   * expected size and SHA-256: a 200 from something that is not the store proves nothing.
    */
   async put(key: string, file: string, meta: BackupMeta, opts: PutOptions = {}): Promise<void> {
     const { signal, ready } = opts;
     ready?.catch(() => {}); // awaited before the object becomes visible; never unhandled
     const Key = this.objectKey(key);
-    const sse = this.s.sse === "none" ? {} : {
-      ServerSideEncryption: this.s.sse as ServerSideEncryption,
-      ...(this.s.sse === "aws:kms" && this.s.kmsKeyId ? { SSEKMSKeyId: this.s.kmsKeyId } : {}),
-    };
     const head: UploadHead = {
       Bucket: this.s.bucket,
       Key,
       ContentType: "application/vnd.sqlite3",
       Metadata: metaToRecord(meta),
-      ...sse,
+      ...this.sse(),
     };
-    await uploadFile(file, head, {
-      client: this.client,
-      partSize: this.s.partSize,
-      concurrency: this.s.concurrency,
-      request: (send) => this.mapped("PutObject", send, signal),
-      ready,
-    }, signal);
+    await this.conditionally(
+      `s3://${this.s.bucket}/${Key}`,
+      (ifNoneMatch) =>
+        uploadFile(file, head, {
+          client: this.client,
+          partSize: this.s.partSize,
+          concurrency: this.s.concurrency,
+          request: (send) => this.mapped("PutObject", send, signal),
+          ready,
+          ifNoneMatch,
+        }, signal),
+    );
     await this.verifyStored(Key, meta, signal);
+  }
+
+  /**
+   * Runs a write that sends its condition when `conditional`: a 412 becomes WriteConflict; a
+   * store that answers 501 NotImplemented to a condition is told once (one log line) and written
+   * to without conditions from then on, by this process.
+   */
+  private async conditionally<T>(
+    what: string,
+    write: (conditional: boolean) => Promise<T>,
+  ): Promise<T> {
+    const conditional = this.#conditional !== "no";
+    try {
+      const out = await write(conditional);
+      if (conditional) this.#conditional = "yes";
+      return out;
+    } catch (err) {
+      const code = errorCode(err) || errorCode((err as { cause?: unknown })?.cause);
+      if (conditional && code === "PreconditionFailed") throw new WriteConflict(what, err);
+      if (!conditional || code !== "NotImplemented" || this.#conditional === "yes") throw err;
+      this.#conditional = "no";
+      log.warn(
+        "{store} does not implement conditional writes (If-None-Match): lifeboat writes without " +
+          "them; its keys are unique, so only a deliberate overwrite can replace a backup",
+        { event: "conditional_writes_unsupported", store: this.location },
+      );
+      return await write(false);
+    }
+  }
+
+  /** The server-side encryption headers of every object lifeboat writes. */
+  private sse() {
+    if (this.s.sse === "none") return {};
+    return {
+      ServerSideEncryption: this.s.sse as ServerSideEncryption,
+      ...(this.s.sse === "aws:kms" && this.s.kmsKeyId ? { SSEKMSKeyId: this.s.kmsKeyId } : {}),
+    };
   }
 
   /** Throws unless a HeadObject of `Key` shows `meta`'s size and SHA-256. */
@@ -126,52 +180,81 @@ export class S3Store implements Store {
   }
 
   /**
-   * Newest first, from the `backups/` sub-prefix: one ListObjectsV2 of `limit` keys, however many
-   * other objects share the prefix. Only when it holds none, the legacy root layout is listed
-   * (with a delimiter, so nested foreign objects do not count). Every answer is validated.
+   * The backups directly under `dir` (see Store.list): ListObjectsV2 with a delimiter, pages of
+   * 1,000 keys, at most MAX_LIST_PAGES of them, stopping once `limit` backups (and the seal of
+   * the last one, which sorts right after it) were seen. Every answer is validated.
    */
-  async newest(limit: number): Promise<BackupInfo[]> {
-    const current = await this.list(`${this.keyPrefix}${BACKUPS_DIR}/`, limit, limit);
-    return current.length > 0 ? current : await this.list(this.keyPrefix, limit, 1000, "/");
-  }
-
-  /** Lists backup keys under `prefix`, paging until `limit` are found or the listing ends. */
-  private async list(
-    prefix: string,
-    limit: number,
-    MaxKeys: number,
-    Delimiter?: string,
-  ): Promise<BackupInfo[]> {
-    const out: BackupInfo[] = [];
-    let token: string | undefined;
+  async list(dir: string, limit: number): Promise<Listing> {
+    const prefix = this.keyPrefix + dir;
+    const backups: BackupInfo[] = [];
+    const seals = new Map<string, string>();
+    const others: string[] = [];
+    let foreign = 0, pages = 0, token: string | undefined;
     do {
       const page = await this.mapped("ListObjectsV2", () =>
         this.client.send(
           new ListObjectsV2Command({
             Bucket: this.s.bucket,
             Prefix: prefix,
-            // S3 answers at most 1,000 keys a page; some servers (moto) more. Ask for what S3 gives,
-            // so every server pages the same way.
-            MaxKeys: Math.min(MaxKeys, 1000),
-            Delimiter,
+            Delimiter: "/",
+            // S3 answers at most 1,000 keys a page, some servers (moto) more: ask for what S3
+            // gives, so that every server pages the same way.
+            MaxKeys: 1000,
             ContinuationToken: token,
           }),
         ));
+      pages++;
       checkListing(page, this.s.bucket, prefix);
       for (const obj of page.Contents ?? []) {
         const key = obj.Key!.slice(this.keyPrefix.length);
         const parsed = parseKey(key);
-        if (parsed && out.length < limit) {
-          out.push({
-            key,
-            createdAt: new Date(parsed.ms),
-            machine: parsed.machine,
-            size: obj.Size,
-          });
+        const seal = parsed ? undefined : parseSeal(key);
+        if (parsed) {
+          const { ms, machine, place } = parsed;
+          backups.push({ key, createdAt: new Date(ms), machine, place, size: obj.Size });
+        } else if (seal) seals.set(seal.key, seal.sha256);
+        else {
+          others.push(key);
+          if (key !== MARKER_NAME && !isKeptKey(key)) foreign++;
         }
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token && out.length < limit);
+    } while (token && backups.length <= limit && pages < MAX_LIST_PAGES);
+    for (const b of backups) {
+      const sha256 = seals.get(b.key);
+      if (sha256) b.sha256 = sha256;
+    }
+    return {
+      backups: backups.slice(0, limit),
+      foreign,
+      others,
+      complete: token === undefined || backups.length > limit,
+    };
+  }
+
+  /** The common prefixes directly under `dir` (see Store.dirs), validated like every listing. */
+  async dirs(dir: string): Promise<string[]> {
+    const prefix = this.keyPrefix + dir;
+    const out: string[] = [];
+    let token: string | undefined, pages = 0;
+    do {
+      const page = await this.mapped("ListObjectsV2", () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.s.bucket,
+            Prefix: prefix,
+            Delimiter: "/",
+            MaxKeys: 1000,
+            ContinuationToken: token,
+          }),
+        ));
+      pages++;
+      checkListing(page, this.s.bucket, prefix);
+      for (const p of page.CommonPrefixes ?? []) {
+        if (p.Prefix?.startsWith(prefix)) out.push(p.Prefix.slice(prefix.length, -1));
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token && pages < MAX_LIST_PAGES);
     return out;
   }
 
@@ -229,61 +312,107 @@ export class S3Store implements Store {
     return { meta: metaFromRecord(first.Metadata ?? {}), ...got };
   }
 
-  /** One HeadObject: the backup's user metadata (sha256, size, …) without its bytes. */
-  async describe(key: string): Promise<Partial<BackupMeta>> {
+  /** One HeadObject: the object's user metadata and size; undefined on a 404. */
+  async describe(key: string): Promise<Described | undefined> {
     const Key = this.objectKey(key);
-    const res = await this.mapped(
-      "HeadObject",
-      () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
-    );
-    return metaFromRecord(res.Metadata ?? {});
-  }
-
-  /** Reads `PREFIX/lifeboat.json`; undefined only on the store's own NoSuchKey answer. */
-  async marker(): Promise<StoreMarker | undefined> {
-    const Key = this.keyPrefix + MARKER_NAME;
-    let text: string;
     try {
       const res = await this.mapped(
-        "GetObject",
-        () => this.client.send(new GetObjectCommand({ Bucket: this.s.bucket, Key })),
+        "HeadObject",
+        () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
       );
-      text = (await res.Body?.transformToString()) ?? "";
+      return { meta: metaFromRecord(res.Metadata ?? {}), size: res.ContentLength };
     } catch (err) {
-      if (errorCode(err) === "NoSuchKey") return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
-    return markerFromJson(text, `s3://${this.s.bucket}/${Key}`);
   }
 
-  /** Writes `PREFIX/lifeboat.json` unless it is there (a race only rewrites the same facts). */
-  async putMarker(marker: StoreMarker): Promise<void> {
-    if (await this.marker()) return;
-    const Key = this.keyPrefix + MARKER_NAME;
-    const Body = new TextEncoder().encode(markerToJson(marker));
-    const res = await this.mapped("PutObject", () =>
+  /**
+   * Reads `PREFIX/key` with one GetObject of its first MAX_SMALL_OBJECT_BYTES; undefined only
+   * on the store's own "no such key" answer; a bigger object throws (exit 1), its body unread.
+   */
+  async readSmall(key: string): Promise<SmallObject | undefined> {
+    const Key = this.keyPrefix + key;
+    let res;
+    try {
+      res = await this.mapped("GetObject", () =>
+        this.client.send(
+          new GetObjectCommand({
+            Bucket: this.s.bucket,
+            Key,
+            Range: `bytes=0-${MAX_SMALL_OBJECT_BYTES - 1}`,
+          }),
+        ));
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    const total = /\/(\d+)$/.exec(res.ContentRange ?? "")?.[1];
+    const size = total !== undefined ? Number(total) : res.ContentLength ?? 0;
+    if (size > MAX_SMALL_OBJECT_BYTES) {
+      await res.Body?.transformToWebStream().cancel().catch(() => {});
+      throw operationError(
+        `s3://${this.s.bucket}/${Key} is ${size} bytes, more than the ` +
+          `${MAX_SMALL_OBJECT_BYTES / 1024} KiB lifeboat reads of it: lifeboat did not write it`,
+        "Nothing was changed. Check that the URL names lifeboat's store; move the object away",
+      );
+    }
+    return { text: (await res.Body?.transformToString()) ?? "", etag: res.ETag ?? "" };
+  }
+
+  /** Writes `PREFIX/key` with one PutObject under `cond` (see Store.writeSmall). */
+  async writeSmall(key: string, text: string, cond: WriteCondition): Promise<string> {
+    const Key = this.keyPrefix + key;
+    const Body = new TextEncoder().encode(text);
+    const res = await this.conditionally(
+      `s3://${this.s.bucket}/${Key}`,
+      (conditional) =>
+        this.mapped("PutObject", () =>
+          this.client.send(
+            new PutObjectCommand({
+              Bucket: this.s.bucket,
+              Key,
+              Body,
+              ContentMD5: md5(Body),
+              ContentType: "application/json",
+              ...(conditional && cond.ifNoneMatch ? { IfNoneMatch: "*" } : {}),
+              ...(conditional && cond.ifMatch ? { IfMatch: cond.ifMatch } : {}),
+            }),
+          )),
+    );
+    return requireETag(res.ETag, `PutObject of ${Key}`);
+  }
+
+  /** A server-side CopyObject of `from` to `to`, its metadata replaced by `meta`; ≤ 5 GiB. */
+  async copy(from: string, to: string, meta: BackupMeta): Promise<void> {
+    if (meta.size > MAX_COPY_BYTES) {
+      throw operationError(
+        `cannot keep a copy of ${from}: ${meta.size} bytes is more than one CopyObject takes`,
+        "A database over 5 GiB needs LIFEBOAT_RETENTION=tags (a store with tag lifecycle rules)",
+      );
+    }
+    const source = this.objectKey(from).split("/").map(encodeURIComponent).join("/");
+    await this.mapped("CopyObject", () =>
       this.client.send(
-        new PutObjectCommand({
+        new CopyObjectCommand({
           Bucket: this.s.bucket,
-          Key,
-          Body,
-          ContentMD5: md5(Body),
-          ContentType: "application/json",
+          Key: this.objectKey(to),
+          CopySource: `${this.s.bucket}/${source}`,
+          MetadataDirective: "REPLACE",
+          Metadata: metaToRecord(meta),
+          ContentType: "application/vnd.sqlite3",
+          ...this.sse(),
         }),
       ));
-    requireETag(res.ETag, `PutObject of ${Key}`);
   }
 
-  /** Tags `key` as superseded: the bucket's lifecycle rule expires only tagged backups. */
-  async supersede(key: string): Promise<void> {
+  /** PutObjectTagging: replaces `key`'s tags with `tags`. */
+  async tag(key: string, tags: Record<string, string>): Promise<void> {
     const Key = this.objectKey(key);
+    const TagSet = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
     await this.mapped("PutObjectTagging", () =>
       this.client.send(
-        new PutObjectTaggingCommand({
-          Bucket: this.s.bucket,
-          Key,
-          Tagging: { TagSet: [{ Key: SUPERSEDED_TAG.key, Value: SUPERSEDED_TAG.value }] },
-        }),
+        new PutObjectTaggingCommand({ Bucket: this.s.bucket, Key, Tagging: { TagSet } }),
       ));
   }
 
@@ -305,6 +434,13 @@ export class S3Store implements Store {
   private objectKey(key: string): string {
     return this.keyPrefix + checkKey(key);
   }
+}
+
+/** True for the store's own answer that an object is not there (404, NoSuchKey, NotFound). */
+function isNotFound(err: unknown): boolean {
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  const code = errorCode(err) || errorCode((err as { cause?: unknown })?.cause);
+  return code === "NoSuchKey" || code === "NotFound" || status === 404;
 }
 
 /** The body of a GetObject answer as a web stream; a retryable error when there is none. */

@@ -14,7 +14,8 @@ export type S3Operation =
   | "ListObjectsV2"
   | "GetObject"
   | "HeadObject"
-  | "PutObjectTagging";
+  | "PutObjectTagging"
+  | "CopyObject";
 
 const ACTION: Record<S3Operation, string> = {
   PutObject: "s3:PutObject",
@@ -22,6 +23,7 @@ const ACTION: Record<S3Operation, string> = {
   GetObject: "s3:GetObject",
   HeadObject: "s3:GetObject",
   PutObjectTagging: "s3:PutObjectTagging",
+  CopyObject: "s3:PutObject",
 };
 
 /** Where an S3 request went, for the message. */

@@ -48,6 +48,11 @@ export interface UploadOptions {
    * aborted and its error thrown.
    */
   ready?: Promise<void>;
+  /**
+   * Sends `If-None-Match: *` on the request that makes the object visible (PutObject,
+   * CompleteMultipartUpload): an object already at the key is never replaced (a 412 instead).
+   */
+  ifNoneMatch?: boolean;
 }
 
 /** Returns a part size ≥ `floor` (whole MiB) such that `size` fits in 10,000 parts. */
@@ -71,6 +76,7 @@ export async function uploadFile(
 ): Promise<void> {
   const size = (await Deno.stat(file)).size;
   const partSize = partSizeFor(size, o.partSize);
+  const cond = o.ifNoneMatch ? { IfNoneMatch: "*" } : {};
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -88,13 +94,13 @@ export async function uploadFile(
       await o.ready;
       const Body = await Deno.readFile(file);
       const res = await o.request(() =>
-        o.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body) }), {
+        o.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body), ...cond }), {
           abortSignal: stop.signal,
         })
       );
       requireETag(res.ETag, `PutObject of ${head.Key}`);
     } else {
-      await multipart(file, head, size, partSize, o, stop);
+      await multipart(file, head, size, partSize, { ...o, complete: cond }, stop);
     }
   } catch (err) {
     throw failedCheck ? failedCheck.error : err;
@@ -109,7 +115,7 @@ async function multipart(
   head: UploadHead,
   size: number,
   partSize: number,
-  o: UploadOptions,
+  o: UploadOptions & { complete: { IfNoneMatch?: string } },
   stop: AbortController,
 ): Promise<void> {
   const { Bucket, Key } = head;
@@ -181,6 +187,7 @@ async function multipart(
           Key,
           UploadId,
           MultipartUpload: { Parts: parts },
+          ...o.complete,
         }),
         opts,
       )

@@ -56,16 +56,13 @@ export type S3Options = Omit<S3Settings, "bucket" | "prefix" | "credentials"> & 
   keys?: StaticKeys;
 };
 
-/** One database: its file, the name of its store sub-prefix, and its store. */
+/** One database of a run: its file and its store name. */
 export interface DatabaseSpec {
   /** Absolute path of the SQLite file (symlinks resolved by `resolveDatabases`). */
   path: string;
-  /** Store name: given with `=NAME` or derived from the file name; the label in logs and metrics. */
+  /** Its store name: given with `=NAME` or derived from the file name; the label in logs and metrics. */
   name: string;
-  /** True when the database has its own sub-prefix `PREFIX/NAME/` (several, or `=NAME` given). */
-  own: boolean;
-  /** Where its backups live: the URL's prefix (one database) or `PREFIX/NAME`. */
-  store: StoreUrl;
-  /** A lone database at the URL's prefix: the `PREFIX/NAME` it has when run with others. */
-  among?: StoreUrl;
+  /** True when the name was given (`PATH=NAME`); a lone database given without one may take the
+   * legacy root layout's backups (store/history.ts). */
+  explicit: boolean;
 }

@@ -1,5 +1,6 @@
 /** The one seam to the outside world: where backups are written, listed and read. */
 import { TransientError } from "../errors.ts";
+import type { Place } from "./keys.ts";
 
 /** What every backup records about itself, stored beside its bytes. */
 export interface BackupMeta {
@@ -20,6 +21,12 @@ export interface BackupMeta {
    * restore whose SHA-256 matches need not run it again. Absent on backups of lifeboat < 0.2.
    */
   checked?: "quick_check";
+  /** On a kept copy (`kept/NAME.sqlite3`): the key of the backup it is a copy of. */
+  sourceKey?: string;
+  /** The database's store name (since lifeboat 0.3). */
+  name?: string;
+  /** The database file's path on the machine that wrote it (since lifeboat 0.3). */
+  path?: string;
 }
 
 /** A backup found by listing: its key, and what the listing told about it. */
@@ -29,8 +36,23 @@ export interface BackupInfo {
   createdAt: Date;
   /** The machine that wrote it, from the key. */
   machine: string;
+  /** Where it lives (its layout, tier and database name), from the key. */
+  place: Place;
   /** Size in bytes, when the listing gives it. */
   size?: number;
+  /** The SHA-256 its seal records, when the listing showed one (see keys.ts). */
+  sha256?: string;
+}
+
+/** One listing of a place: its backups newest first, and what else was found there. */
+export interface Listing {
+  backups: BackupInfo[];
+  /** Objects in the place that are neither backups of its layout nor seals (not followed). */
+  foreign: number;
+  /** The keys of those other objects (kept copies, markers, foreign objects), as listed. */
+  others: string[];
+  /** False when the page budget ran out before the listing did (see MAX_LIST_PAGES). */
+  complete: boolean;
 }
 
 /** A backup opened for reading. */
@@ -47,19 +69,28 @@ export interface DownloadedBackup {
   size: number;
 }
 
+/** What a store holds about one object, without its bytes. */
+export interface Described {
+  meta: Partial<BackupMeta>;
+  /** Its size in bytes, when the store said. */
+  size?: number;
+}
+
+/** A small object read whole (the manifest, a marker), with the version tag to write it back. */
+export interface SmallObject {
+  text: string;
+  /** The store's ETag (a directory store: a hash of the text), for a conditional rewrite. */
+  etag: string;
+}
+
 /**
- * The marker a store holds from its first backup on: proof that "no backup" is a loss, not a
- * fresh start. It is never superseded, so no lifecycle rule expires it.
+ * When a write may happen: `ifNoneMatch` only if nothing is at the key, `ifMatch` only if the
+ * object there still has that ETag; neither: unconditionally. A store that cannot check a
+ * condition writes anyway (see `Store.conditionalWrites`).
  */
-export interface StoreMarker {
-  /** Store format; 2 is the `backups/` layout. */
-  format: number;
-  /** When the first backup was stored (the writer's clock). */
-  createdAt: string;
-  /** The machine that wrote the first backup. */
-  machine: string;
-  /** lifeboat version that wrote the marker. */
-  version: string;
+export interface WriteCondition {
+  ifNoneMatch?: boolean;
+  ifMatch?: string;
 }
 
 /** What a `put` may be stopped by or must wait for. */
@@ -73,21 +104,59 @@ export interface PutOptions {
   ready?: Promise<void>;
 }
 
-/** A place backups live: an S3 prefix or a local directory. Keys come from `keys.ts`. */
+/** The listing budget of one place: pages of up to 1,000 keys (S3's own page size). */
+export const MAX_LIST_PAGES = 3;
+/** The largest small object (manifest, marker) lifeboat reads; a bigger one is refused. */
+export const MAX_SMALL_OBJECT_BYTES = 64 * 1024;
+
+/**
+ * A write refused because its condition failed: something is at the key already (a backup key
+ * taken: pick a new one), or the object changed since it was read (the manifest: read it again).
+ * Retryable.
+ */
+export class WriteConflict extends TransientError {
+  /** Builds the error for `what` (an object's location). */
+  constructor(what: string, cause?: unknown) {
+    super(
+      `${what} was written by someone else first (precondition failed)`,
+      "lifeboat writes again under a new key, or reads the object again and merges",
+      cause,
+    );
+    this.name = "WriteConflict";
+  }
+}
+
+/**
+ * A place backups live: an S3 prefix or a local directory. Keys and places come from `keys.ts`;
+ * what a database's backups are across places is `history.ts`'s business.
+ */
 export interface Store {
   /** Human-readable location for log lines (never contains secrets). */
   readonly location: string;
   /**
+   * Whether conditional writes are checked: "yes" once the store honoured one, "no" once it
+   * answered that it does not implement them (writes then go unconditionally), else "unknown".
+   */
+  conditionalWrites(): "yes" | "no" | "unknown";
+  /**
    * Writes a new backup object and resolves only once the store has proved it holds it (an ETag,
-   * then the size and SHA-256 read back); never overwrites; on failure or abort it throws and
-   * leaves nothing that a restore would accept (see PutOptions for `signal` and `ready`).
+   * then the size and SHA-256 read back); never overwrites (`If-None-Match: *`: a key taken
+   * throws WriteConflict); on failure or abort it throws and leaves nothing that a restore would
+   * accept (see PutOptions for `signal` and `ready`).
    */
   put(key: string, file: string, meta: BackupMeta, opts?: PutOptions): Promise<void>;
   /**
-   * Newest backups first, at most `limit`. An empty array means a well-formed answer said there
-   * are none; an answer that is not a listing of this store throws.
+   * The backups directly in directory `dir` (a place's `placeDir`), newest first, at most
+   * `limit`, in at most MAX_LIST_PAGES requests however many other objects are there; seals
+   * fill in `sha256`. An empty listing means a well-formed answer said there are none; an answer
+   * that is not a listing of this store throws.
    */
-  newest(limit: number): Promise<BackupInfo[]>;
+  list(dir: string, limit: number): Promise<Listing>;
+  /**
+   * The names of the directories directly in `dir` (S3: the common prefixes of a delimited
+   * listing), at most MAX_LIST_PAGES pages of them; [] when there is none.
+   */
+  dirs(dir: string): Promise<string[]>;
   /** Streams one backup's bytes with its metadata; throws if it cannot be read. */
   open(key: string): Promise<OpenedBackup>;
   /**
@@ -97,54 +166,33 @@ export interface Store {
    */
   download?(key: string, path: string): Promise<DownloadedBackup>;
   /**
-   * Returns one backup's stored metadata without its bytes (S3: one HeadObject; a directory: its
-   * `.json` file); a field the store could not read is left out. Throws if it cannot be read.
+   * One object's stored metadata and size without its bytes (S3: one HeadObject; a directory:
+   * its `.json` file); undefined when the store confirmed there is no such object. Throws if it
+   * cannot be read.
    */
-  describe?(key: string): Promise<Partial<BackupMeta>>;
-  /** Returns the marker, or undefined when the store confirmed there is none; throws otherwise. */
-  marker(): Promise<StoreMarker | undefined>;
-  /** Writes the marker unless one is there; throws if it cannot be written. */
-  putMarker(marker: StoreMarker): Promise<void>;
+  describe(key: string): Promise<Described | undefined>;
   /**
-   * Marks `key`, once a newer backup is stored, as one the retention rule may expire (S3: an
-   * object tag the bucket's lifecycle rule filters on; a directory has no such rule). Throws on
-   * failure; the backup then simply stays.
+   * Reads a small object whole (at most MAX_SMALL_OBJECT_BYTES: a bigger one throws, exit 1);
+   * undefined when the store confirmed it is not there; throws otherwise.
    */
-  supersede(key: string): Promise<void>;
+  readSmall(key: string): Promise<SmallObject | undefined>;
+  /** Writes a small object under `cond`; resolves with its new ETag; WriteConflict when refused. */
+  writeSmall(key: string, text: string, cond: WriteCondition): Promise<string>;
+  /**
+   * Copies backup `from` to `to` inside the store (S3: server-side), replacing what is at `to`,
+   * with `meta` as the copy's metadata. Throws on failure; `to` then holds what it held.
+   */
+  copy(from: string, to: string, meta: BackupMeta): Promise<void>;
+  /**
+   * Sets `key`'s tags (S3: PutObjectTagging, the tags lifecycle rules filter on; a directory has
+   * no rules and ignores them). Throws on failure, with error code NotImplemented where the store
+   * has no tagging.
+   */
+  tag(key: string, tags: Record<string, string>): Promise<void>;
 }
 
-/** The object tag that marks a backup as superseded: the only objects lifecycle rules expire. */
+/** The object tag that marks a backup as superseded: the only objects tag rules expire. */
 export const SUPERSEDED_TAG = { key: "lifeboat-superseded", value: "true" } as const;
-
-/** Serialises a marker (JSON, one line). */
-export function markerToJson(m: StoreMarker): string {
-  return JSON.stringify(m) + "\n";
-}
-
-/** Parses a marker; throws (retryable) when the text is not a lifeboat marker (a 200 with the
- * wrong body). */
-export function markerFromJson(text: string, where: string): StoreMarker {
-  let v: Partial<StoreMarker> | undefined;
-  try {
-    v = JSON.parse(text);
-  } catch { /* handled below */ }
-  if (
-    !v || typeof v !== "object" || typeof v.format !== "number" ||
-    typeof v.createdAt !== "string" || typeof v.machine !== "string"
-  ) {
-    throw new TransientError(
-      `${where} is not a lifeboat marker (got ${JSON.stringify(text.slice(0, 60))})`,
-      "lifeboat reads it again; if it persists, check that the URL and endpoint name the store " +
-        "lifeboat writes to, and remove a foreign lifeboat.json there",
-    );
-  }
-  return {
-    format: v.format,
-    createdAt: v.createdAt,
-    machine: v.machine,
-    version: String(v.version ?? ""),
-  };
-}
 
 /** Metadata as flat string pairs (S3 user metadata, sidecar files). */
 export function metaToRecord(meta: BackupMeta): Record<string, string> {
@@ -157,6 +205,10 @@ export function metaToRecord(meta: BackupMeta): Record<string, string> {
     version: meta.version,
     machine: meta.machine,
     ...(meta.checked ? { checked: meta.checked } : {}),
+    ...(meta.sourceKey ? { "source-key": meta.sourceKey } : {}),
+    ...(meta.name ? { "db-name": meta.name } : {}),
+    // S3 metadata is ASCII: the path is percent-encoded.
+    ...(meta.path ? { "db-path": encodeURIComponent(meta.path) } : {}),
   };
 }
 
@@ -173,5 +225,13 @@ export function metaFromRecord(rec: Record<string, string | undefined>): Partial
   if (rec.version) out.version = rec.version;
   if (rec.machine) out.machine = rec.machine;
   if (rec.checked === "quick_check") out.checked = rec.checked;
+  if (rec["source-key"]) out.sourceKey = rec["source-key"];
+  if (rec["db-name"] && /^[A-Za-z0-9._-]{1,64}$/.test(rec["db-name"])) out.name = rec["db-name"];
+  if (rec["db-path"]) {
+    try {
+      // deno-lint-ignore no-control-regex
+      out.path = decodeURIComponent(rec["db-path"]).replace(/[\x00-\x1f\x7f]/g, "?");
+    } catch { /* not lifeboat's encoding: left out */ }
+  }
   return out;
 }

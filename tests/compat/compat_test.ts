@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { parseStoreUrl, s3Options } from "../../src/config.ts";
-import { backupKey } from "../../src/store/keys.ts";
 import { s3Settings } from "../../src/store/open.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import {
@@ -19,7 +18,7 @@ import {
   type RunResult,
   spawnLifeboat,
 } from "../../testkit/cli.ts";
-import { metaFor, randomFile } from "../../testkit/backup_files.ts";
+import { metaFor, randomFile, TEST_DIR, testKey } from "../../testkit/backup_files.ts";
 import { is, startS3Proxy } from "../../testkit/s3_proxy.ts";
 import { addRow, growDb, integrity, makeDb, readRows } from "../../testkit/sqlite.ts";
 import { type CompatServer, compatServer } from "./server.ts";
@@ -126,18 +125,18 @@ Deno.test({
     const dir = await tempDir("lifeboat-compat-");
     try {
       await t.step("an empty prefix lists nothing", async () => {
-        assert.deepEqual(await storeFor(await server.bucket()).newest(5), []);
+        assert.deepEqual((await storeFor(await server.bucket()).list(TEST_DIR, 5)).backups, []);
       });
       await t.step("a missing bucket throws instead of looking empty", async () => {
-        await assert.rejects(storeFor(`no-such-bucket-${Date.now()}`).newest(1));
+        await assert.rejects(storeFor(`no-such-bucket-${Date.now()}`).list(TEST_DIR, 1));
       });
       await t.step("single PUT: bytes and metadata round-trip", async () => {
         const s = storeFor(await server.bucket());
         const { path, bytes } = await randomFile(dir, 100_000);
-        const key = backupKey(Date.now(), "m1");
+        const key = testKey(Date.now(), "m1");
         const meta = metaFor(bytes);
         await s.put(key, path, meta);
-        const [listed] = await s.newest(5);
+        const [listed] = (await s.list(TEST_DIR, 5)).backups;
         assert.equal(listed.key, key);
         assert.equal(listed.size, bytes.length);
         const opened = await s.open(key);
@@ -149,9 +148,9 @@ Deno.test({
         const { path, bytes } = await randomFile(dir, 1000);
         const base = 1_700_000_000_000;
         for (const k of [5, 1, 9, 3, 7]) {
-          await s.put(backupKey(base + k * 1000, "m1"), path, metaFor(bytes));
+          await s.put(testKey(base + k * 1000, "m1"), path, metaFor(bytes));
         }
-        const got = await s.newest(3);
+        const got = (await s.list(TEST_DIR, 3)).backups;
         assert.deepEqual(
           got.map((b) => b.createdAt.getTime()),
           [9, 7, 5].map((k) => base + k * 1000),
@@ -167,7 +166,7 @@ Deno.test({
           return next(args);
         }, { step: "initialize", name: "countParts" });
         const { path, bytes } = await randomFile(dir, 12 * 5 * MiB + 12345);
-        const key = backupKey(Date.now(), "m1");
+        const key = testKey(Date.now(), "m1");
         await s.put(key, path, metaFor(bytes));
         assert.equal(new Set(parts).size, 13);
         const opened = await s.open(key);
@@ -185,9 +184,9 @@ Deno.test({
         }, { step: "initialize", name: "abortOnPart" });
         const { path, bytes } = await randomFile(dir, 24 * MiB);
         await assert.rejects(
-          s.put(backupKey(Date.now(), "m1"), path, metaFor(bytes), { signal: ac.signal }),
+          s.put(testKey(Date.now(), "m1"), path, metaFor(bytes), { signal: ac.signal }),
         );
-        assert.deepEqual(await s.newest(5), []);
+        assert.deepEqual((await s.list(TEST_DIR, 5)).backups, []);
         assert.deepEqual(await backups(bucket, "app/db"), []);
         assert.equal(await server.pendingUploads(bucket), 0);
       });

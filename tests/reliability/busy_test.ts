@@ -51,10 +51,13 @@ Deno.test({
     const seen = new Set<number>();
     try {
       for (let i = 0; i < BACKUPS; i++) {
-        const r = await backupOnce({ db, machine: "busy" }, { store, clock: systemClock }, {});
+        const r = await backupOnce(
+          { db, name: "app", machine: "busy" },
+          { store, clock: systemClock },
+          {},
+        );
         assert.equal(r.outcome, "uploaded");
-        const [latest] = await store.newest(1);
-        const file = `${dir}/store/${latest.key}`;
+        const file = `${dir}/store/${r.key}`;
         assert.equal(integrity(file), "ok", `backup ${i} is not sound`);
         const db2 = readRows(file).length;
         seen.add(db2);
