@@ -19,7 +19,7 @@ COPY main.ts ./
 COPY src ./src
 COPY examples ./examples
 # Exactly `deno task compile`'s flags (explicit --allow-* flags; tests/deploy_test.ts keeps them equal).
-RUN deno compile -q --allow-read --allow-write --allow-net --allow-env --allow-run --allow-sys=hostname,osRelease,statfs --include src/snapshot/worker.ts -o /lifeboat main.ts
+RUN deno compile -q --allow-read --allow-write --allow-net --allow-env --allow-run --allow-sys --include src/snapshot/worker.ts -o /lifeboat main.ts
 # The example app with its own, smaller permissions (those of `deno task example`).
 RUN deno compile -q --allow-read --allow-write --allow-net=0.0.0.0,127.0.0.1 --allow-env=PORT,HOST,LIFEBOAT_DB,DB_PATH -o /example-app examples/app.ts
 

@@ -24,6 +24,8 @@ export interface SeenRequest {
   sessionToken?: string;
   /** The body of a form request (STS's query protocol), read on the way. */
   form?: URLSearchParams;
+  /** The request's headers, as they arrived. */
+  headers: Headers;
 }
 
 /** Names the S3 operation of a path-style request (ListObjectsV2, UploadPart, …). */
@@ -104,6 +106,8 @@ export interface ProxyOptions {
   signedUpstream?: boolean;
   /** Applied in order to every answer; e.g. a recorder. */
   transforms?: ProxyTransform[];
+  /** Serve HTTPS with this certificate and key (PEM); the endpoint is then https://. */
+  tls?: { cert: string; key: string };
 }
 
 /** A running proxy. */
@@ -310,7 +314,7 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
   const ac = new AbortController();
   const waiters: { ops: string[]; resolve: (op: string) => void }[] = [];
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: o.port ?? 0, signal: ac.signal, onListen() {} },
+    { hostname: "127.0.0.1", port: o.port ?? 0, signal: ac.signal, onListen() {}, ...o.tls },
     async (req) => {
       const url = new URL(req.url);
       const auth = req.headers.get("authorization") ?? "";
@@ -322,6 +326,7 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
         t: performance.now(),
         accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1],
         sessionToken: req.headers.get("x-amz-security-token") ?? undefined,
+        headers: req.headers,
       };
       let body: Uint8Array<ArrayBuffer> | undefined;
       if (req.headers.get("content-type")?.startsWith("application/x-www-form-urlencoded")) {
@@ -345,7 +350,7 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
   );
   let stopped = false;
   const proxy: S3Proxy = {
-    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    endpoint: `${o.tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`,
     requests: [],
     faults: [],
     injected: 0,
