@@ -212,3 +212,22 @@ Deno.test("fly.toml: no volume, no release_command, and never two machines at on
     `strategy ${fly.deploy?.strategy}: bluegreen and canary run two machines on one database`,
   );
 });
+
+Deno.test("Dockerfile: the published image (release stage) is the release's tested binary, one per platform, compiled nowhere else", () => {
+  const release = dockerfile.find((s) => s.name === "release");
+  assert.ok(release, "a stage named release (release.yml builds --target release)");
+  assert.equal(release.from, image.from, "the base of the example image: glibc, no shell");
+  assert.deepEqual(runs(release), [], "nothing is built or compiled in it");
+  assert.deepEqual(release.steps.filter((i) => i.keyword === "COPY"), [
+    { keyword: "COPY", args: "--from=binaries --chmod=0755 ${TARGETARCH}/lifeboat /lifeboat" },
+  ]);
+  assert.ok(release.steps.some((i) => i.keyword === "ARG" && i.args === "TARGETARCH"));
+  assert.deepEqual(execForm(release, "ENTRYPOINT"), ["/lifeboat"]);
+  // The `binaries` context is the directory release.yml fills with the binary jobs' binaries.
+  const workflow = parseYaml(read(".github/workflows/release.yml"));
+  const build = (workflow.jobs.image.steps as { run?: string }[])
+    .find((s) => s.run?.includes("docker buildx build"))!.run!;
+  assert.match(build, /--target release\b/);
+  assert.match(build, /--build-context binaries=dist\/image\b/);
+  assert.equal(dockerfile.at(-1), image, "the example stays the default target (fly deploy)");
+});
