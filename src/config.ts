@@ -11,6 +11,7 @@ import type { ListenAddr } from "./metrics_server.ts";
 import { given, read, SETTINGS, type Sources } from "./settings.ts";
 import { checkCommand } from "./supervisor.ts";
 import { sanitizeMachine } from "./store/keys.ts";
+import { isTigrisEndpoint } from "./store/tigris.ts";
 import type { RoleSettings } from "./store/s3_credentials.ts";
 import type { S3Options, StaticKeys, StoreUrl } from "./store/settings.ts";
 import type { RestoreCheck } from "./snapshot/install.ts";
@@ -253,7 +254,9 @@ export function s3Options(env: Env): S3Options {
       "Set LIFEBOAT_S3_SSE=aws:kms, or unset the key id",
     );
   }
-  const region = read(SETTINGS.region, src);
+  const tigris = isTigrisEndpoint(endpoint);
+  // Tigris routes every region itself and documents `auto`; fly storage create sets no region.
+  const region = read(SETTINGS.region, src) ?? (tigris ? "auto" : "us-east-1");
   if (!endpoint && region === "auto") {
     throw configError(
       `${given(SETTINGS.region, src)?.name}=auto is a Tigris/R2 region, but the endpoint is AWS`,
@@ -273,6 +276,7 @@ export function s3Options(env: Env): S3Options {
     concurrency: read(SETTINGS.s3Concurrency, src),
     maxAttempts: read(SETTINGS.s3MaxAttempts, src),
     timeoutMs: read(SETTINGS.s3Timeout, src),
+    ...(tigris ? { globalConsistency: true } : {}),
     ...(role ? { role } : {}),
     ...(keys ? { keys } : {}),
   };

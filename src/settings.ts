@@ -224,7 +224,7 @@ export const SETTINGS = {
   region: row({
     env: ["LIFEBOAT_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
     type: region(),
-    fallback: "us-east-1",
+    defaultIs: "`auto` for a Tigris endpoint, else `us-east-1`",
     help: "S3 region (auto for Tigris and R2)",
     doc: "S3 region (`auto` for Tigris and R2)",
   }),

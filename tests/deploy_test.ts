@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { basename } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
+import hcl from "hcl2-parser";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { parseDuration } from "../src/duration.ts";
 import {
@@ -87,13 +88,19 @@ const image = dockerfile.at(-1)!;
 const tasks = JSON.parse(read("deno.json")).tasks as Record<string, string>;
 
 interface FlyToml {
+  app: string;
   kill_signal?: string;
   kill_timeout?: number | string;
   env: Record<string, string>;
   deploy?: { strategy?: string; release_command?: string };
   mounts?: unknown;
   metrics?: { port: number; path: string };
-  http_service: { internal_port: number; checks?: { path?: string }[] };
+  http_service: {
+    internal_port: number;
+    checks?: { path?: string }[];
+    auto_stop_machines?: string | boolean;
+    min_machines_running?: number;
+  };
 }
 const fly = parseToml(read("fly.toml")) as unknown as FlyToml;
 
@@ -230,4 +237,34 @@ Deno.test("Dockerfile: the published image (release stage) is the release's test
   assert.match(build, /--target release\b/);
   assert.match(build, /--build-context binaries=dist\/image\b/);
   assert.equal(dockerfile.at(-1), image, "the example stays the default target (fly deploy)");
+});
+
+Deno.test("fly.toml: auto stop sends the signal (stop, never suspend: no signal, no final backup)", () => {
+  const stop = fly.http_service.auto_stop_machines;
+  assert.ok(stop === "stop" || stop === "off" || stop === false, `auto_stop_machines = ${stop}`);
+  assert.equal(typeof fly.http_service.min_machines_running, "number");
+  const readme = read("README.md");
+  assert.match(
+    readme,
+    /`"suspend"` fly freezes the machine's memory and sends\s+\*\*no signal\*\*/,
+  );
+});
+
+Deno.test("fly.toml and infra/example.tfvars name the same app, bucket, region, role and database", () => {
+  const [vars, error] = hcl.parseToObject(read("infra/example.tfvars")) as [
+    Record<string, string> | null,
+    unknown,
+  ];
+  assert.ok(vars && !error, `infra/example.tfvars: ${JSON.stringify(error)}`);
+  assert.equal(
+    vars.fly_app,
+    fly.app,
+    "infra's fly_app is fly.toml's app (the role trusts only it)",
+  );
+  const prefix = vars.prefix ?? vars.fly_app;
+  assert.equal(fly.env.LIFEBOAT_URL, `s3://${vars.bucket_name}/${prefix}`);
+  assert.equal(fly.env.LIFEBOAT_S3_REGION, vars.region);
+  assert.equal(fly.env.LIFEBOAT_DB, vars.db_path);
+  const role = vars.role_name ?? `lifeboat-${vars.fly_app}`;
+  assert.match(fly.env.AWS_ROLE_ARN, new RegExp(`:role/${role}$`));
 });

@@ -129,7 +129,7 @@ Deno.test("settings: each default, as help and README print it, parses back to t
   assert.equal(cfg.backupConcurrency, SETTINGS.backupConcurrency.fallback);
   assert.equal(cfg.s3.partSize, SETTINGS.partSizeMb.fallback * 1024 * 1024);
   assert.equal(cfg.s3.timeoutMs, SETTINGS.s3Timeout.fallback);
-  assert.equal(cfg.s3.region, SETTINGS.region.fallback);
+  assert.equal(cfg.s3.region, "us-east-1");
 });
 
 Deno.test("settings: a value is trimmed and blank counts as unset, for every variable alike", () => {
