@@ -6,6 +6,9 @@
 #   docker build -t lifeboat-example .             # fly deploy builds the same file
 #   docker build --target lifeboat -t lifeboat .   # only the binary, for COPY --from in other images
 #
+# The published image (ghcr.io/OWNER/lifeboat:VERSION) is the `release` stage, built by
+# .github/workflows/release.yml from the release's own tested binaries, not compiled here.
+#
 # The build pulls Deno's runtime for `deno compile` and the npm packages: it needs the network.
 # For fly.io (x86_64) build with --platform linux/amd64 on an arm64 laptop.
 
@@ -19,13 +22,23 @@ COPY main.ts ./
 COPY src ./src
 COPY examples ./examples
 # Exactly `deno task compile`'s flags (explicit --allow-* flags; tests/deploy_test.ts keeps them equal).
-RUN deno compile -q --allow-read --allow-write --allow-net --allow-env --allow-run --allow-sys=hostname,osRelease,statfs --include src/snapshot/worker.ts -o /lifeboat main.ts
+RUN deno compile -q --allow-read --allow-write --allow-net --allow-env --allow-run --allow-sys --include src/snapshot/worker.ts -o /lifeboat main.ts
 # The example app with its own, smaller permissions (those of `deno task example`).
 RUN deno compile -q --allow-read --allow-write --allow-net=0.0.0.0,127.0.0.1 --allow-env=PORT,HOST,LIFEBOAT_DB,DB_PATH -o /example-app examples/app.ts
 
 # ---- only the binary: `COPY --from=lifeboat /lifeboat /usr/local/bin/lifeboat` elsewhere ----
 FROM scratch AS lifeboat
 COPY --from=build /lifeboat /lifeboat
+
+# ---- the published image: the release's binaries, one per platform (release.yml) ----
+#   docker buildx build --platform linux/amd64,linux/arm64 --target release \
+#     --build-context binaries=dist/image .    # dist/image/amd64/lifeboat, dist/image/arm64/lifeboat
+# distroless/cc (glibc, libgcc, no shell) so that `docker run IMAGE list` works; other images take
+# the binary with `COPY --from=ghcr.io/OWNER/lifeboat:VERSION /lifeboat /usr/local/bin/lifeboat`.
+FROM gcr.io/distroless/cc-debian12 AS release
+ARG TARGETARCH
+COPY --from=binaries --chmod=0755 ${TARGETARCH}/lifeboat /lifeboat
+ENTRYPOINT ["/lifeboat"]
 
 # ---- the example app image ----
 # distroless/cc: glibc and libgcc, which compiled Deno binaries need, and little else (no shell).

@@ -50,7 +50,7 @@ variable "fly_app" {
 }
 
 variable "retention_days" {
-  description = "Days after which a backup object is expired (deleted) by the bucket lifecycle rule. lifeboat itself never deletes."
+  description = "Age in days, counted from a backup's creation (as AWS counts lifecycle days, not from its tagging), after which a superseded backup is expired (deleted) by the bucket lifecycle rule. lifeboat itself never deletes."
   type        = number
   default     = 30
 

@@ -7,13 +7,14 @@ import { restoreAll } from "./commands/restore.ts";
 import { forEachDatabase } from "./commands/several.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
-import { DB_SEPARATOR, resolveDatabases } from "./databases.ts";
+import { resolveDatabases } from "./databases.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
 import { MetricsByDb } from "./metrics_by_db.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { addSecretsFromEnv, redactLine } from "./redact.ts";
+import { allSettings, type CommandName, environmentHelp, flagHelp } from "./settings.ts";
 import { holdSignals, processSignals } from "./signals.ts";
 import { isHeir } from "./store/history.ts";
 import { ManifestKeeper } from "./store/manifest_keeper.ts";
@@ -23,27 +24,13 @@ import type { Store } from "./store/store.ts";
 import { cleanStaleTemps } from "./tempfiles.ts";
 import { VERSION } from "./version.ts";
 
+/** The end of `lifeboat --help`: every environment variable (settings.ts), then exit codes. */
 const ENV_HELP = `
-Environment (flags win):
-  LIFEBOAT_DB (several: comma-separated; PATH=NAME picks a database's store name; a path with
-  a comma needs repeated --db), LIFEBOAT_URL, LIFEBOAT_INTERVAL (default 5m)
-  LIFEBOAT_BACKUP_CONCURRENCY (default 2: databases backed up at once)
-  LIFEBOAT_LOG_FORMAT=json|text, LIFEBOAT_LOG_LEVEL=debug|info|warning|error
-  LIFEBOAT_APP_STOP_TIMEOUT (default 10s: then the app gets SIGKILL)
-  LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
-  LIFEBOAT_ALLOW_EMPTY=1 (restore: start empty although the store once held backups)
-  LIFEBOAT_RESTORE_CHECK=auto|quick_check|integrity_check (restore: the SQLite check after SHA-256)
-  RELEASE_COMMAND (set by fly.io on release machines: watch runs the app alone, backup refuses)
-  LIFEBOAT_S3_ENDPOINT, LIFEBOAT_S3_REGION, LIFEBOAT_ACCESS_KEY_ID (else AWS_ENDPOINT_URL_S3,
-  AWS_REGION, AWS_ACCESS_KEY_ID), AWS_ROLE_ARN, BUCKET_NAME, LIFEBOAT_S3_* (see README)
+${environmentHelp()}
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
 
 type Run = (cfg: Config) => Promise<number>;
-
-const allowEmpty = "--allow-empty";
-const allowEmptyHelp =
-  "start empty even when the store's marker says backups existed (env LIFEBOAT_ALLOW_EMPTY=1)";
 
 /** Prepares logging and the store for a command, then runs it; maps every error to one line. */
 async function execute(flags: Flags, command: string[], run: Run, env: Env): Promise<number> {
@@ -172,43 +159,30 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     .configureOutput({ outputError: usageLine })
     .addHelpText("after", ENV_HELP)
     .exitOverride();
-  const common = (c: Command) =>
-    c.option(
-      "--db <path>",
-      `SQLite database file; repeat for several, PATH=NAME names its store prefix (env ` +
-        `LIFEBOAT_DB, '${DB_SEPARATOR}'-separated)`,
-      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
-    )
-      .option(
-        "--url <url>",
-        "store: s3://BUCKET/PREFIX, file:///DIR or a directory (env LIFEBOAT_URL)",
-      )
-      .exitOverride();
+  // Each command's flags come from settings.ts, in the table's order.
+  const command = (name: CommandName, description: string) => {
+    const c = p.command(name).description(description).exitOverride();
+    for (const s of allSettings()) {
+      if (!s.flag?.commands.includes(name)) continue;
+      const syntax = s.flag.arg ? `${s.flag.name} <${s.flag.arg.toLowerCase()}>` : s.flag.name;
+      if (s.flag.repeat) {
+        c.option(syntax, flagHelp(s), (v: string, prev?: string[]) => [...(prev ?? []), v]);
+      } else c.option(syntax, flagHelp(s));
+    }
+    return c;
+  };
 
-  common(p.command("backup").description("Back up the database once, as a new backup."))
+  command("backup", "Back up the database once, as a new backup.")
     .action((f: Flags) => done(execute(f, [], backupCmd, env)));
 
-  common(p.command("restore").description("Restore the newest backup unless the database exists."))
-    .option("--force", "replace an existing database")
-    .option(allowEmpty, allowEmptyHelp)
-    .option(
-      "--from <key>",
-      "restore exactly this backup (a key as `lifeboat list` shows it; one database only)",
-    )
+  command("restore", "Restore the newest backup unless the database exists.")
     .action((f: Flags) => done(execute(f, [], restoreCmd, env)));
 
-  common(
-    p.command("watch")
-      .description(
-        "Restore, then back up every interval (and on exit), optionally running the app.",
-      )
-      .usage("[options] [-- CMD [ARGS...]]"),
+  command(
+    "watch",
+    "Restore, then back up every interval (and on exit), optionally running the app.",
   )
-    .option(
-      "--interval <duration>",
-      "time between backups, e.g. 30s, 5m, 1h (env LIFEBOAT_INTERVAL)",
-    )
-    .option(allowEmpty, allowEmptyHelp)
+    .usage("[options] [-- CMD [ARGS...]]")
     .argument("[cmd...]", "the app to run as a child, after --")
     .passThroughOptions()
     .action((cmd: string[], f: Flags) => {
@@ -217,14 +191,7 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
       done(execute(f, cmd, watchCmd, env));
     });
 
-  common(
-    p.command("list").description(
-      "List each database's backups, newest first (read-only; restores nothing).",
-    ),
-  )
-    .option("--limit <n>", "backups shown per database (default 20)")
-    .option("--json", "print one JSON document instead of a table")
-    .option("--sha256", "S3: read each listed backup's SHA-256 (one HEAD request per backup)")
+  command("list", "List each database's backups, newest first (read-only; restores nothing).")
     .action((f: ListFlags & Flags) => done(executeList(f, env)));
   return p;
 }
@@ -238,8 +205,10 @@ export async function main(args: string[], env: Env = Deno.env.toObject()): Prom
     await p.parseAsync(args, { from: "user" });
   } catch (err) {
     if (err instanceof CommanderError) {
-      const ok = ["commander.helpDisplayed", "commander.version", "commander.help"];
-      return ok.includes(err.code) ? 0 : EXIT_USAGE;
+      // Help asked for (--help, help) is exit 0; help shown because no command was given
+      // (commander then exits 1, the help on stderr) is a usage error: exit 2.
+      const help = ["commander.helpDisplayed", "commander.version", "commander.help"];
+      return help.includes(err.code) && err.exitCode === 0 ? 0 : EXIT_USAGE;
     }
     printLine(`lifeboat: ${oneLine(err)}`);
     return exitCodeOf(err);

@@ -35,7 +35,7 @@ export const LIFEBOAT_ALLOW = [
   "--allow-net",
   "--allow-env",
   "--allow-run",
-  "--allow-sys=hostname,osRelease,statfs",
+  "--allow-sys",
 ];
 
 /**

@@ -24,6 +24,8 @@ export interface SeenRequest {
   sessionToken?: string;
   /** The body of a form request (STS's query protocol), read on the way. */
   form?: URLSearchParams;
+  /** The request's headers, as they arrived. */
+  headers: Headers;
 }
 
 /** Names the S3 operation of a path-style request (ListObjectsV2, UploadPart, …). */
@@ -104,6 +106,8 @@ export interface ProxyOptions {
   signedUpstream?: boolean;
   /** Applied in order to every answer; e.g. a recorder. */
   transforms?: ProxyTransform[];
+  /** Serve HTTPS with this certificate and key (PEM); the endpoint is then https://. */
+  tls?: { cert: string; key: string };
 }
 
 /** A running proxy. */
@@ -145,6 +149,24 @@ function s3Error(status: number, code: string): Response {
   return new Response(body, { status, headers: { "content-type": "application/xml" } });
 }
 
+/** The failure of a body the proxy cuts on purpose ("reset"): expected, so never logged. */
+class InjectedReset extends Error {
+  constructor() {
+    super("connection reset by the test proxy");
+    this.name = "InjectedReset";
+  }
+}
+
+/**
+ * Deno.serve's error handler: an injected reset is what the test asked for and stays quiet
+ * (Deno's default handler prints every failed body with its stack, which read as a failure in a
+ * passing run); anything else is logged as the default handler would.
+ */
+function onServeError(err: unknown): Response {
+  if (!(err instanceof InjectedReset)) console.error(err);
+  return new Response("Internal Server Error", { status: 500 });
+}
+
 /** Returns a stream of `body`'s first `limit` bytes; then ends cleanly, fails, or hangs. */
 function cut(
   body: ReadableStream<Uint8Array>,
@@ -166,7 +188,7 @@ function cut(
       if (room > 0) ctl.enqueue(value.subarray(0, room));
       sent = limit;
       await reader.cancel().catch(() => {});
-      if (then === "fail") ctl.error(new Error("connection reset by the test proxy"));
+      if (then === "fail") ctl.error(new InjectedReset());
       else if (then === "end") ctl.close();
       else await new Promise<void>((resolve) => (hung = resolve)); // until the client gives up
     },
@@ -310,7 +332,14 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
   const ac = new AbortController();
   const waiters: { ops: string[]; resolve: (op: string) => void }[] = [];
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: o.port ?? 0, signal: ac.signal, onListen() {} },
+    {
+      hostname: "127.0.0.1",
+      port: o.port ?? 0,
+      signal: ac.signal,
+      onListen() {},
+      onError: onServeError,
+      ...o.tls,
+    },
     async (req) => {
       const url = new URL(req.url);
       const auth = req.headers.get("authorization") ?? "";
@@ -322,6 +351,7 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
         t: performance.now(),
         accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1],
         sessionToken: req.headers.get("x-amz-security-token") ?? undefined,
+        headers: req.headers,
       };
       let body: Uint8Array<ArrayBuffer> | undefined;
       if (req.headers.get("content-type")?.startsWith("application/x-www-form-urlencoded")) {
@@ -345,7 +375,7 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
   );
   let stopped = false;
   const proxy: S3Proxy = {
-    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    endpoint: `${o.tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`,
     requests: [],
     faults: [],
     injected: 0,

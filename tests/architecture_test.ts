@@ -13,7 +13,10 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 const LAYERS: { name: string; holds: (path: string) => boolean }[] = [
   { name: "entry", holds: (p) => p === "main.ts" },
   { name: "cli", holds: (p) => p === "src/cli.ts" },
-  { name: "config", holds: (p) => p === "src/config.ts" || p === "src/databases.ts" },
+  {
+    name: "config",
+    holds: (p) => ["src/config.ts", "src/settings.ts", "src/databases.ts"].includes(p),
+  },
   { name: "commands", holds: (p) => p.startsWith("src/commands/") },
   {
     name: "services",

@@ -64,6 +64,21 @@ const CASES: Case[] = [
     2,
     /invalid file URL.*three slashes/,
   ],
+  // #24.2: once taken as a relative directory, or left to fail later against the store
+  [
+    "file: URL without slashes",
+    ["backup", "--url", "file:relative"],
+    {},
+    2,
+    /--url=file:relative is not a store URL.*Use file:\/\/\/ABSOLUTE\/DIR/,
+  ],
+  [
+    "IP address as bucket",
+    ["backup", "--url", "s3://192.168.0.1/x"],
+    {},
+    2,
+    /192\.168\.0\.1 .*is an IP address, not a bucket name.*LIFEBOAT_S3_ENDPOINT=http:\/\/192/,
+  ],
   [
     "empty URL flag",
     ["backup", "--url", ""],
@@ -152,6 +167,21 @@ const CASES: Case[] = [
     { LIFEBOAT_S3_PART_SIZE_MB: "1" },
     2,
     /LIFEBOAT_S3_PART_SIZE_MB=1.*5 to 512/,
+  ],
+  // #24.2: the SDK used to refuse these with "Region not accepted", exit 1
+  [
+    "region with a space",
+    ["backup"],
+    { LIFEBOAT_S3_REGION: "us east" },
+    2,
+    /LIFEBOAT_S3_REGION "us east" is not a region.*e\.g\. eu-west-1/,
+  ],
+  [
+    "region with a path",
+    ["restore"],
+    { LIFEBOAT_S3_REGION: "../x" },
+    2,
+    /LIFEBOAT_S3_REGION "\.\.\/x" is not a region/,
   ],
   [
     "endpoint not a URL",

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { basename } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
+import hcl from "hcl2-parser";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { parseDuration } from "../src/duration.ts";
 import {
@@ -87,13 +88,19 @@ const image = dockerfile.at(-1)!;
 const tasks = JSON.parse(read("deno.json")).tasks as Record<string, string>;
 
 interface FlyToml {
+  app: string;
   kill_signal?: string;
   kill_timeout?: number | string;
   env: Record<string, string>;
   deploy?: { strategy?: string; release_command?: string };
   mounts?: unknown;
   metrics?: { port: number; path: string };
-  http_service: { internal_port: number; checks?: { path?: string }[] };
+  http_service: {
+    internal_port: number;
+    checks?: { path?: string }[];
+    auto_stop_machines?: string | boolean;
+    min_machines_running?: number;
+  };
 }
 const fly = parseToml(read("fly.toml")) as unknown as FlyToml;
 
@@ -211,4 +218,53 @@ Deno.test("fly.toml: no volume, no release_command, and never two machines at on
     ["rolling", "immediate"].includes(fly.deploy?.strategy ?? "rolling"),
     `strategy ${fly.deploy?.strategy}: bluegreen and canary run two machines on one database`,
   );
+});
+
+Deno.test("Dockerfile: the published image (release stage) is the release's tested binary, one per platform, compiled nowhere else", () => {
+  const release = dockerfile.find((s) => s.name === "release");
+  assert.ok(release, "a stage named release (release.yml builds --target release)");
+  assert.equal(release.from, image.from, "the base of the example image: glibc, no shell");
+  assert.deepEqual(runs(release), [], "nothing is built or compiled in it");
+  assert.deepEqual(release.steps.filter((i) => i.keyword === "COPY"), [
+    { keyword: "COPY", args: "--from=binaries --chmod=0755 ${TARGETARCH}/lifeboat /lifeboat" },
+  ]);
+  assert.ok(release.steps.some((i) => i.keyword === "ARG" && i.args === "TARGETARCH"));
+  assert.deepEqual(execForm(release, "ENTRYPOINT"), ["/lifeboat"]);
+  // The `binaries` context is the directory release.yml fills with the binary jobs' binaries.
+  const workflow = parseYaml(read(".github/workflows/release.yml"));
+  const build = (workflow.jobs.image.steps as { run?: string }[])
+    .find((s) => s.run?.includes("docker buildx build"))!.run!;
+  assert.match(build, /--target release\b/);
+  assert.match(build, /--build-context binaries=dist\/image\b/);
+  assert.equal(dockerfile.at(-1), image, "the example stays the default target (fly deploy)");
+});
+
+Deno.test("fly.toml: auto stop sends the signal (stop, never suspend: no signal, no final backup)", () => {
+  const stop = fly.http_service.auto_stop_machines;
+  assert.ok(stop === "stop" || stop === "off" || stop === false, `auto_stop_machines = ${stop}`);
+  assert.equal(typeof fly.http_service.min_machines_running, "number");
+  const readme = read("README.md");
+  assert.match(
+    readme,
+    /`"suspend"` fly freezes the machine's memory and sends\s+\*\*no signal\*\*/,
+  );
+});
+
+Deno.test("fly.toml and infra/example.tfvars name the same app, bucket, region, role and database", () => {
+  const [vars, error] = hcl.parseToObject(read("infra/example.tfvars")) as [
+    Record<string, string> | null,
+    unknown,
+  ];
+  assert.ok(vars && !error, `infra/example.tfvars: ${JSON.stringify(error)}`);
+  assert.equal(
+    vars.fly_app,
+    fly.app,
+    "infra's fly_app is fly.toml's app (the role trusts only it)",
+  );
+  const prefix = vars.prefix ?? vars.fly_app;
+  assert.equal(fly.env.LIFEBOAT_URL, `s3://${vars.bucket_name}/${prefix}`);
+  assert.equal(fly.env.LIFEBOAT_S3_REGION, vars.region);
+  assert.equal(fly.env.LIFEBOAT_DB, vars.db_path);
+  const role = vars.role_name ?? `lifeboat-${vars.fly_app}`;
+  assert.match(fly.env.AWS_ROLE_ARN, new RegExp(`:role/${role}$`));
 });

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import hcl from "hcl2-parser";
+import { allSettings } from "../src/settings.ts";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
 
 const INFRA = new URL("../infra/", import.meta.url);
@@ -202,6 +203,24 @@ function assertValidation(name: string, good: string[], bad: string[]) {
   const pattern = validationPattern(name);
   for (const value of good) assert.ok(pattern.test(value), `${name} should accept ${value}`);
   for (const value of bad) assert.ok(!pattern.test(value), `${name} should reject ${value}`);
+}
+
+/**
+ * The lines output `fly_toml_env` prints, as name -> value (interpolations left as `${…}`), with
+ * its one template directive evaluated as OpenTofu does (checked with tofu console).
+ */
+function flyTomlEnv(useKms: boolean): Map<string, string> {
+  const template = String(config.output.get("fly_toml_env")?.value);
+  const branch = /%\{if local\.use_kms\}([\s\S]*?)%\{endif~?\}\n?/; // the parser drops ~
+  assert.match(template, branch, "the SSE lines depend on local.use_kms");
+  const text = template.replace(branch, (_, lines: string) => (useKms ? lines : ""));
+  const [header, ...lines] = text.trimEnd().split("\n");
+  assert.equal(header, "[env]");
+  return new Map(lines.map((line) => {
+    const match = /^ {2}([A-Z0-9_]+) = "([^"]*)"$/.exec(line);
+    assert.ok(match, `not a TOML key = "string" line: ${line}`);
+    return [match[1], match[2]];
+  }));
 }
 
 const BUCKET_SETTINGS = [
@@ -469,20 +488,8 @@ Deno.test("infra: outputs role_arn, bucket_name, region and the exact fly.toml [
   assert.equal(value("region"), "${var.region}");
   const url = "s3://${aws_s3_bucket.backups.bucket}/${local.prefix}";
   assert.equal(value("lifeboat_url"), url);
-  // The one template directive, evaluated both ways as OpenTofu does (checked with tofu console).
-  const template = String(value("fly_toml_env"));
-  const branch = /%\{if local\.use_kms\}([\s\S]*?)%\{endif~?\}\n?/; // the parser drops ~
-  assert.match(template, branch, "the SSE lines depend on local.use_kms");
-  const envOf = (useKms: boolean) => {
-    const text = template.replace(branch, (_, lines: string) => (useKms ? lines : ""));
-    const [header, ...lines] = text.trimEnd().split("\n");
-    assert.equal(header, "[env]");
-    return new Map(lines.map((line) => {
-      const match = /^ {2}([A-Z0-9_]+) = "([^"]*)"$/.exec(line);
-      assert.ok(match, `not a TOML key = "string" line: ${line}`);
-      return [match[1], match[2]];
-    }));
-  };
+  value("fly_toml_env");
+  const envOf = flyTomlEnv;
   const common: [string, string][] = [
     ["AWS_ROLE_ARN", "${aws_iam_role.lifeboat.arn}"],
     ["LIFEBOAT_S3_ENDPOINT", "aws"],
@@ -499,9 +506,9 @@ Deno.test("infra: outputs role_arn, bucket_name, region and the exact fly.toml [
       ["LIFEBOAT_S3_KMS_KEY_ID", "${data.aws_kms_key.backups[0].arn}"],
     ]),
   );
-  // Every name it prints is one lifeboat reads.
-  const source = Deno.readTextFileSync(new URL("../src/config.ts", import.meta.url));
-  for (const [name] of envOf(true)) assert.ok(source.includes(name), `lifeboat reads ${name}`);
+  // Every name it prints is one lifeboat reads (a row of src/settings.ts).
+  const read = new Set(allSettings().flatMap((s) => s.env));
+  for (const [name] of envOf(true)) assert.ok(read.has(name), `lifeboat reads ${name}`);
 });
 
 Deno.test("infra: every variable is typed, described, in README.md and example.tfvars sets only real ones", () => {
@@ -523,4 +530,65 @@ Deno.test("infra: every variable is typed, described, in README.md and example.t
   );
   assert.deepEqual(required.sort(), ["bucket_name", "fly_app", "fly_org", "region"]);
   for (const name of required) assert.ok(name in example, `example.tfvars should set ${name}`);
+});
+
+/** The `[env]` lines of the first ```toml block after `heading` in `markdown`, as name -> value. */
+function tomlEnvAfter(markdown: string, heading: string): Map<string, string> {
+  const from = markdown.indexOf(heading);
+  assert.ok(from >= 0, `no ${heading}`);
+  const block = /```toml\n([\s\S]*?)```/.exec(markdown.slice(from));
+  assert.ok(block, `no toml block after ${heading}`);
+  const env = /\[env\]\n((?: {2}[A-Z0-9_]+ = "[^"]*"\n)+)/.exec(block[1]);
+  assert.ok(env, `no [env] section in the toml block after ${heading}`);
+  return new Map(
+    env[1].trimEnd().split("\n").map((l) => {
+      const [, name, value] = /^ {2}([A-Z0-9_]+) = "([^"]*)"$/.exec(l)!;
+      return [name, value];
+    }),
+  );
+}
+
+/** Asserts that `shown` has exactly the template's lines, in order, literal values equal. */
+function assertShowsTemplate(shown: Map<string, string>, where: string): void {
+  const template = flyTomlEnv(false);
+  assert.deepEqual([...shown.keys()], [...template.keys()], `${where}: the lines of fly_toml_env`);
+  for (const [name, value] of template) {
+    if (!value.includes("${")) assert.equal(shown.get(name), value, `${where}: ${name}`);
+  }
+}
+
+Deno.test("infra docs: infra/README.md's outputs table is outputs.tf (names and descriptions)", () => {
+  const readme = Deno.readTextFileSync(new URL("README.md", INFRA));
+  const section = readme.slice(readme.indexOf("## Outputs"));
+  const rows = section.split("\n").filter((l) => /^\| `[a-z_]+` /.test(l)).map((l) =>
+    l.split("|").slice(1, -1).map((c) => c.trim())
+  );
+  assert.deepEqual(
+    new Map(rows.map(([name, meaning]) => [name.replace(/`/g, ""), meaning])),
+    new Map([...config.output].map(([name, body]) => [name, String(body.description)])),
+    "infra/README.md ## Outputs: one row per output of outputs.tf, its description as meaning",
+  );
+});
+
+Deno.test("infra docs: every fly_toml_env example (infra/README.md, README.md) prints what the template prints; fly.toml has its lines", () => {
+  const infraReadme = Deno.readTextFileSync(new URL("README.md", INFRA));
+  assertShowsTemplate(tomlEnvAfter(infraReadme, "## By hand"), "infra/README.md, By hand");
+  const readme = Deno.readTextFileSync(new URL("../README.md", INFRA));
+  assertShowsTemplate(tomlEnvAfter(readme, "## Running on fly.io"), "README.md, Running on fly.io");
+  const fly = Deno.readTextFileSync(new URL("../fly.toml", INFRA));
+  for (const [name, value] of flyTomlEnv(false)) {
+    assert.match(fly, new RegExp(`^ {2}${name} = "`, "m"), `fly.toml [env] ${name}`);
+    if (!value.includes("${")) assert.match(fly, new RegExp(`^ {2}${name} = "${value}"`, "m"));
+  }
+});
+
+Deno.test("infra docs: README's hand-made role grants exactly the role's actions", () => {
+  const readme = Deno.readTextFileSync(new URL("../README.md", INFRA));
+  const from = readme.indexOf("The role needs ");
+  assert.ok(from >= 0, "README.md describes the role");
+  const sentence = readme.slice(from, readme.indexOf("No delete permission", from));
+  const documented = [...sentence.matchAll(/`((?:s3|kms):[A-Z][A-Za-z]+)`/g)].map((m) => m[1])
+    .sort();
+  const granted = rolePolicy().flatMap((s) => list(s.body.actions)).sort();
+  assert.deepEqual(documented, granted, "README.md, Running on fly.io: The role needs …");
 });

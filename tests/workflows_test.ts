@@ -23,6 +23,9 @@ interface Step {
 /** One job of a workflow. */
 interface Job {
   if?: string;
+  needs?: string | string[];
+  environment?: string | { name: string };
+  outputs?: Record<string, string>;
   permissions?: Record<string, string>;
   concurrency?: Concurrency;
   env?: Record<string, unknown>;
@@ -166,47 +169,82 @@ Deno.test("infra.yml: tofu fmt -check, init, validate and plan run, and the plan
 });
 
 Deno.test("infra.yml: the backend is configured at init from repository variables, no account id in the repo", () => {
-  const [, job, init] = theStep(infra, /^tofu init\s+-backend-config/);
-  for (const setting of ["bucket=$TF_STATE_BUCKET", "key=$TF_STATE_KEY", "region=$AWS_REGION"]) {
-    assert.ok(init.run!.includes(`-backend-config="${setting}"`), setting);
+  const inits = running(infra, /^tofu init\s+-backend-config/);
+  assert.equal(inits.length, 2, "the plan job's and the apply job's");
+  for (const [, job, init] of inits) {
+    for (const setting of ["bucket=$TF_STATE_BUCKET", "key=$TF_STATE_KEY", "region=$AWS_REGION"]) {
+      assert.ok(init.run!.includes(`-backend-config="${setting}"`), setting);
+    }
+    assert.equal(job.env?.TF_STATE_BUCKET, "${{ vars.TF_STATE_BUCKET }}");
   }
-  assert.equal(job.env?.TF_STATE_BUCKET, "${{ vars.TF_STATE_BUCKET }}");
   for (const workflow of loadAll()) assert.doesNotMatch(workflow.text, /\b\d{12}\b/, workflow.file);
 });
 
-Deno.test("infra.yml: apply runs only on pushes to main, with -auto-approve of the plan just made", () => {
-  const [applyJob, , apply] = theStep(infra, /\btofu apply\b/);
+Deno.test("infra.yml: apply runs only on pushes to main, behind the infra environment, and applies the saved plan the plan job made (no -auto-approve)", () => {
+  const [applyJob, jobDef, apply] = theStep(infra, /\btofu apply\b/);
+  const [planJob, planDef, plan] = theStep(infra, /\btofu plan\b/);
+  assert.notEqual(applyJob, planJob, "the apply waits for the review in a job of its own");
   assert.deepEqual(
-    conjunction(apply.if).sort(),
+    conjunction(jobDef.if).sort(),
     ["github.event_name == 'push'", "github.ref == 'refs/heads/main'"],
   );
-  assert.match(apply.run!, /^tofu apply -auto-approve\b.* tfplan$/);
-  const [planJob, , plan] = theStep(infra, /\btofu plan\b/);
-  assert.equal(applyJob, planJob);
-  const order = infra.jobs[applyJob].steps;
-  assert.ok(order.indexOf(plan) < order.indexOf(apply));
-  assert.match(
-    plan.run!,
-    /lock=false\n.*if \[ "\$GITHUB_EVENT_NAME" = push \]; then lock=true; fi/,
-  );
+  assert.equal(jobDef.environment, "infra", "required reviewers are set on the environment");
+  assert.equal(jobDef.needs, planJob);
+  assert.match(apply.run!, /^tofu apply\b.* tfplan$/);
+  for (const [, , step] of steps(infra)) assert.doesNotMatch(step.run ?? "", /-auto-approve/);
+  assert.ok(!jobDef.steps.some((s) => /\btofu plan\b/.test(s.run ?? "")), "no fresh plan");
+  assert.match(plan.run!, /^tofu plan -lock=false .*-out=tfplan$/, "a plan only reads");
+  // The plan job keeps exactly the plan it summarised, and says which one it is.
+  const saved = planDef.steps.find((s) => s.uses?.startsWith("actions/upload-artifact@"));
+  assert.ok(saved, "the plan job uploads the saved plan");
+  assert.deepEqual([saved.with?.name, saved.with?.path], ["tfplan", "infra/tfplan"]);
+  assert.deepEqual(conjunction(saved.if).sort(), conjunction(jobDef.if).sort());
+  const order = planDef.steps;
+  assert.ok(order.indexOf(plan) < order.indexOf(saved));
+  assert.match(String(planDef.outputs?.sha256), /steps\.saved\.outputs\.sha256/);
+  const digest = planDef.steps.find((s) => (s as Step & { id?: string }).id === "saved");
+  assert.match(digest?.run ?? "", /sha256sum tfplan/);
+  // The apply job takes that artifact, checks it is the one, then applies it.
+  const applying = jobDef.steps;
+  const fetched = applying.findIndex((s) => s.uses?.startsWith("actions/download-artifact@"));
+  assert.ok(fetched >= 0, "the apply job downloads the saved plan");
+  assert.equal(applying[fetched].with?.name, "tfplan");
+  const check = applying.findIndex((s) => /sha256sum -c/.test(s.run ?? ""));
+  assert.match(String(jobDef.env?.PLAN_SHA256), /needs\.plan\.outputs\.sha256/);
+  assert.ok(fetched < check && check < applying.indexOf(apply), "download, check, apply");
 });
 
-Deno.test("infra.yml: AWS credentials come from GitHub OIDC (id-token: write), role and region from variables", () => {
+Deno.test("infra.yml: AWS credentials come from GitHub OIDC (id-token: write); plans use the plan role, only the reviewed apply the deploy role", () => {
   const aws = using(infra, "aws-actions/configure-aws-credentials");
-  assert.equal(aws.length, 1);
-  const [[jobId, job, step]] = aws;
-  assert.deepEqual(permissionsOf(infra, job), { "id-token": "write", "contents": "read" });
-  assert.match(String(step.with?.["role-to-assume"]), /^\$\{\{.*\bvars\.INFRA_ROLE_ARN\b.*\}\}$/);
-  assert.equal(step.with?.["aws-region"], "${{ vars.AWS_REGION }}");
-  for (const key of ["aws-access-key-id", "aws-secret-access-key", "role-duration-seconds"]) {
-    assert.ok(!(key in (step.with ?? {})), `${key}: OIDC only`);
+  assert.equal(aws.length, 2, "the plan job and the apply job");
+  const [applyJob] = theStep(infra, /\btofu apply\b/);
+  const [planJob] = theStep(infra, /\btofu plan\b/);
+  for (const [jobId, job, step] of aws) {
+    assert.deepEqual(permissionsOf(infra, job), { "id-token": "write", "contents": "read" });
+    assert.equal(step.with?.["aws-region"], "${{ vars.AWS_REGION }}");
+    for (const key of ["aws-access-key-id", "aws-secret-access-key", "role-duration-seconds"]) {
+      assert.ok(!(key in (step.with ?? {})), `${jobId}: ${key}: OIDC only`);
+    }
+    const role = String(step.with?.["role-to-assume"]);
+    if (jobId === applyJob) assert.equal(role, "${{ vars.INFRA_ROLE_ARN }}");
+    else {
+      assert.equal(jobId, planJob);
+      assert.equal(role, "${{ vars.INFRA_PLAN_ROLE_ARN || vars.INFRA_ROLE_ARN }}");
+    }
   }
   assert.deepEqual(infra.permissions, { contents: "read" }, "other jobs get no token");
-  assert.match(job.if ?? "", /vars\.INFRA_ROLE_ARN != ''/, `${jobId}: waits for the bootstrap`);
+  const plan = infra.jobs[planJob];
+  assert.match(plan.if ?? "", /vars\.INFRA_ROLE_ARN != ''/, `${planJob}: waits for the bootstrap`);
   assert.match(
-    job.if ?? "",
+    plan.if ?? "",
     /head\.repo\.full_name == github\.repository/,
-    `${jobId}: not for forks`,
+    `${planJob}: not for forks`,
+  );
+  // The deploy role trusts the environment only (infra/README.md, bootstrap).
+  const readme = Deno.readTextFileSync(new URL("infra/README.md", ROOT));
+  assert.match(
+    readme,
+    /"token\.actions\.githubusercontent\.com:sub": "repo:OWNER\/REPO:environment:infra"/,
   );
 });
 
@@ -234,6 +272,7 @@ Deno.test("ci.yml: installs moto_server and Deno 2.9.6, then fmt, lint, check, d
   const [[, , deno]] = using(ci, "denoland/setup-deno");
   assert.equal(deno.with?.["deno-version"], "2.9.6");
   const sequence = [
+    job.steps.indexOf(running(ci, /^deno install --frozen$/).find(([id]) => id === "test")![2]),
     order(/^deno fmt --check$/),
     order(/^deno lint$/),
     order(/^deno check main\.ts\b/),
@@ -243,12 +282,12 @@ Deno.test("ci.yml: installs moto_server and Deno 2.9.6, then fmt, lint, check, d
   assert.deepEqual(
     sequence,
     [...sequence].sort((a, b) => a - b),
-    "fmt, lint, check, test, actionlint",
+    "frozen install, fmt, lint, check, test, actionlint",
   );
-  assert.ok(moto < sequence[3] && job.steps.indexOf(deno) < sequence[0]);
+  assert.ok(moto < sequence[4] && job.steps.indexOf(deno) < sequence[0]);
   // The reliability tests run after the suite, at CI size (as .ci/run runs them).
   const [, , reliability] = theStep(ci, /^deno task test:reliability$/);
-  assert.ok(job.steps.indexOf(reliability) > sequence[3]);
+  assert.ok(job.steps.indexOf(reliability) > sequence[4]);
   assert.equal(reliability.env?.LIFEBOAT_SOAK_MACHINES, "10");
   const ciRun = Deno.readTextFileSync(new URL(".ci/run", ROOT));
   assert.match(
@@ -350,40 +389,132 @@ Deno.test("release.yml: on a tag, each target is compiled on its own arch with e
   assert.deepEqual(compileFlags(step.run!), compileFlags(TASKS.compile));
 });
 
-Deno.test("release.yml: each binary passes the round trips before it is attached; the release is published last", () => {
+Deno.test("release.yml: each binary is the tagged version and passes the round trips before it is attached; the release is published last", () => {
   const [job, , compile] = theStep(release, /deno compile/);
+  const [, , install] = theStep(release, /^deno install --frozen$/);
+  const [versionJob, , version] = theStep(release, /--version\)/);
   const [tripJob, , trips] = theStep(
     release,
     /LIFEBOAT_BIN="dist\/lifeboat-\$TARGET" deno task test:compat/,
   );
-  const [sumJob, , sums] = theStep(release, /sha256sum/);
+  const [sumJob, , sums] = theStep(release, /sha256sum "lifeboat-/);
   const [uploadJob, jobDef, upload] = theStep(release, /gh release upload/);
-  assert.ok([tripJob, sumJob, uploadJob].every((j) => j === job), "one job per target");
+  assert.ok([versionJob, tripJob, sumJob, uploadJob].every((j) => j === job), "one job per target");
   const order = jobDef.steps;
   const at = (s: Step) => order.indexOf(s);
-  assert.ok(at(compile) < at(trips) && at(trips) < at(sums) && at(sums) < at(upload));
+  assert.ok(at(install) < at(compile) && at(compile) < at(version) && at(version) < at(trips));
+  assert.ok(at(trips) < at(sums) && at(sums) < at(upload));
+  assert.match(version.run!, /"v\$version" != "\$TAG"/);
   assert.equal(sums["working-directory"], "dist");
   assert.match(sums.run!, /sha256sum "lifeboat-\$TARGET" > "lifeboat-\$TARGET\.sha256"/);
   assert.match(
     upload.run!,
-    /gh release upload "\$TAG" --clobber "dist\/lifeboat-\$TARGET" "dist\/lifeboat-\$TARGET\.sha256"/,
+    /^gh release upload "\$TAG" "dist\/lifeboat-\$TARGET" "dist\/lifeboat-\$TARGET\.sha256"$/m,
+  );
+  assert.match(
+    upload.run!,
+    /^test "\$\(gh release view "\$TAG" --json isDraft --jq \.isDraft\)" = true$/m,
   );
   assert.equal(upload.env?.GH_TOKEN, "${{ github.token }}");
   assert.equal(using(release, "actions/setup-python").length, 1, "moto_server for the round trips");
+  // The binary's provenance, attested before it is attached.
+  const [[attestJob, , attest]] = using(release, "actions/attest-build-provenance")
+    .filter(([, , s]) => s.with?.["subject-path"]);
+  assert.equal(attestJob, job);
+  assert.equal(attest.with?.["subject-path"], "dist/lifeboat-${{ matrix.target }}");
+  assert.ok(at(trips) < at(attest) && at(attest) < at(upload));
   const [draftJob, , draft] = theStep(release, /gh release create/);
   assert.match(draft.run!, /--draft/);
+  assert.match(draft.run!, /isDraft/, "a published release is never built again");
   const [publishJob, , publish] = theStep(release, /gh release edit "\$TAG" --draft=false/);
-  const needs = (id: string) => (release.jobs[id] as Job & { needs?: string }).needs;
+  const needs = (id: string) => release.jobs[id].needs;
   assert.equal(needs(job), draftJob);
-  assert.equal(needs(publishJob), job);
+  assert.deepEqual(needs(publishJob), [job, "image"]);
   assert.ok(publish);
-  for (const id of [draftJob, job, publishJob]) {
+  for (const id of [draftJob, publishJob]) {
     assert.deepEqual(permissionsOf(release, release.jobs[id]), { contents: "write" });
   }
+  assert.deepEqual(permissionsOf(release, release.jobs[job]), {
+    contents: "write",
+    "id-token": "write",
+    attestations: "write",
+  });
   assert.deepEqual(release.permissions, { contents: "read" });
 });
 
-Deno.test("dependabot.yml: weekly updates of the pinned actions; npm only once a package.json exists", () => {
+Deno.test("workflows: nothing published is ever replaced (no --clobber); CI and release install with deno install --frozen", () => {
+  for (const workflow of loadAll()) {
+    for (const [id, , step] of steps(workflow)) {
+      const commands = (step.run ?? "").replace(/^\s*#.*$/gm, ""); // comments may say why not
+      assert.doesNotMatch(commands, /--clobber/, `${workflow.file} ${id}`);
+    }
+  }
+  for (const [workflow, jobs] of [[ci, ["test", "compat"]], [release, ["binary"]]] as const) {
+    for (const id of jobs) {
+      const steps = workflow.jobs[id].steps;
+      const install = steps.findIndex((s) => s.run === "deno install --frozen");
+      const setup = steps.findIndex((s) => s.uses?.startsWith("denoland/setup-deno@"));
+      const firstDeno = steps.findIndex((s, i) => i !== install && /\bdeno\b/.test(s.run ?? ""));
+      assert.ok(setup < install && install < firstDeno, `${workflow.file} ${id}: frozen first`);
+    }
+  }
+});
+
+Deno.test("release.yml: the image is built for amd64 and arm64 from the tested binaries, pushed to ghcr.io by version, with a provenance attestation", () => {
+  const job = release.jobs.image;
+  assert.ok(job, "an image job");
+  assert.equal(job.needs, "binary", "after every binary passed its round trips");
+  assert.deepEqual(permissionsOf(release, job), {
+    contents: "read",
+    packages: "write",
+    "id-token": "write",
+    attestations: "write",
+  });
+  // The binary jobs hand over their binaries and .sha256 files; the image job checks them.
+  const [, binaryJob] = theStep(release, /gh release upload/);
+  const handed = binaryJob.steps.find((s) => s.uses?.startsWith("actions/upload-artifact@"));
+  assert.equal(handed?.with?.name, "lifeboat-${{ matrix.target }}");
+  assert.match(String(handed?.with?.path), /dist\/lifeboat-\$\{\{ matrix\.target \}\}\.sha256/);
+  const steps = job.steps;
+  const at = (re: RegExp) => steps.findIndex((s) => re.test(s.run ?? ""));
+  const fetched = steps.findIndex((s) => s.uses?.startsWith("actions/download-artifact@"));
+  assert.equal(steps[fetched].with?.pattern, "lifeboat-*");
+  const check = at(
+    /^sha256sum -c lifeboat-x86_64-unknown-linux-gnu\.sha256 lifeboat-aarch64-unknown-linux-gnu\.sha256$/m,
+  );
+  assert.match(steps[check].run!, /cp lifeboat-x86_64-unknown-linux-gnu image\/amd64\/lifeboat/);
+  assert.match(steps[check].run!, /cp lifeboat-aarch64-unknown-linux-gnu image\/arm64\/lifeboat/);
+  const build = at(/docker buildx build/);
+  assert.ok(fetched < check && check < build);
+  const run = steps[build].run!;
+  for (
+    const flag of [
+      "--platform linux/amd64,linux/arm64",
+      "--target release",
+      "--build-context binaries=dist/image",
+      '--tag "$image:$version"',
+      "--push",
+    ]
+  ) assert.ok(run.includes(flag), flag);
+  assert.match(run, /image="ghcr\.io\/\$\{GITHUB_REPOSITORY,,\}"/);
+  assert.match(run, /version="\$\{TAG#v\}"/);
+  assert.ok(
+    run.indexOf("docker buildx imagetools inspect") < run.indexOf("docker buildx build"),
+    "an existing tag is never pushed again",
+  );
+  assert.doesNotMatch(run, /deno compile/);
+  const [[, , attest]] = using(release, "actions/attest-build-provenance")
+    .filter(([id]) => id === "image");
+  assert.deepEqual(attest.with, {
+    "subject-name": "${{ steps.push.outputs.name }}",
+    "subject-digest": "${{ steps.push.outputs.digest }}",
+    "push-to-registry": true,
+  });
+  assert.equal((steps[build] as Step & { id?: string }).id, "push");
+  assert.ok(steps.indexOf(attest) > build);
+});
+
+Deno.test("dependabot.yml: weekly updates of the pinned actions and the Docker base images; npm only once a package.json exists", () => {
   const text = Deno.readTextFileSync(new URL(".github/dependabot.yml", ROOT));
   const config = parse(text) as {
     version: number;
@@ -395,6 +526,10 @@ Deno.test("dependabot.yml: weekly updates of the pinned actions; npm only once a
   assert.ok(actions, "github-actions is covered");
   assert.equal(actions.directory, "/");
   assert.ok(["daily", "weekly"].includes(actions.schedule.interval));
+  const docker = byEcosystem.get("docker");
+  assert.ok(docker, "the Dockerfile's base images are covered");
+  assert.equal(docker.directory, "/");
+  assert.ok(["daily", "weekly"].includes(docker.schedule.interval));
   const hasPackageJson = (() => {
     try {
       return Deno.statSync(new URL("package.json", ROOT)).isFile;
@@ -412,7 +547,7 @@ Deno.test("infra.yml: every tofu init is -lockfile=readonly once infra/.terrafor
   const READONLY =
     "${{ hashFiles('infra/.terraform.lock.hcl') != '' && '-lockfile=readonly' || '' }}";
   const inits = running(infra, /^tofu init\b/);
-  assert.equal(inits.length, 2, "the check job's init and the plan job's init");
+  assert.equal(inits.length, 3, "the check job's, the plan job's and the apply job's init");
   for (const [job, , step] of inits) {
     assert.match(step.run!, / \$LOCKFILE$/, job);
     assert.equal(step.env?.LOCKFILE, READONLY, `${job}: ${step.name}`);

@@ -48,7 +48,8 @@ export interface ListedBackup {
 
 /** Backups listed per database unless `--limit` says otherwise. */
 export const DEFAULT_LIST_LIMIT = 20;
-const MAX_LIST_LIMIT = 10_000;
+/** The most backups `--limit` may ask for. */
+export const MAX_LIST_LIMIT = 10_000;
 /** HEAD requests at once for `--sha256`. */
 const DESCRIBE_CONCURRENCY = 8;
 /** The pseudo-database of legacy root backups that no database has claimed. */

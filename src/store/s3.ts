@@ -18,6 +18,7 @@ import { downloadRanges } from "./ranged_download.ts";
 import { roleCredentials } from "./s3_credentials.ts";
 import { failWhenStalled } from "./stall.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
+import { askGlobalConsistency } from "./tigris.ts";
 import { md5, requireETag, uploadFile, type UploadHead } from "./s3_upload.ts";
 import type { S3Settings } from "./settings.ts";
 import {
@@ -85,6 +86,11 @@ export class S3Store implements Store {
         throwOnRequestTimeout: true,
       },
     });
+    if (s.globalConsistency) {
+      for (const c of [this.client, this.reader]) {
+        askGlobalConsistency(c);
+      }
+    }
   }
 
   /** See Store.conditionalWrites. */

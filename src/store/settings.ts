@@ -41,6 +41,8 @@ export interface S3Settings {
   maxAttempts: number;
   /** A request with no progress for this long (connecting, or between bytes) fails and is retried. */
   timeoutMs: number;
+  /** Tigris: every request asks for global strong consistency (tigris.ts). */
+  globalConsistency?: boolean;
   /**
    * Restore's download: a first part faster than this (MiB/s) keeps one stream; default
    * ONE_STREAM_ABOVE_MIB_PER_S. Not a setting of its own: tests pin it to take either path.
