@@ -7,6 +7,7 @@
  * error codes, bucket/key names, ARNs, token claims (`sub`, `aud`) and redacted server text.
  */
 import { operationError, ShownError, TransientError } from "../errors.ts";
+import { redactLine } from "../redact.ts";
 
 /** The S3 requests lifeboat makes, each with the IAM action it needs. */
 export type S3Operation =
@@ -60,13 +61,15 @@ export function errorCode(err: unknown): string {
   return "";
 }
 
-/** Removes anything shaped like a JWT, an access key id or a long secret from server text. */
+/**
+ * Removes every known secret in any encoding (redact.ts) and anything shaped like a JWT, an
+ * access key id or a long secret from server text, then shortens it: redacted before it is cut,
+ * so a cut never leaves part of a secret that the redactor would no longer recognise.
+ */
 export function redact(text: string): string {
-  return text
-    .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, "[redacted token]")
+  return redactLine(text.replace(/\s+/g, " "))
     .replace(/\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b/g, "[redacted key id]")
     .replace(/[A-Za-z0-9+/=]{40,}/g, "[redacted]")
-    .replace(/\s+/g, " ")
     .slice(0, 300)
     .trim();
 }
