@@ -7,9 +7,9 @@ import { restoreDatabase } from "./commands/restore.ts";
 import { assertNotMovedAway, forEachDatabase, openTargets } from "./commands/several.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
-import { DB_SEPARATOR, resolveDatabases } from "./databases.ts";
+import { assertDistinctNames, DB_SEPARATOR, resolveDatabases } from "./databases.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
-import { acquireLock, type Lock } from "./lock.ts";
+import { acquireLock, type Lock, type LockOptions } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { MetricsByDb } from "./metrics_by_db.ts";
@@ -41,8 +41,17 @@ const allowEmpty = "--allow-empty";
 const allowEmptyHelp =
   "start empty even when the store's marker says backups existed (env LIFEBOAT_ALLOW_EMPTY=1)";
 
-/** Prepares logging and the store for a command, then runs it; maps every error to one line. */
-async function execute(flags: Flags, command: string[], run: Run, env: Env): Promise<number> {
+/**
+ * Prepares logging, the databases' locks and the store for a command, then runs it; maps every
+ * error to one line. `lock.create`: the command creates a missing database (restore, watch).
+ */
+async function execute(
+  flags: Flags,
+  command: string[],
+  run: Run,
+  env: Env,
+  lock: LockOptions = { create: true },
+): Promise<number> {
   let cfg: Config;
   try {
     cfg = loadConfig(flags, env, command);
@@ -57,7 +66,7 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
   const locks: Lock[] = [];
   try {
     for (const { path } of cfg.databases) {
-      locks.push(await acquireLock(path));
+      locks.push(await acquireLock(path, lock));
       const removed = await cleanStaleTemps(path);
       if (removed.length) {
         logger("cli").info("removed {count} leftover temporary file(s) of a crashed run", {
@@ -140,6 +149,7 @@ async function executeList(flags: ListFlags & Flags, env: Env): Promise<number> 
   let cfg: Config;
   try {
     cfg = loadConfig(flags, env);
+    assertDistinctNames(cfg.databases);
   } catch (err) {
     printLine(`lifeboat: ${oneLine(err)}`);
     return exitCodeOf(err);
@@ -182,7 +192,7 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
       .exitOverride();
 
   common(p.command("backup").description("Back up the database once, as a new backup."))
-    .action((f: Flags) => done(execute(f, [], backupCmd, env)));
+    .action((f: Flags) => done(execute(f, [], backupCmd, env, { create: false })));
 
   common(p.command("restore").description("Restore the newest backup unless the database exists."))
     .option("--force", "replace an existing database")

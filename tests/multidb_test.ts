@@ -14,6 +14,7 @@ import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { spawnWithMetrics } from "../testkit/ports.ts";
 import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
 import {
+  assertDistinctNames,
   databaseEntries,
   derivedName,
   planDatabases,
@@ -73,12 +74,15 @@ Deno.test("databases: entries, names and store prefixes", () => {
   assert.deepEqual(subStore({ kind: "file", dir: "/s" }, "q"), { kind: "file", dir: "/s/q" });
 
   assert.throws(
-    () => planDatabases(["/a/app.db", "/b/app.db"], S3),
+    () => assertDistinctNames(planDatabases(["/a/app.db", "/b/app.db"], S3)),
     (e: LifeboatError) =>
       /\/a\/app\.db and \/b\/app\.db would both be stored as "app"/.test(e.message) &&
       e.hint === "Name one of them: --db /b/app.db=OTHER_NAME" && e.exitCode === 2,
   );
-  assert.throws(() => planDatabases(["/a/x.db=q", "/b/q.db"], S3), /both be stored as "q"/);
+  assert.throws(
+    () => assertDistinctNames(planDatabases(["/a/x.db=q", "/b/q.db"], S3)),
+    /both be stored as "q"/,
+  );
   assert.throws(() => planDatabases(["/a/backups.db", "/b/c.db"], S3), /cannot name its store/);
   assert.throws(() => planDatabases(["/a/.hidden.db", "/b/c.db"], S3), /cannot name its store/);
   assert.throws(() => planDatabases(["/a/x.db=backups"], S3), /the name given to/);
@@ -169,6 +173,45 @@ Deno.test("bad database lists: one line, exit 2, nothing touched", async () => {
   }
   assert.deepEqual([...Deno.readDirSync(`${dir}/store`)], [], "nothing stored");
   assert.deepEqual(readRows(`${dir}/a/app.db`).length, 3);
+});
+
+Deno.test("#20.7 #24.4 the same database through a hard link or //./ is given twice (exit 2), not two databases or a name clash", async () => {
+  const { dir, env } = await kitScene();
+  await Deno.mkdir(`${dir}/a`);
+  await Deno.mkdir(`${dir}/b`);
+  const db = `${dir}/a/app.db`;
+  makeDb(db, 3);
+  await Deno.link(db, `${dir}/b/hard.db`);
+  await Deno.link(db, `${dir}/b/app.db`); // same file name: it used to read as a name clash
+  const cases: [string, string[], Record<string, string>, RegExp][] = [
+    [
+      "a hard link",
+      ["restore", "--force", "--db", db, "--db", `${dir}/b/hard.db`],
+      {},
+      /a\/app\.db is given twice \(as app and as hard, through \S+\/b\/hard\.db\)\. Give each/,
+    ],
+    [
+      "a hard link of the same name",
+      ["backup", "--db", db, "--db", `${dir}/b/app.db`],
+      {},
+      /a\/app\.db is given twice \(as app and as app, through \S+\/b\/app\.db\)/,
+    ],
+    ["//./", ["watch", "--db", db, "--db", `${dir}/a//./app.db`], {}, /a\/app\.db is given twice/],
+    [
+      "/./ with a name of its own",
+      ["restore"],
+      { LIFEBOAT_DB: `${db},${dir}/a/./app.db=other` },
+      /a\/app\.db is given twice \(as app and as other\)/,
+    ],
+  ];
+  for (const [what, args, extra, re] of cases) {
+    const r = await runLifeboat(args, { ...env, ...extra });
+    assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+    assert.equal(r.lines.length, 1, `${what}: one line: ${r.stderr}`);
+    assert.match(r.lines[0], re, what);
+  }
+  assert.deepEqual([...Deno.readDirSync(`${dir}/store`)], [], "nothing stored");
+  assert.equal(Deno.statSync(db).nlink, 3, "the links are still one file");
 });
 
 /** Requests about one database's sub-prefix `db/NAME/` (objects, or a listing under it). */

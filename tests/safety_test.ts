@@ -1,6 +1,7 @@
 /** Local safety: a full disk, a second lifeboat on the same database, and private file modes. */
 import assert from "node:assert/strict";
 import { assertOneLineError, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { DatabaseSync } from "node:sqlite";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
 import { LOOSE, scene } from "../testkit/scene.ts";
 
@@ -64,6 +65,52 @@ Deno.test({
     assert.equal((await w.stop()).code, 0);
     // Once it is gone the lock is free again, even though its file stays.
     assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+  },
+});
+
+Deno.test({
+  name: "#24.4 the lock is the database's own: refused after the lock file is deleted, through " +
+    "a symlink, a hard link or //./, also after a restore replaced the file; never blocks the " +
+    "app, another database beside it, or the next run after a SIGKILL",
+  ...LOOSE,
+  fn: async () => {
+    const { dir, db, env } = await scene();
+    makeDb(db, 10);
+    await Deno.symlink(db, `${dir}/link.db`);
+    await Deno.link(db, `${dir}/hard.db`);
+    const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
+    await w.waitForLine(/watching/);
+    // Earlier versions locked this file: deleting it let a second lifeboat in.
+    await Deno.remove(`${dir}/.app.db.lifeboat.lock`).catch(() => {});
+    const refused = new RegExp(
+      `another lifeboat process \\(pid ${w.proc.pid}\\) is already working on`,
+    );
+    const paths = [db, `${dir}/link.db`, `${dir}/hard.db`, `${dir}//./app.db`];
+    const runs = await Promise.all(paths.map((p) => runLifeboat(["backup", "--db", p], env)));
+    // (Before, one of these locked a new lock file and ran beside watch: exit 0.)
+    assert.deepEqual(runs.map((r) => r.code), [1, 1, 1, 1], runs.map((r) => r.stderr).join(""));
+    for (const r of runs) assertOneLineError(r, 1, refused);
+    // The app (SQLite's own fcntl locks) writes, even exclusively, without waiting.
+    const app = new DatabaseSync(db, { timeout: 0 });
+    app.exec("BEGIN EXCLUSIVE; INSERT INTO t(body) VALUES ('the app writes'); COMMIT");
+    app.close();
+    // Another database in the same directory has a lock of its own.
+    makeDb(`${dir}/other.db`, 3);
+    assert.equal((await runLifeboat(["backup", "--db", `${dir}/other.db`], env)).code, 0);
+    // A holder killed outright leaves nothing that blocks the next run.
+    assert.equal((await w.stop("SIGKILL")).code, 137);
+    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+
+    // watch restores by renaming a new file over the database: that file is locked too.
+    const restored = `${dir}/restored.db`;
+    const w2 = spawnLifeboat(["watch", "--db", restored, "--interval", "1h"], env);
+    await w2.waitForLine(/watching/);
+    assertOneLineError(
+      await runLifeboat(["restore", "--force", "--db", restored], env),
+      1,
+      new RegExp(`another lifeboat process \\(pid ${w2.proc.pid}\\) is already working on`),
+    );
+    assert.equal((await w2.stop()).code, 0);
   },
 });
 
