@@ -112,7 +112,7 @@ export class FileStore implements Store {
     try {
       return markerFromJson(await Deno.readTextFile(path), path);
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) throw e;
     }
     await this.names(this.dir, ""); // throws a clear error when the store directory is missing
     return undefined;
@@ -152,6 +152,14 @@ export class FileStore implements Store {
         }
       }
     } catch (e) {
+      const dir = await Deno.stat(this.dir).catch(() => undefined);
+      if (e instanceof Deno.errors.NotADirectory && !dir?.isDirectory) {
+        throw operationError(
+          `the store ${this.dir} is not a directory`,
+          "Point --url / LIFEBOAT_URL at a directory, not a file (lifeboat keeps backups/ in it)",
+          e,
+        );
+      }
       if (!(e instanceof Deno.errors.NotFound)) throw e;
       if (keyDir !== "") return found;
       throw operationError(

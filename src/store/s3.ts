@@ -100,7 +100,7 @@ export class S3Store implements Store {
       client: this.client,
       partSize: this.s.partSize,
       concurrency: this.s.concurrency,
-      request: (send) => this.mapped("PutObject", send, signal),
+      request: (op, send) => this.mapped(op, send, signal),
       ready,
     }, signal);
     await this.verifyStored(Key, meta, signal);
@@ -112,6 +112,7 @@ export class S3Store implements Store {
       "HeadObject",
       () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
       signal,
+      Key,
     );
     const stored = metaFromRecord(res.Metadata ?? {});
     if (res.ContentLength !== meta.size || stored.sha256 !== meta.sha256) {
@@ -235,6 +236,8 @@ export class S3Store implements Store {
     const res = await this.mapped(
       "HeadObject",
       () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
+      undefined,
+      Key,
     );
     return metaFromRecord(res.Metadata ?? {});
   }
@@ -287,8 +290,16 @@ export class S3Store implements Store {
       ));
   }
 
-  /** Runs one request; a permanent failure becomes a one-line LifeboatError (see s3_errors.ts). */
-  private async mapped<T>(op: S3Operation, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /**
+   * Runs request `op` (about the object `key`, if one); its failure becomes a one-line error
+   * (see s3_errors.ts).
+   */
+  private async mapped<T>(
+    op: S3Operation,
+    fn: () => Promise<T>,
+    signal?: AbortSignal,
+    key?: string,
+  ): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -297,6 +308,7 @@ export class S3Store implements Store {
         op,
         bucket: this.s.bucket,
         prefix: this.s.prefix,
+        key,
         roleArn: this.s.role?.roleArn,
       });
     }
