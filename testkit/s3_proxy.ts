@@ -8,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
+import { startTcpLink, type TcpLink } from "./tcp_link.ts";
 
 /** A request as the proxy saw it. */
 export interface SeenRequest {
@@ -386,12 +387,9 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
 }
 
 /** A TCP link in front of an S3 server that resets the connections of chosen requests. */
-export interface ResettingLink {
-  /** `http://127.0.0.1:PORT`: the S3 endpoint as seen through the link. */
-  endpoint: string;
+export interface ResettingLink extends TcpLink {
   /** How many connections were reset so far. */
   resets: number;
-  stop(): Promise<void>;
 }
 
 /**
@@ -404,57 +402,22 @@ export interface ResettingLink {
  * a request that passed is passed through whole (the link reads only first request lines).
  */
 export function startResettingLink(upstream: string, cut: RegExp): ResettingLink {
-  const target = new URL(upstream);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const open = new Set<Deno.Conn>();
-  const link: ResettingLink = {
-    endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    resets: 0,
-    async stop() {
-      listener.close();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await serving;
-    },
-  };
-  const pass = async (client: Deno.Conn) => {
-    let server: Deno.Conn | undefined;
-    try {
-      const head = new Uint8Array(64 * 1024);
-      const n = await client.read(head);
-      if (n === null) return;
-      const line = new TextDecoder().decode(head.subarray(0, Math.min(n, 2048))).split("\r\n")[0];
-      if (cut.test(line)) {
-        link.resets++;
-        return; // closed below with the request's body unread: a reset
-      }
-      server = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
-      open.add(server);
-      await server.write(head.subarray(0, n));
-      await Promise.all([
-        client.readable.pipeTo(server.writable).catch(() => {}),
-        server.readable.pipeTo(client.writable).catch(() => {}),
-      ]);
-    } catch {
-      // a reset or closed connection ends this pair only
-    } finally {
-      for (const c of [client, server]) {
-        if (!c) continue;
-        open.delete(c);
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
+  const link = startTcpLink(upstream, async (client, connect) => {
+    const head = new Uint8Array(64 * 1024);
+    const n = await client.read(head);
+    if (n === null) return;
+    const line = new TextDecoder().decode(head.subarray(0, Math.min(n, 2048))).split("\r\n")[0];
+    if (cut.test(line)) {
+      resetting.resets++;
+      return; // closed by the link with the request's body unread: a reset
     }
-  };
-  const serving = (async () => {
-    for await (const client of listener) {
-      open.add(client);
-      pass(client);
-    }
-  })().catch(() => {});
-  return link;
+    const server = await connect();
+    await server.write(head.subarray(0, n));
+    await Promise.all([
+      client.readable.pipeTo(server.writable).catch(() => {}),
+      server.readable.pipeTo(client.writable).catch(() => {}),
+    ]);
+  });
+  const resetting: ResettingLink = { ...link, resets: 0 };
+  return resetting;
 }
