@@ -9,7 +9,7 @@ import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
 import { assertDistinctNames, DB_SEPARATOR, resolveDatabases } from "./databases.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
-import { acquireLock, type Lock, type LockOptions } from "./lock.ts";
+import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { MetricsByDb } from "./metrics_by_db.ts";
@@ -43,14 +43,15 @@ const allowEmptyHelp =
 
 /**
  * Prepares logging, the databases' locks and the store for a command, then runs it; maps every
- * error to one line. `lock.create`: the command creates a missing database (restore, watch).
+ * error to one line. `creates`: whether the command creates a missing database (restore, watch
+ * but on a release machine), so its lock may create the file (lock.ts).
  */
 async function execute(
   flags: Flags,
   command: string[],
   run: Run,
   env: Env,
-  lock: LockOptions = { create: true },
+  creates: (cfg: Config) => boolean = () => true,
 ): Promise<number> {
   let cfg: Config;
   try {
@@ -66,7 +67,7 @@ async function execute(
   const locks: Lock[] = [];
   try {
     for (const { path } of cfg.databases) {
-      locks.push(await acquireLock(path, lock));
+      locks.push(await acquireLock(path, { create: creates(cfg) }));
       const removed = await cleanStaleTemps(path);
       if (removed.length) {
         logger("cli").info("removed {count} leftover temporary file(s) of a crashed run", {
@@ -192,7 +193,7 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
       .exitOverride();
 
   common(p.command("backup").description("Back up the database once, as a new backup."))
-    .action((f: Flags) => done(execute(f, [], backupCmd, env, { create: false })));
+    .action((f: Flags) => done(execute(f, [], backupCmd, env, () => false)));
 
   common(p.command("restore").description("Restore the newest backup unless the database exists."))
     .option("--force", "replace an existing database")
@@ -216,7 +217,8 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     .action((cmd: string[], f: Flags) => {
       // From here on a signal waits for watch (which forwards it) instead of ending lifeboat.
       holdSignals();
-      done(execute(f, cmd, watchCmd, env));
+      // A release machine's database is a throwaway: watch neither restores nor creates it.
+      done(execute(f, cmd, watchCmd, env, (cfg) => !cfg.releaseCommand));
     });
 
   common(
