@@ -157,7 +157,7 @@ async function openToLock(
     const st = await statIfExists(db);
     // A directory, a FIFO (opening it would wait for a writer), a device: never a database.
     if (st && !st.isFile) throw notAFile();
-    if (st) return { file: await Deno.open(db, { read: true, write: true }), created: false };
+    if (st) return { file: await openExisting(db), created: false };
     if (!create) return undefined;
     await Deno.mkdir(dirname(db), { recursive: true });
     const opts = { read: true, write: true, createNew: true, mode: 0o600 };
@@ -177,6 +177,20 @@ async function openToLock(
     }
     if (e instanceof Deno.errors.IsADirectory) throw notAFile();
     throw unwritable(db, e);
+  }
+}
+
+/**
+ * Opens an existing database for writing (a read-only file system is then found here, before
+ * anything starts); one its user may only read (a backup needs no more) is opened read-only:
+ * a flock needs no write access.
+ */
+async function openExisting(db: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(db, { read: true, write: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
+    return await Deno.open(db, { read: true });
   }
 }
 
