@@ -134,6 +134,10 @@ Deno.test("#24.3 a reset is not a timeout; multipart requests and bodiless answe
     /^the S3 server failed on HeadObject to s3:\/\/b\/app \(ServiceUnavailable\)\./,
   );
   assert.match(
+    line(bodiless(400, "BadRequest"), head),
+    /^S3 answered HeadObject on s3:\/\/b\/app with HTTP 400 and no explanation \(BadRequest\)\. A HEAD answer has no body/,
+  );
+  assert.match(
     line(bodiless(404, "NotFound"), head),
     /^S3 has no s3:\/\/b\/app\/backups\/k\.sqlite3 \(HeadObject answered 404 NotFound\)/,
   );

@@ -192,6 +192,16 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
       err,
     );
   }
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  if (bodilessCode(err)) {
+    // Any other status of an answer without a body: there is nothing more to say than it.
+    return operationError(
+      `S3 answered ${ctx.op} on ${where} with HTTP ${status} and no explanation (${code})`,
+      "A HEAD answer has no body to say why: check the credentials, LIFEBOAT_S3_REGION (or " +
+        "AWS_REGION) and LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3)",
+      err,
+    );
+  }
   return err;
 }
 
