@@ -18,6 +18,7 @@ import {
   databaseEntries,
   derivedName,
   planDatabases,
+  resolveDatabases,
   splitMapping,
   subStore,
 } from "../src/databases.ts";
@@ -183,33 +184,38 @@ Deno.test("#20.7 #24.4 the same database through a hard link or //./ is given tw
   makeDb(db, 3);
   await Deno.link(db, `${dir}/b/hard.db`);
   await Deno.link(db, `${dir}/b/app.db`); // same file name: it used to read as a name clash
-  const cases: [string, string[], Record<string, string>, RegExp][] = [
-    [
-      "a hard link",
-      ["restore", "--force", "--db", db, "--db", `${dir}/b/hard.db`],
-      {},
-      /a\/app\.db is given twice \(as app and as hard, through \S+\/b\/hard\.db\)\. Give each/,
-    ],
-    [
-      "a hard link of the same name",
-      ["backup", "--db", db, "--db", `${dir}/b/app.db`],
-      {},
-      /a\/app\.db is given twice \(as app and as app, through \S+\/b\/app\.db\)/,
-    ],
-    ["//./", ["watch", "--db", db, "--db", `${dir}/a//./app.db`], {}, /a\/app\.db is given twice/],
-    [
-      "/./ with a name of its own",
-      ["restore"],
-      { LIFEBOAT_DB: `${db},${dir}/a/./app.db=other` },
-      /a\/app\.db is given twice \(as app and as other\)/,
-    ],
-  ];
-  for (const [what, args, extra, re] of cases) {
-    const r = await runLifeboat(args, { ...env, ...extra });
-    assert.equal(r.code, 2, `${what}: ${r.stderr}`);
-    assert.equal(r.lines.length, 1, `${what}: one line: ${r.stderr}`);
-    assert.match(r.lines[0], re, what);
-  }
+  const twice = async (entries: string[]) => {
+    const specs = planDatabases(entries, { kind: "file", dir: `${dir}/store` });
+    const e = await resolveDatabases(specs).then(() => undefined, (e: LifeboatError) => e);
+    assert.equal(e?.exitCode, 2, entries.join(" "));
+    return e!.message;
+  };
+  assert.match(
+    await twice([db, `${dir}/b/app.db`]),
+    /app\.db is given twice \(as app and as app, through \S+\/b\/app\.db\)/,
+  );
+  assert.match(
+    await twice([db, `${dir}/a//./app.db`]),
+    /a\/app\.db is given twice \(as app and as app\)$/,
+  );
+  assert.match(
+    await twice([db, `${dir}/a/./app.db=other`]),
+    /is given twice \(as app and as other\)$/,
+  );
+  // A name clash between two different files is still one.
+  makeDb(`${dir}/b/x.db`, 1);
+  await assert.rejects(
+    resolveDatabases(planDatabases([db, `${dir}/b/x.db=app`], S3)),
+    /would both be stored as "app"/,
+  );
+  // The whole command: a hard link is not restored as a second database.
+  const r = await runLifeboat(["restore", "--force", "--db", db, "--db", `${dir}/b/hard.db`], env);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.lines.length, 1, r.stderr);
+  assert.match(
+    r.lines[0],
+    /a\/app\.db is given twice \(as app and as hard, through \S+\/b\/hard\.db\)\. Give each/,
+  );
   assert.deepEqual([...Deno.readDirSync(`${dir}/store`)], [], "nothing stored");
   assert.equal(Deno.statSync(db).nlink, 3, "the links are still one file");
 });
