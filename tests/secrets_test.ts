@@ -61,6 +61,9 @@ Deno.test("#24.1 the redactor removes every encoding of a known secret", () => {
   addSecret(secret);
   for (const form of secretEncodings(secret)) {
     assert.equal(redactLine(`a ${form} b`), "a [redacted] b", form);
+    // In a JSON line, between escaped quotes: the line stays JSON.
+    const parsed = JSON.parse(redactLine(JSON.stringify({ msg: `"${form}"` })));
+    assert.equal(parsed.msg, '"[redacted]"', form);
   }
   // Inside a longer base64 text, at each of the three byte offsets.
   for (const pad of ["", "x", "xy"]) {
