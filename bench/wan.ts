@@ -7,6 +7,7 @@
  * direction holds at most one bandwidth-delay product in flight, so a single stream tops out at
  * the cap, as TCP behind a window of that size would, and the sender feels backpressure.
  */
+import { startTcpLink } from "../testkit/tcp_link.ts";
 
 /** Where the shaped link listens, and how to stop it. */
 export interface WanLink {
@@ -23,48 +24,10 @@ export interface WanShape {
 
 /** Starts a shaped TCP link to `upstream` (`http://host:port`) on a free loopback port. */
 export function startWanLink(upstream: string, shape: WanShape): WanLink {
-  const target = new URL(upstream);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const open = new Set<Deno.Conn>();
-  const serving = (async () => {
-    for await (const client of listener) {
-      open.add(client);
-      (async () => {
-        let server: Deno.Conn | undefined;
-        try {
-          server = await Deno.connect({
-            hostname: target.hostname,
-            port: Number(target.port),
-          });
-          open.add(server);
-          await Promise.all([pump(client, server, shape), pump(server, client, shape)]);
-        } catch {
-          // a refused or reset connection ends this pair only
-        } finally {
-          for (const c of [client, server]) {
-            if (!c) continue;
-            open.delete(c);
-            try {
-              c.close();
-            } catch { /* closed */ }
-          }
-        }
-      })();
-    }
-  })().catch(() => {});
-  const { port } = listener.addr as Deno.NetAddr;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    async stop() {
-      listener.close();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await serving;
-    },
-  };
+  return startTcpLink(upstream, async (client, connect) => {
+    const server = await connect();
+    await Promise.all([pump(client, server, shape), pump(server, client, shape)]);
+  });
 }
 
 /**

@@ -7,7 +7,7 @@ import { restoreAll } from "./commands/restore.ts";
 import { forEachDatabase } from "./commands/several.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
-import { resolveDatabases } from "./databases.ts";
+import { assertDistinctNames, resolveDatabases } from "./databases.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
@@ -32,8 +32,18 @@ Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
 
 type Run = (cfg: Config) => Promise<number>;
 
-/** Prepares logging and the store for a command, then runs it; maps every error to one line. */
-async function execute(flags: Flags, command: string[], run: Run, env: Env): Promise<number> {
+/**
+ * Prepares logging, the databases' locks and the store for a command, then runs it; maps every
+ * error to one line. `creates`: whether the command creates a missing database (restore, watch
+ * but on a release machine), so its lock may create the file (lock.ts).
+ */
+async function execute(
+  flags: Flags,
+  command: string[],
+  run: Run,
+  env: Env,
+  creates: (cfg: Config) => boolean = () => true,
+): Promise<number> {
   let cfg: Config;
   try {
     cfg = loadConfig(flags, env, command);
@@ -47,7 +57,7 @@ async function execute(flags: Flags, command: string[], run: Run, env: Env): Pro
   const locks: Lock[] = [];
   try {
     for (const { path } of cfg.databases) {
-      locks.push(await acquireLock(path));
+      locks.push(await acquireLock(path, { create: creates(cfg) }));
       const removed = await cleanStaleTemps(path);
       if (removed.length) {
         logger("cli").info("removed {count} leftover temporary file(s) of a crashed run", {
@@ -131,6 +141,7 @@ async function executeList(flags: ListFlags & Flags, env: Env): Promise<number> 
   let cfg: Config;
   try {
     cfg = loadConfig(flags, env);
+    assertDistinctNames(cfg.databases);
   } catch (err) {
     printLine(`lifeboat: ${oneLine(err)}`);
     return exitCodeOf(err);
@@ -173,7 +184,7 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
   };
 
   command("backup", "Back up the database once, as a new backup.")
-    .action((f: Flags) => done(execute(f, [], backupCmd, env)));
+    .action((f: Flags) => done(execute(f, [], backupCmd, env, () => false)));
 
   command("restore", "Restore the newest backup unless the database exists.")
     .action((f: Flags) => done(execute(f, [], restoreCmd, env)));
@@ -188,7 +199,8 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     .action((cmd: string[], f: Flags) => {
       // From here on a signal waits for watch (which forwards it) instead of ending lifeboat.
       holdSignals();
-      done(execute(f, cmd, watchCmd, env));
+      // A release machine's database is a throwaway: watch neither restores nor creates it.
+      done(execute(f, cmd, watchCmd, env, (cfg) => !cfg.releaseCommand));
     });
 
   command("list", "List each database's backups, newest first (read-only; restores nothing).")

@@ -67,11 +67,12 @@ export function databaseEntries(flag: string | string[] | undefined, env?: strin
 
 /**
  * Builds the databases of one run from `entries` (see `databaseEntries`): each one's absolute
- * path and store name. Throws a config error (exit 2) for a name lifeboat cannot use, and naming
- * both databases and the fix when two would share a name.
+ * path and store name. Throws a config error (exit 2) naming the fix for a name lifeboat cannot
+ * use. Two databases that would share a name are `assertDistinctNames`'s to report, after
+ * `resolveDatabases` has told the same file given twice from a name clash.
  */
 export function planDatabases(entries: string[], cwd = Deno.cwd()): DatabaseSpec[] {
-  const specs = entries.map((entry): DatabaseSpec => {
+  return entries.map((entry): DatabaseSpec => {
     const { path, name } = splitMapping(entry);
     const abs = resolve(cwd, path);
     if (name !== undefined && !isStoreName(name)) {
@@ -83,15 +84,16 @@ export function planDatabases(entries: string[], cwd = Deno.cwd()): DatabaseSpec
     }
     return { path: abs, name: name ?? derivedName(abs), explicit: name !== undefined };
   });
-  checkNamesDiffer(specs);
-  return specs;
 }
 
-/** Throws a config error (exit 2) naming both databases when two share a store name. */
-export function checkNamesDiffer(specs: readonly DatabaseSpec[]): void {
+/**
+ * Returns `specs` unless two would be stored under the same name; then throws a config error
+ * (exit 2) naming both databases and the fix.
+ */
+export function assertDistinctNames(specs: DatabaseSpec[]): DatabaseSpec[] {
   for (let i = 0; i < specs.length; i++) {
     for (let j = 0; j < i; j++) {
-      if (specs[i].name === specs[j].name && specs[i].path !== specs[j].path) {
+      if (specs[i].name === specs[j].name) {
         throw configError(
           `${specs[j].path} and ${specs[i].path} would both be stored as ` +
             `${JSON.stringify(specs[i].name)}`,
@@ -100,24 +102,33 @@ export function checkNamesDiffer(specs: readonly DatabaseSpec[]): void {
       }
     }
   }
+  return specs;
 }
 
 /**
- * Resolves each database's real path once (symlinks followed, as for one database) and checks
- * its name length. Throws a config error (exit 2) when two entries are the same file.
+ * Resolves each database's real path once (symlinks followed, as for one database), checks its
+ * name length, then that no two share a name (`assertDistinctNames`). Throws a config error
+ * (exit 2) when two entries are the same file: the same device and inode (a hard link, a
+ * symlink, `//./`), or for a file not there yet the same real path; this is checked first, so
+ * the same file given twice is never reported as a name clash.
  */
 export async function resolveDatabases(specs: DatabaseSpec[]): Promise<DatabaseSpec[]> {
   const out: DatabaseSpec[] = [];
+  const ids: string[] = [];
   for (const s of specs) {
     const path = checkNameLength(await realDatabasePath(s.path));
-    const twin = out.find((o) => o.path === path);
-    if (twin) {
+    const st = await Deno.stat(path).catch(() => undefined);
+    const id = st?.ino != null ? `inode ${st.dev}:${st.ino}` : `path ${path}`;
+    const twin = ids.indexOf(id);
+    if (twin >= 0) {
       throw configError(
-        `${twin.path} is given twice (as ${twin.name} and as ${s.name})`,
+        `${out[twin].path} is given twice (as ${out[twin].name} and as ${s.name}` +
+          `${path === out[twin].path ? "" : `, through ${path}`})`,
         "Give each database once: --db PATH, or PATH=NAME to choose its store name",
       );
     }
+    ids.push(id);
     out.push({ ...s, path });
   }
-  return out;
+  return assertDistinctNames(out);
 }

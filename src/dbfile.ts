@@ -25,7 +25,7 @@ export function checkNameLength(db: string): string {
   if (bytes > MAX_DB_NAME_BYTES) {
     throw configError(
       `the database file name ${JSON.stringify(basename(db).slice(0, 40) + "…")} is ${bytes} ` +
-        `bytes long: lifeboat's temporary and lock files beside it would exceed the ` +
+        `bytes long: lifeboat's temporary files beside it would exceed the ` +
         `${NAME_MAX}-byte file name limit`,
       `Use a database file name of at most ${MAX_DB_NAME_BYTES} bytes (--db / LIFEBOAT_DB)`,
     );

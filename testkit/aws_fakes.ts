@@ -166,8 +166,37 @@ export function startFakeFlyApi(path: string, sub?: string): FakeFlyApi {
 }
 
 /**
+ * The ways a server or proxy may echo `secret`: itself, URL-encoded (encodeURIComponent with
+ * upper- and lower-case hex, and RFC 3986 as the AWS SDK encodes), base64 (standard and URL-safe,
+ * padded or not) and JSON-escaped (`\/`, and every character as `\uXXXX`).
+ */
+export function secretEncodings(secret: string): string[] {
+  const uri = encodeURIComponent(secret);
+  const rfc3986 = uri.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const b64 = btoa(String.fromCharCode(...new TextEncoder().encode(secret)));
+  const url = b64.replaceAll("+", "-").replaceAll("/", "_");
+  return [
+    secret,
+    uri,
+    uri.replace(/%[0-9A-F]{2}/g, (h) => h.toLowerCase()),
+    rfc3986,
+    b64,
+    b64.replace(/=+$/, ""),
+    url,
+    url.replace(/=+$/, ""),
+    JSON.stringify(secret).slice(1, -1).replaceAll("/", "\\/"),
+    [...secret].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join(""),
+  ];
+}
+
+/** Consecutive characters of a planted secret (in any encoding) that count as a leak. */
+const LEAK_WINDOW = 16;
+
+/**
  * Collects every line lifeboat printed in a test file and the secrets planted for it; a secret
  * can be planted after the run that might have leaked it (e.g. STS's answer seen by a proxy).
+ * A line leaks when it holds any 16 consecutive characters of a planted secret in any of
+ * `secretEncodings` (so a secret cut short leaks too), or the signature part of a JWT.
  */
 export class SecretScan {
   private readonly secrets = new Set<string>();
@@ -184,18 +213,31 @@ export class SecretScan {
     return r;
   }
 
-  /** Asserts that no recorded line holds a planted secret (or the signature part of a JWT). */
+  /** Asserts that no recorded line holds a planted secret (see the class); returns the counts. */
   assertClean(): { lines: number; secrets: number } {
-    const needles = [...this.secrets].flatMap((s) => {
+    const windows = new Map<string, string>();
+    const short: [string, string][] = [];
+    for (const s of this.secrets) {
       const parts = s.split(".");
-      return parts.length === 3 ? [s, parts[2]] : [s];
-    });
+      const whole = parts.length === 3 ? [s, parts[2]] : [s];
+      for (const needle of whole.flatMap(secretEncodings)) {
+        if (needle.length < LEAK_WINDOW) short.push([needle, s]);
+        for (let i = 0; i + LEAK_WINDOW <= needle.length; i++) {
+          windows.set(needle.slice(i, i + LEAK_WINDOW), s);
+        }
+      }
+    }
     let lines = 0;
     for (const o of this.outputs) {
       for (const line of o.lines) {
         lines++;
-        for (const n of needles) {
-          assert.ok(!line.includes(n), `a planted secret leaked in ${o.what}: ${line}`);
+        for (let i = 0; i <= line.length; i++) {
+          const secret = windows.get(line.slice(i, i + LEAK_WINDOW)) ??
+            short.find(([needle]) => line.startsWith(needle, i))?.[1];
+          assert.ok(
+            secret === undefined,
+            `a planted secret (${secret?.slice(0, 6)}…) leaked in ${o.what}: ${line}`,
+          );
         }
       }
     }

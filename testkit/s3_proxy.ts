@@ -8,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
+import { startTcpLink, type TcpLink } from "./tcp_link.ts";
 
 /** A request as the proxy saw it. */
 export interface SeenRequest {
@@ -413,4 +414,40 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
     },
   };
   return proxy;
+}
+
+/** A TCP link in front of an S3 server that resets the connections of chosen requests. */
+export interface ResettingLink extends TcpLink {
+  /** How many connections were reset so far. */
+  resets: number;
+}
+
+/**
+ * Starts a TCP link to `upstream` that closes, unanswered and with the request unread (the
+ * kernel then sends a reset), every connection whose first request line matches `cut` (e.g.
+ * `/partNumber=/` for UploadPart); every other connection is passed through untouched.
+ *
+ * Why TCP and not the proxy: Deno.serve cannot reset a connection, and the proxy's `reset` cuts a
+ * response body, which an UploadPart answer does not have. A connection the client reuses after
+ * a request that passed is passed through whole (the link reads only first request lines).
+ */
+export function startResettingLink(upstream: string, cut: RegExp): ResettingLink {
+  const link = startTcpLink(upstream, async (client, connect) => {
+    const head = new Uint8Array(64 * 1024);
+    const n = await client.read(head);
+    if (n === null) return;
+    const line = new TextDecoder().decode(head.subarray(0, Math.min(n, 2048))).split("\r\n")[0];
+    if (cut.test(line)) {
+      resetting.resets++;
+      return; // closed by the link with the request's body unread: a reset
+    }
+    const server = await connect();
+    await server.write(head.subarray(0, n));
+    await Promise.all([
+      client.readable.pipeTo(server.writable).catch(() => {}),
+      server.readable.pipeTo(client.writable).catch(() => {}),
+    ]);
+  });
+  const resetting: ResettingLink = { ...link, resets: 0 };
+  return resetting;
 }

@@ -13,7 +13,14 @@ import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { spawnWithMetrics } from "../testkit/ports.ts";
 import { addRow, integrity, makeDb, readRows } from "../testkit/sqlite.ts";
-import { databaseEntries, derivedName, planDatabases, splitMapping } from "../src/databases.ts";
+import {
+  assertDistinctNames,
+  databaseEntries,
+  derivedName,
+  planDatabases,
+  resolveDatabases,
+  splitMapping,
+} from "../src/databases.ts";
 import type { LifeboatError } from "../src/errors.ts";
 import { MetricsByDb } from "../src/metrics_by_db.ts";
 import { backupKey } from "../src/store/keys.ts";
@@ -51,12 +58,15 @@ Deno.test("databases: entries, names and store prefixes", () => {
   assert.equal(planDatabases(["/data/backups.db"])[0].name, "backups", "no name is reserved");
 
   assert.throws(
-    () => planDatabases(["/a/app.db", "/b/app.db"]),
+    () => assertDistinctNames(planDatabases(["/a/app.db", "/b/app.db"])),
     (e: LifeboatError) =>
       /\/a\/app\.db and \/b\/app\.db would both be stored as "app"/.test(e.message) &&
       e.hint === "Name one of them: --db /b/app.db=OTHER_NAME" && e.exitCode === 2,
   );
-  assert.throws(() => planDatabases(["/a/x.db=q", "/b/q.db"]), /both be stored as "q"/);
+  assert.throws(
+    () => assertDistinctNames(planDatabases(["/a/x.db=q", "/b/q.db"])),
+    /both be stored as "q"/,
+  );
   assert.throws(
     () => planDatabases(["/a/x.db=.q", "/b/c.db"]),
     (e: LifeboatError) =>
@@ -148,6 +158,51 @@ Deno.test("bad database lists: one line, exit 2, nothing touched", async () => {
   assert.deepEqual(readRows(`${dir}/a/app.db`).length, 3);
 });
 
+Deno.test("#20.7 #24.4 the same database through a hard link or //./ is given twice (exit 2), not two databases or a name clash", async () => {
+  const { dir, env } = await kitScene();
+  await Deno.mkdir(`${dir}/a`);
+  await Deno.mkdir(`${dir}/b`);
+  const db = `${dir}/a/app.db`;
+  makeDb(db, 3);
+  await Deno.link(db, `${dir}/b/hard.db`);
+  await Deno.link(db, `${dir}/b/app.db`); // same file name: it used to read as a name clash
+  const twice = async (entries: string[]) => {
+    const specs = planDatabases(entries);
+    const e = await resolveDatabases(specs).then(() => undefined, (e: LifeboatError) => e);
+    assert.equal(e?.exitCode, 2, entries.join(" "));
+    return e!.message;
+  };
+  assert.match(
+    await twice([db, `${dir}/b/app.db`]),
+    /app\.db is given twice \(as app and as app, through \S+\/b\/app\.db\)/,
+  );
+  assert.match(
+    await twice([db, `${dir}/a//./app.db`]),
+    /a\/app\.db is given twice \(as app and as app\)$/,
+  );
+  assert.match(
+    await twice([db, `${dir}/a/./app.db=other`]),
+    /is given twice \(as app and as other\)$/,
+  );
+  // A name clash between two different files is still one.
+  makeDb(`${dir}/b/x.db`, 1);
+  await assert.rejects(
+    resolveDatabases(planDatabases([db, `${dir}/b/x.db=app`])),
+    /would both be stored as "app"/,
+  );
+  // The whole command: a hard link is not restored as a second database.
+  const r = await runLifeboat(["restore", "--force", "--db", db, "--db", `${dir}/b/hard.db`], env);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.lines.length, 1, r.stderr);
+  assert.match(
+    r.lines[0],
+    /a\/app\.db is given twice \(as app and as hard, through \S+\/b\/hard\.db\)\. Give each/,
+  );
+  assert.deepEqual([...Deno.readDirSync(`${dir}/store`)], [], "nothing stored");
+  assert.equal(Deno.statSync(db).nlink, 3, "the links are still one file");
+});
+
+/** Requests about one database's sub-prefix `db/NAME/` (objects, or a listing under it). */
 /** Requests about one database's places (`db/backups/TIER/NAME/`, its kept copy, 0.2's `db/NAME/`). */
 const about = (name: string) => (r: SeenRequest) =>
   r.path.includes(`/${name}/`) || r.path.endsWith(`/kept/${name}.sqlite3`) ||

@@ -1,6 +1,7 @@
 /** Local safety: a full disk, a second lifeboat on the same database, and private file modes. */
 import assert from "node:assert/strict";
 import { assertOneLineError, runLifeboat, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { DatabaseSync } from "node:sqlite";
 import { growDb, makeDb } from "../testkit/sqlite.ts";
 import { LOOSE, scene } from "../testkit/scene.ts";
 
@@ -64,6 +65,53 @@ Deno.test({
     assert.equal((await w.stop()).code, 0);
     // Once it is gone the lock is free again, even though its file stays.
     assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+  },
+});
+
+Deno.test({
+  name: "#24.4 the lock is the database's own: refused after the lock file is deleted, through " +
+    "a hard link or //./, also after a restore replaced the file; never blocks the app, another " +
+    "database beside it, or the next run after a SIGKILL",
+  ...LOOSE,
+  fn: async () => {
+    const { dir, db, env } = await scene();
+    makeDb(db, 10);
+    makeDb(`${dir}/other.db`, 3);
+    await Deno.link(db, `${dir}/hard.db`);
+    const w = spawnLifeboat(["watch", "--db", db, "--interval", "1h"], env);
+    await w.waitForLine(/watching/);
+    // Earlier versions locked this file: deleting it let a second lifeboat in.
+    await Deno.remove(`${dir}/.app.db.lifeboat.lock`).catch(() => {});
+    const refusedBy = (pid: number) =>
+      new RegExp(`another lifeboat process \\(pid ${pid}\\) is already working on`);
+    // (A symlink is resolved to the same path: container_test's #11.4 case.)
+    const [dotted, hard, other] = await Promise.all(
+      [`${dir}//./app.db`, `${dir}/hard.db`, `${dir}/other.db`]
+        .map((p) => runLifeboat(["backup", "--db", p], env)),
+    );
+    // (Before, the first locked a new lock file and ran beside watch: exit 0.)
+    assertOneLineError(dotted, 1, refusedBy(w.proc.pid));
+    assertOneLineError(hard, 1, refusedBy(w.proc.pid));
+    assert.equal(other.code, 0, `a database beside it has a lock of its own: ${other.stderr}`);
+    // The app (SQLite's own fcntl locks) writes, even exclusively, without waiting.
+    const app = new DatabaseSync(db, { timeout: 0 });
+    app.exec("BEGIN EXCLUSIVE; INSERT INTO t(body) VALUES ('the app writes'); COMMIT");
+    app.close();
+
+    // A holder killed outright leaves nothing that blocks the next run; and a watch that
+    // restores renames a new file over its database: that file is locked from the start.
+    assert.equal((await w.stop("SIGKILL")).code, 137);
+    const restored = `${dir}/restored.db`;
+    const w2 = spawnLifeboat(["watch", "--db", restored, "--interval", "1h"], env);
+    assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
+    await w2.waitForLine(/watching/);
+    assert.match(w2.lines.join("\n"), /restored \S+ from/);
+    assertOneLineError(
+      await runLifeboat(["restore", "--force", "--db", restored], env),
+      1,
+      refusedBy(w2.proc.pid),
+    );
+    assert.equal((await w2.stop()).code, 0);
   },
 });
 

@@ -2,6 +2,7 @@
 import { basename, dirname } from "node:path";
 import { assertNotInUse, SQLITE_SIDE_FILES } from "../dbfile.ts";
 import { fsyncDir, removeIfExists, statIfExists } from "../fsutil.ts";
+import { replaceLocked } from "../lock.ts";
 import type { DownloadedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
 
@@ -59,6 +60,7 @@ export async function installDatabase(tmp: string, db: string): Promise<void> {
   if (old?.size) assertNotInUse(db); // an app that opened it during the download
   if (old?.mode != null) await Deno.chmod(tmp, old.mode & 0o777);
   for (const side of SQLITE_SIDE_FILES) await removeIfExists(db + side);
-  await Deno.rename(tmp, db);
+  // Locked before the rename: the new inode at `db` is lifeboat's from its first moment.
+  await replaceLocked(db, tmp, () => Deno.rename(tmp, db));
   await fsyncDir(dirname(db));
 }

@@ -213,9 +213,11 @@ export class FileStore implements Store {
     return Promise.resolve();
   }
 
-  /** Runs `fn`; a missing store directory becomes one clear error (exit 1). */
+  /** Runs `fn`; a missing store directory, or a file in its place, becomes one clear error (exit 1). */
   private async inRoot<T>(fn: () => Promise<T>): Promise<T> {
-    if (!(await statIfExists(this.dir))?.isDirectory) {
+    const root = await statIfExists(this.dir);
+    if (root && !root.isDirectory) throw this.notADirectory();
+    if (!root) {
       throw operationError(
         `store directory ${this.dir} does not exist`,
         "Create it, or fix --url / LIFEBOAT_URL",
@@ -224,14 +226,17 @@ export class FileStore implements Store {
     return await fn();
   }
 
+  /** A listing's failure: a file where the store directory should be is one clear error. */
   private unreadable(e: unknown): Error {
-    return e instanceof Deno.errors.NotADirectory
-      ? operationError(
-        `store directory ${this.dir} is not a directory`,
-        "Fix --url / LIFEBOAT_URL",
-        e,
-      )
-      : e as Error;
+    return e instanceof Deno.errors.NotADirectory ? this.notADirectory(e) : e as Error;
+  }
+
+  private notADirectory(cause?: unknown): Error {
+    return operationError(
+      `the store ${this.dir} is not a directory`,
+      "Point --url / LIFEBOAT_URL at a directory, not a file (lifeboat keeps backups/ in it)",
+      cause,
+    );
   }
 
   private tempBeside(path: string): string {

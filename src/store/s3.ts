@@ -121,7 +121,7 @@ export class S3Store implements Store {
           client: this.client,
           partSize: this.s.partSize,
           concurrency: this.s.concurrency,
-          request: (send) => this.mapped("PutObject", send, signal),
+          request: (op, send) => this.mapped(op, send, signal, Key),
           ready,
           ifNoneMatch,
         }, signal),
@@ -172,6 +172,7 @@ export class S3Store implements Store {
       "HeadObject",
       () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
       signal,
+      Key,
     );
     const stored = metaFromRecord(res.Metadata ?? {});
     if (res.ContentLength !== meta.size || stored.sha256 !== meta.sha256) {
@@ -325,6 +326,8 @@ export class S3Store implements Store {
       const res = await this.mapped(
         "HeadObject",
         () => this.client.send(new HeadObjectCommand({ Bucket: this.s.bucket, Key })),
+        undefined,
+        Key,
       );
       return { meta: metaFromRecord(res.Metadata ?? {}), size: res.ContentLength };
     } catch (err) {
@@ -422,8 +425,16 @@ export class S3Store implements Store {
       ));
   }
 
-  /** Runs one request; a permanent failure becomes a one-line LifeboatError (see s3_errors.ts). */
-  private async mapped<T>(op: S3Operation, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /**
+   * Runs request `op` (about the object `key`, if one); its failure becomes a one-line error
+   * (see s3_errors.ts).
+   */
+  private async mapped<T>(
+    op: S3Operation,
+    fn: () => Promise<T>,
+    signal?: AbortSignal,
+    key?: string,
+  ): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -432,6 +443,7 @@ export class S3Store implements Store {
         op,
         bucket: this.s.bucket,
         prefix: this.s.prefix,
+        key,
         roleArn: this.s.role?.roleArn,
       });
     }
@@ -442,11 +454,21 @@ export class S3Store implements Store {
   }
 }
 
-/** True for the store's own answer that an object is not there (404, NoSuchKey, NotFound). */
+/**
+ * True for the store's own answer that an object is not there (404, NoSuchKey, NotFound), also
+ * once mapped to a shown error (its cause). A missing bucket is mapped to its own error first.
+ */
 function isNotFound(err: unknown): boolean {
-  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
-  const code = errorCode(err) || errorCode((err as { cause?: unknown })?.cause);
-  return code === "NoSuchKey" || code === "NotFound" || status === 404;
+  for (let e = err, depth = 0; e && depth < 3; depth++) {
+    const x = e as { $metadata?: { httpStatusCode?: number }; cause?: unknown };
+    const code = errorCode(e);
+    if (code === "NoSuchKey" || code === "NotFound" || x.$metadata?.httpStatusCode === 404) {
+      return true;
+    }
+    if (code === "NoSuchBucket") return false;
+    e = x.cause;
+  }
+  return false;
 }
 
 /** The body of a GetObject answer as a web stream; a retryable error when there is none. */

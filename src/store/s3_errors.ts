@@ -7,10 +7,14 @@
  * error codes, bucket/key names, ARNs, token claims (`sub`, `aud`) and redacted server text.
  */
 import { operationError, ShownError, TransientError } from "../errors.ts";
+import { redactLine } from "../redact.ts";
 
 /** The S3 requests lifeboat makes, each with the IAM action it needs. */
 export type S3Operation =
   | "PutObject"
+  | "CreateMultipartUpload"
+  | "UploadPart"
+  | "CompleteMultipartUpload"
   | "ListObjectsV2"
   | "GetObject"
   | "HeadObject"
@@ -19,6 +23,10 @@ export type S3Operation =
 
 const ACTION: Record<S3Operation, string> = {
   PutObject: "s3:PutObject",
+  // A multipart upload's requests are all authorised by s3:PutObject.
+  CreateMultipartUpload: "s3:PutObject",
+  UploadPart: "s3:PutObject",
+  CompleteMultipartUpload: "s3:PutObject",
   ListObjectsV2: "s3:ListBucket",
   GetObject: "s3:GetObject",
   HeadObject: "s3:GetObject",
@@ -32,6 +40,8 @@ export interface S3ErrorContext {
   bucket: string;
   /** Key prefix without trailing slash; "" for the bucket root. */
   prefix: string;
+  /** The object's full key, for requests about one object. */
+  key?: string;
   /** The role lifeboat assumed, if any (named as the principal to grant access to). */
   roleArn?: string;
 }
@@ -62,20 +72,47 @@ export function errorCode(err: unknown): string {
   return "";
 }
 
-/** Removes anything shaped like a JWT, an access key id or a long secret from server text. */
+/**
+ * Removes every known secret in any encoding (redact.ts) and anything shaped like a JWT, an
+ * access key id or a long secret from server text, then shortens it: redacted before it is cut,
+ * so a cut never leaves part of a secret that the redactor would no longer recognise.
+ */
 export function redact(text: string): string {
-  return text
-    .replace(/eyJ[\w-]*\.[\w-]*\.[\w-]*/g, "[redacted token]")
+  return redactLine(text.replace(/\s+/g, " "))
     .replace(/\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b/g, "[redacted key id]")
     .replace(/[A-Za-z0-9+/=]{40,}/g, "[redacted]")
-    .replace(/\s+/g, " ")
     .slice(0, 300)
     .trim();
 }
 
 function serverMessage(err: unknown): string {
   const m = (err as { message?: unknown } | null)?.message;
-  return typeof m === "string" && m !== "" ? `: ${redact(m)}` : "";
+  return typeof m === "string" && m !== "" && m !== NO_BODY ? `: ${redact(m)}` : "";
+}
+
+/** The SDK's message for an error answer without a body (every HEAD answer has none). */
+const NO_BODY = "UnknownError";
+
+/** Codes for the HTTP statuses of error answers that carry no code of their own. */
+const STATUS_CODE: Record<number, string> = {
+  301: "PermanentRedirect",
+  400: "BadRequest",
+  403: "AccessDenied",
+  404: "NotFound",
+  500: "InternalError",
+  502: "BadGateway",
+  503: "ServiceUnavailable",
+};
+
+/**
+ * The code of an error answer without a body (a HEAD's: the SDK names it `Unknown` or after the
+ * status, with the message "UnknownError"), from its HTTP status; "" for any other error.
+ */
+function bodilessCode(err: unknown): string {
+  const e = err as { message?: unknown; $metadata?: { httpStatusCode?: number } } | null;
+  const status = e?.$metadata?.httpStatusCode;
+  if (e?.message !== NO_BODY || status === undefined) return "";
+  return STATUS_CODE[status] ?? (status >= 500 ? "InternalError" : `HTTP${status}`);
 }
 
 const is = (code: string, ...names: string[]) =>
@@ -87,7 +124,7 @@ const is = (code: string, ...names: string[]) =>
  */
 export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
   if (err instanceof ShownError) return err;
-  const code = errorCode(err);
+  const code = bodilessCode(err) || errorCode(err);
   const where = ctx.prefix ? `s3://${ctx.bucket}/${ctx.prefix}` : `s3://${ctx.bucket}`;
   const who = ctx.roleArn ? `role ${ctx.roleArn}` : "the credentials lifeboat uses";
   const what = `(${code} on ${ctx.op})`;
@@ -137,7 +174,18 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
       err,
     );
   }
-  const transient = transientS3Error(err, code, ctx, where);
+  if (code === "NotFound" && ctx.op === "HeadObject") {
+    const object = ctx.key ? `s3://${ctx.bucket}/${ctx.key}` : `an object in ${where}`;
+    return new TransientError(
+      `S3 has no ${object} (HeadObject answered 404 NotFound)`,
+      "lifeboat tries again (a backup just uploaded goes up again under a new key); if it " +
+        "persists, the store does not keep what it is sent, or something deletes it: check that " +
+        "LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) is the S3 store itself, and the bucket's " +
+        "lifecycle rules",
+      err,
+    );
+  }
+  const transient = networkError(err, ctx, where) ?? transientS3Error(err, code, ctx, where);
   if (transient) return transient;
   if (code === "CredentialsProviderError") {
     return operationError(
@@ -146,7 +194,62 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): unknown {
       err,
     );
   }
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  if (bodilessCode(err)) {
+    // Any other status of an answer without a body: there is nothing more to say than it.
+    return operationError(
+      `S3 answered ${ctx.op} on ${where} with HTTP ${status} and no explanation (${code})`,
+      "A HEAD answer has no body to say why: check the credentials, LIFEBOAT_S3_REGION (or " +
+        "AWS_REGION) and LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3)",
+      err,
+    );
+  }
   return err;
+}
+
+/** What each network failure says, and what to check: the endpoint is unreachable or cut. */
+const NETWORK: Record<string, { what: string; hint: string }> = {
+  ECONNREFUSED: {
+    what: "nothing listens at",
+    hint: "Check LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3): no server accepts connections " +
+      "at that address and port. lifeboat retries it, in case the store is still starting",
+  },
+  ENOTFOUND: {
+    what: "the host name does not resolve:",
+    hint: "Check LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3), the bucket name (a " +
+      "virtual-hosted endpoint puts it in the host name) and the machine's DNS",
+  },
+  EHOSTUNREACH: {
+    what: "no route to",
+    hint: "Check LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) and the machine's network",
+  },
+  ECONNRESET: {
+    what: "the connection was reset by",
+    hint: "lifeboat retries it; if it persists, something between lifeboat and the store (a " +
+      "proxy, a load balancer, a firewall) or the store itself cuts connections: check the " +
+      "network and LIFEBOAT_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3)",
+  },
+};
+NETWORK.EAI_AGAIN = NETWORK.ENOTFOUND;
+NETWORK.ENETUNREACH = NETWORK.EHOSTUNREACH;
+NETWORK.EPIPE = NETWORK.ECONNRESET;
+
+/**
+ * A failure to reach the endpoint or a connection cut under a request, told from a timeout: the
+ * SDK names a reset `TimeoutError` too, but keeps the system's code (ECONNRESET, EPIPE).
+ */
+function networkError(err: unknown, ctx: S3ErrorContext, where: string) {
+  const sys = (err as { code?: unknown } | null)?.code;
+  const known = typeof sys === "string" ? NETWORK[sys] : undefined;
+  if (!known) return undefined;
+  const message = String((err as { message?: unknown }).message ?? "");
+  // "connect ECONNREFUSED 127.0.0.1:1", "getaddrinfo ENOTFOUND host": the address is the last word.
+  const address = new RegExp(`${sys} (\\S+)`).exec(message)?.[1] ?? "the S3 endpoint";
+  return new TransientError(
+    `S3 ${ctx.op} to ${where} failed: ${known.what} ${address} (${sys})`,
+    known.hint,
+    err,
+  );
 }
 
 /** Server trouble and timeouts: the request may well succeed again later. */

@@ -25,6 +25,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { TransientError } from "../errors.ts";
+import type { S3Operation } from "./s3_errors.ts";
 
 /** S3 allows at most 10,000 parts in one multipart upload. */
 const MAX_PARTS = 10_000;
@@ -40,8 +41,8 @@ export interface UploadOptions {
   partSize: number;
   /** How many parts are in flight at once (LIFEBOAT_S3_CONCURRENCY). */
   concurrency: number;
-  /** Runs one request and maps its failure to a one-line error (the store's context). */
-  request: <T>(send: () => Promise<T>) => Promise<T>;
+  /** Runs request `op` and maps its failure to a one-line error naming it (the store's context). */
+  request: <T>(op: S3Operation, send: () => Promise<T>) => Promise<T>;
   /**
    * Must resolve before the object becomes visible (before the PutObject, or before
    * CompleteMultipartUpload, so the parts upload meanwhile); when it rejects, the upload is
@@ -93,10 +94,12 @@ export async function uploadFile(
     if (size <= partSize) {
       await o.ready;
       const Body = await Deno.readFile(file);
-      const res = await o.request(() =>
-        o.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body), ...cond }), {
-          abortSignal: stop.signal,
-        })
+      const res = await o.request(
+        "PutObject",
+        () =>
+          o.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body), ...cond }), {
+            abortSignal: stop.signal,
+          }),
       );
       requireETag(res.ETag, `PutObject of ${head.Key}`);
     } else {
@@ -120,8 +123,9 @@ async function multipart(
 ): Promise<void> {
   const { Bucket, Key } = head;
   const opts = { abortSignal: stop.signal };
-  const { UploadId } = await o.request(() =>
-    o.client.send(new CreateMultipartUploadCommand(head), opts)
+  const { UploadId } = await o.request(
+    "CreateMultipartUpload",
+    () => o.client.send(new CreateMultipartUploadCommand(head), opts),
   );
   if (!UploadId) {
     throw new TransientError(
@@ -147,7 +151,7 @@ async function multipart(
           off += got;
         }
         const PartNumber = n + 1;
-        const res = await o.request(() =>
+        const res = await o.request("UploadPart", () =>
           o.client.send(
             new UploadPartCommand({
               Bucket,
@@ -158,8 +162,7 @@ async function multipart(
               ContentMD5: md5(body),
             }),
             opts,
-          )
-        );
+          ));
         parts[n] = { PartNumber, ETag: requireETag(res.ETag, `part ${PartNumber} of ${Key}`) };
       }
     };
@@ -180,7 +183,7 @@ async function multipart(
     stop.signal.throwIfAborted();
     // Some servers (Ceph radosgw) answer CompleteMultipartUpload without an ETag: the
     // HeadObject that follows every upload is the proof that counts.
-    await o.request(() =>
+    await o.request("CompleteMultipartUpload", () =>
       o.client.send(
         new CompleteMultipartUploadCommand({
           Bucket,
@@ -190,8 +193,7 @@ async function multipart(
           ...o.complete,
         }),
         opts,
-      )
-    );
+      ));
   } catch (err) {
     await o.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
       .catch(() => {});
