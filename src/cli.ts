@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { systemClock } from "./clock.ts";
 import { backupOnce } from "./commands/backup.ts";
+import { verifyDatabases } from "./commands/drill.ts";
 import { listBackups, type ListFlags } from "./commands/list.ts";
 import { restoreDatabase } from "./commands/restore.ts";
 import { assertNotMovedAway, forEachDatabase, openTargets } from "./commands/several.ts";
@@ -12,7 +13,6 @@ import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { MetricsByDb } from "./metrics_by_db.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { addSecretsFromEnv, redactLine } from "./redact.ts";
 import { holdSignals, processSignals } from "./signals.ts";
@@ -29,6 +29,7 @@ Environment (flags win):
   LIFEBOAT_SHUTDOWN_TIMEOUT (default 30s), LIFEBOAT_METRICS_ADDR (e.g. :9091, serves /metrics)
   LIFEBOAT_ALLOW_EMPTY=1 (restore: start empty although the store once held backups)
   LIFEBOAT_RESTORE_CHECK=auto|quick_check|integrity_check (restore: the SQLite check after SHA-256)
+  LIFEBOAT_DRILL_INTERVAL (default 24h; 0 or off: none; watch re-reads and verifies the newest backup)
   RELEASE_COMMAND (set by fly.io on release machines: watch runs the app alone, backup refuses)
   LIFEBOAT_S3_ENDPOINT, LIFEBOAT_S3_REGION, LIFEBOAT_ACCESS_KEY_ID (else AWS_ENDPOINT_URL_S3,
   AWS_REGION, AWS_ACCESS_KEY_ID), AWS_ROLE_ARN, BUCKET_NAME, LIFEBOAT_S3_* (see README)
@@ -117,10 +118,7 @@ const restoreCmd: Run = async (cfg) => {
 const watchCmd: Run = async (cfg) => {
   const targets = await openTargets(cfg);
   const store = targets[0].store;
-  const labels = targets.flatMap((t) => t.label ?? []);
-  const metrics = labels.length
-    ? new MetricsByDb(systemClock, cfg, labels)
-    : new Metrics(systemClock, cfg);
+  const metrics = new Metrics(systemClock, cfg, cfg.databases.map((d) => d.name));
   // A release machine serves nothing: it runs the release command alone.
   const server = cfg.metricsAddr && !cfg.releaseCommand
     ? serveMetrics(cfg.metricsAddr, metrics)
@@ -135,8 +133,14 @@ const watchCmd: Run = async (cfg) => {
   }
 };
 
-/** `lifeboat list`: needs no lock and no database file; maps every error to one line. */
-async function executeList(flags: ListFlags & Flags, env: Env): Promise<number> {
+const verifyCmd: Run = async (cfg) =>
+  await verifyDatabases(await openTargets(cfg), cfg, systemClock);
+
+/**
+ * `list` and `verify`: they read the store only, so they take no lock (they run beside a live
+ * `watch`) and need no database file; maps every error to one line.
+ */
+async function executeReadOnly(flags: Flags, env: Env, run: Run): Promise<number> {
   let cfg: Config;
   try {
     cfg = loadConfig(flags, env);
@@ -146,7 +150,7 @@ async function executeList(flags: ListFlags & Flags, env: Env): Promise<number> 
   }
   await setupLogging(cfg.log);
   try {
-    return await listBackups(cfg, flags);
+    return await run(cfg);
   } catch (err) {
     logger("cli").error("{error}", { event: "failed", error: oneLine(err) });
     return exitCodeOf(err);
@@ -217,7 +221,14 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     .option("--limit <n>", "backups shown per database (default 20)")
     .option("--json", "print one JSON document instead of a table")
     .option("--sha256", "S3: read each listed backup's SHA-256 (one HEAD request per backup)")
-    .action((f: ListFlags & Flags) => done(executeList(f, env)));
+    .action((f: ListFlags & Flags) => done(executeReadOnly(f, env, (cfg) => listBackups(cfg, f))));
+
+  common(
+    p.command("verify").description(
+      "Read each database's newest backup back and verify it as restore would (restores nothing).",
+    ),
+  )
+    .action((f: Flags) => done(executeReadOnly(f, env, verifyCmd)));
   return p;
 }
 

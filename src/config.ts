@@ -23,6 +23,8 @@ export interface Config {
   backupConcurrency: number;
   /** Milliseconds between periodic backups in `watch`. */
   interval: number;
+  /** Milliseconds between `watch`'s restore drills of a database (LIFEBOAT_DRILL_INTERVAL); 0: off. */
+  drillInterval: number;
   /** `restore --force`: replace an existing database. */
   force: boolean;
   /** `--allow-empty` / LIFEBOAT_ALLOW_EMPTY: start empty even if the store's marker says backups existed. */
@@ -73,6 +75,9 @@ const HOUR = 3_600_000;
 const MAX_INTERVAL_MS = 24 * HOUR;
 const MAX_STOP_MS = HOUR;
 const MAX_S3_TIMEOUT_MS = 10 * 60_000;
+/** Restore drills: once a day by default; at most every 30 days (720h). */
+const DEFAULT_DRILL_INTERVAL = "24h";
+const MAX_DRILL_INTERVAL_MS = 720 * HOUR;
 /** Defaults: app stop + final backup + a margin fit fly.toml's kill_timeout (45s). */
 const DEFAULT_APP_STOP = "10s";
 const DEFAULT_SHUTDOWN = "30s";
@@ -441,6 +446,13 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
       intervalRaw,
       MIN_INTERVAL_MS,
       MAX_INTERVAL_MS,
+    ),
+    // "0" or "off" turns drills off.
+    drillInterval: /^\s*(0|off)\s*$/i.test(env.LIFEBOAT_DRILL_INTERVAL ?? "") ? 0 : duration(
+      "LIFEBOAT_DRILL_INTERVAL",
+      env.LIFEBOAT_DRILL_INTERVAL || DEFAULT_DRILL_INTERVAL,
+      MIN_INTERVAL_MS,
+      MAX_DRILL_INTERVAL_MS,
     ),
     force: flags.force ?? false,
     allowEmpty: flags.allowEmpty ?? bool(env, "LIFEBOAT_ALLOW_EMPTY", false),

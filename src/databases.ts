@@ -6,11 +6,11 @@
  *   databases existed, so existing stores keep working.
  * - Several databases, or an explicit `PATH=NAME`: each one under `PREFIX/NAME/`.
  */
-import { basename, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { DatabaseSpec, StoreUrl } from "./store/settings.ts";
 
 export type { DatabaseSpec };
-import { checkNameLength, realDatabasePath } from "./dbfile.ts";
+import { checkNameLength, derivedName, realDatabasePath } from "./dbfile.ts";
 import { configError } from "./errors.ts";
 import { BACKUPS_DIR, MARKER_NAME } from "./store/keys.ts";
 
@@ -37,12 +37,8 @@ export function splitMapping(entry: string): { path: string; name?: string } {
   return { path: entry.slice(0, at), name };
 }
 
-/** The name derived from a database file: its file name without the last extension. */
-export function derivedName(path: string): string {
-  const file = basename(path);
-  const dot = file.lastIndexOf(".");
-  return dot > 0 ? file.slice(0, dot) : file;
-}
+// Defined with the database file (a leaf), where commands name a database given without a name.
+export { derivedName };
 
 /**
  * Returns the database entries of `--db` (given once or repeated) or else of LIFEBOAT_DB (split

@@ -19,6 +19,13 @@ const LONGEST_ADDITION = ".".length + ".lifeboat-".length + 7 + 1 + 8 + ".tmp".l
 /** The longest database file name lifeboat accepts, in bytes. */
 export const MAX_DB_NAME_BYTES = NAME_MAX - LONGEST_ADDITION;
 
+/** The name derived from a database file: its file name without the last extension. */
+export function derivedName(path: string): string {
+  const file = basename(path);
+  const dot = file.lastIndexOf(".");
+  return dot > 0 ? file.slice(0, dot) : file;
+}
+
 /** Returns `db` if its file name leaves room for lifeboat's files beside it; else a config error. */
 export function checkNameLength(db: string): string {
   const bytes = new TextEncoder().encode(basename(db)).length;

@@ -6,16 +6,11 @@ import { isFinal, oneLine, operationError } from "../errors.ts";
 import { restoreTarget } from "../dbfile.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import {
-  installDatabase,
-  type RestoreCheck,
-  type Verified,
-  verifyDownloaded,
-} from "../snapshot/install.ts";
-import { downloadBackup } from "../store/open.ts";
+import { installDatabase, type RestoreCheck, type Verified } from "../snapshot/install.ts";
 import { retry } from "../retry.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
+import { readVerified } from "./readback.ts";
 
 const log = logger("restore");
 
@@ -154,11 +149,10 @@ export async function restoreDatabase(
     try {
       let got: Verified | undefined;
       for (let attempt = 1; attempt <= VERIFY_ATTEMPTS && !got?.ok; attempt++) {
-        got = await withRetry(`downloading ${c.key}`, async () => {
-          await removeTemp(tmp);
-          const got = await downloadBackup(deps.store, c.key, tmp);
-          return await verifyDownloaded(got, tmp, o.restoreCheck);
-        });
+        got = await withRetry(
+          `downloading ${c.key}`,
+          () => readVerified(deps.store, c.key, tmp, { mode: "install", check: o.restoreCheck }),
+        );
         if (!got.ok && attempt < VERIFY_ATTEMPTS) {
           log.warn("backup {key} failed verification ({problem}); downloading it again", {
             event: "restore_reread",

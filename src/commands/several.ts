@@ -8,10 +8,12 @@ import type { Store } from "../store/store.ts";
 
 const log = logger("cli");
 
-/** One database of a run: its file, its store, and its label (set when there are several). */
+/** One database of a run: its file, its store, its name, and its label (set when there are several). */
 export interface DbTarget {
   db: string;
   store: Store;
+  /** The database's name (given, or derived from its file name): its `db` label in metrics. */
+  name?: string;
   /** The database's store name, on every log line and metric; undefined for a lone database. */
   label?: string;
   /** The store's own prefix, when the database has a sub-prefix of its own under it. */
@@ -42,6 +44,7 @@ export async function openTargets(
     targets.push({
       db: d.path,
       store: openStore(d.store, cfg.s3),
+      name: d.name,
       label: d.own ? d.name : undefined,
       parent: d.own ? parent : undefined,
       among: among && { store: openStore(among, cfg.s3), name: d.name },

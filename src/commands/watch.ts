@@ -4,14 +4,14 @@
  */
 import { formatDuration } from "../duration.ts";
 import { oneLine } from "../errors.ts";
-import { isWalMode } from "../dbfile.ts";
+import { derivedName, isWalMode } from "../dbfile.ts";
 import { statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import { Metrics } from "../metrics.ts";
-import { MetricsByDb } from "../metrics_by_db.ts";
+import { type DbMetrics, Metrics } from "../metrics.ts";
 import { FORWARDED_SIGNALS, SHUTDOWN_SIGNALS, type SignalSource } from "../signals.ts";
 import { type Child, startChild } from "../supervisor.ts";
 import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";
+import { DrillSchedule, type DrillTarget } from "./drill.ts";
 import {
   restoreDatabase,
   type RestoreDeps,
@@ -44,13 +44,15 @@ export interface WatchOptions extends BackupOptions, RestoreOptions {
   databases?: DbTarget[];
   /** How many databases are backed up at once (default 1). */
   backupConcurrency?: number;
+  /** Milliseconds between restore drills of each database (`drill.ts`); 0 or absent: none. */
+  drillInterval?: number;
 }
 
 /** One database under watch: its options and store, its metrics and its backup state. */
 interface Watched {
   o: WatchOptions;
   deps: WatchDeps;
-  metrics: Metrics;
+  metrics: DbMetrics;
   state: BackupState;
   label?: string;
   walChecked?: boolean;
@@ -59,7 +61,10 @@ interface Watched {
 /** What watch touches outside itself. */
 export interface WatchDeps extends RestoreDeps {
   signals: SignalSource;
-  /** Records the restore and every backup; the stale-backup check reads its age. Default: new. */
+  /**
+   * Records each database's restore, backups and drills (by name: the target's, else derived
+   * from its file); the stale-backup check reads its age. Default: new.
+   */
   metrics?: Metrics;
 }
 
@@ -93,9 +98,8 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   try {
     if (o.releaseCommand) return await runReleaseCommand(o);
     const targets = o.databases ?? [{ db: o.db, store: deps.store }];
-    const labels = targets.flatMap((t) => t.label ?? []);
-    const metrics = deps.metrics ??
-      (labels.length ? new MetricsByDb(deps.clock, o, labels) : new Metrics(deps.clock, o));
+    const nameOf = (t: DbTarget) => t.name ?? derivedName(t.db);
+    const metrics = deps.metrics ?? new Metrics(deps.clock, o, targets.map(nameOf));
     const watched = await forEachDatabase(
       targets,
       targets.length,
@@ -104,7 +108,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
         const w: Watched = {
           o: { ...o, db: t.db },
           deps: { ...deps, store: t.store },
-          metrics: t.label && metrics instanceof MetricsByDb ? metrics.of(t.label) : metrics,
+          metrics: metrics.of(nameOf(t)),
           state: {},
           label: t.label,
         };
@@ -164,8 +168,12 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       });
     }
 
+    // Restore drills run while the loop sleeps, after a round of backups; the next round waits
+    // for one still running, so a drill never overlaps a backup.
+    const drills = new DrillSchedule(o.drillInterval ?? 0, deps.clock);
+    let drilling = Promise.resolve();
     while (!stopping.signal.aborted) {
-      await deps.clock.sleep(o.interval, stopping.signal);
+      await Promise.all([deps.clock.sleep(o.interval, stopping.signal), drilling]);
       if (stopping.signal.aborted) break;
       inflight = new AbortController();
       const finished = new AbortController();
@@ -182,7 +190,9 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       if (!stopping.signal.aborted) {
         await each((w) => Promise.resolve(errorIfStale(w.o, w.metrics)));
       }
+      drilling = drills.runDue(watched.map(drillTarget), stopping.signal);
     }
+    await drilling; // stopped by `stopping`: the final backups never overlap a drill
 
     if (child) {
       childCode = await stopApp(child, o, deps);
@@ -196,6 +206,20 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   } finally {
     removeSignals();
   }
+}
+
+/** A watched database as the drills see it: after a failed drill it is backed up at once. */
+function drillTarget(w: Watched): DrillTarget {
+  return {
+    o: w.o,
+    deps: w.deps,
+    metrics: w.metrics,
+    label: w.label,
+    backUpNow: (signal) => {
+      w.state.lastSha256 = undefined; // the store's copy is in doubt: upload even if unchanged
+      return backupIfPresent(w.o, w.deps, w.metrics, w.state, signal, false);
+    },
+  };
 }
 
 /** Warns once per database, when it first exists, that it is not in WAL mode. */
@@ -227,7 +251,7 @@ function forward(sig: Deno.Signal, child: Child | undefined): void {
 }
 
 /** Runs the restore and records its outcome; rethrows its failure. */
-async function restoreFor(o: WatchOptions, deps: WatchDeps, metrics: Metrics) {
+async function restoreFor(o: WatchOptions, deps: WatchDeps, metrics: DbMetrics) {
   const started = deps.clock.now();
   let restored: RestoreResult;
   try {
@@ -284,7 +308,7 @@ async function stopApp(child: Child, o: WatchOptions, deps: WatchDeps): Promise<
 async function alarmWhileRunning(
   o: WatchOptions,
   deps: WatchDeps,
-  metrics: Metrics,
+  metrics: DbMetrics,
   done: AbortSignal,
 ): Promise<void> {
   const started = deps.clock.now();
@@ -300,7 +324,7 @@ async function alarmWhileRunning(
 async function backupIfPresent(
   o: WatchOptions,
   deps: WatchDeps,
-  metrics: Metrics,
+  metrics: DbMetrics,
   state: BackupState,
   signal: AbortSignal,
   final: boolean,
@@ -369,7 +393,7 @@ function warnIfOverBudget(o: WatchOptions, ms: number, what: string): void {
  * Logs an error when the database has not matched a backup for more than two intervals;
  * `runningMs` is how long the backup still in flight has been running, if one is.
  */
-function errorIfStale(o: WatchOptions, metrics: Metrics, runningMs?: number): void {
+function errorIfStale(o: WatchOptions, metrics: DbMetrics, runningMs?: number): void {
   const age = metrics.backupAgeMs();
   if (age <= 2 * o.interval) return;
   log.error(
