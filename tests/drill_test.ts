@@ -16,13 +16,13 @@ import { loadConfig, s3Options } from "../src/config.ts";
 import { exitCodeOf, oneLine, TransientError } from "../src/errors.ts";
 import { acquireLock } from "../src/lock.ts";
 import { Metrics } from "../src/metrics.ts";
-import type { SignalSource } from "../src/signals.ts";
 import { FileStore } from "../src/store/file.ts";
 import { openStore } from "../src/store/open.ts";
 import type { OpenedBackup, Store } from "../src/store/store.ts";
 import { baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
+import { manualSignals } from "../testkit/signals.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { LOOSE, motoTest, scene, tempDir } from "../testkit/scene.ts";
 import { makeDb, readRows } from "../testkit/sqlite.ts";
@@ -235,18 +235,6 @@ Deno.test("drill: the schedule drills after the first successful backup, then on
   assert.equal(logs.withEvent("drill_verified").length, 2, "none once stopping");
 });
 
-/** A signal source the test fires by hand. */
-function manualSignals(): SignalSource & { send(): void } {
-  let fire: ((sig: Deno.Signal) => void) | undefined;
-  return {
-    onSignal(fn) {
-      fire = fn;
-      return () => (fire = undefined);
-    },
-    send: () => fire?.("SIGTERM"),
-  };
-}
-
 /** Polls until `cond` holds; fails after `ms` (real time). */
 async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -275,6 +263,26 @@ function watchOptions(db: string, o: Partial<WatchOptions> = {}): WatchOptions {
 /** Every log record of event `event` since the last clear. */
 const events = (event: string) => logs.withEvent(event);
 
+/**
+ * Runs `watch` on `db` and `store` (1 s backups, drills every 3 s, on a test clock whose sleeps
+ * take 20 ms) until `done` holds, then sends SIGTERM; returns its metrics once it exited 0.
+ */
+async function watchUntil(db: string, store: Store, done: () => boolean, what: string) {
+  const clock = testClock(Date.now(), { realMs: 20 });
+  const signals = manualSignals();
+  const o = watchOptions(db);
+  const metrics = new Metrics(clock, o, ["app"]);
+  logs.clear();
+  const running = watch(o, { store, clock, signals, metrics });
+  try {
+    await until(done, what);
+  } finally {
+    signals.send();
+  }
+  assert.equal(await running, 0);
+  return metrics;
+}
+
 motoTest(
   "drill (#21 d): an object damaged in the store after upload is caught by the next drill, which uploads a fresh backup",
   async (_t, s3) => {
@@ -293,18 +301,12 @@ motoTest(
       if (++opens === 2) await s3.damagePage2(bucket, `db/${key}`);
       return await open(key);
     });
-    const clock = testClock(Date.now(), { realMs: 20 });
-    const signals = manualSignals();
-    const o = watchOptions(db);
-    const metrics = new Metrics(clock, o, ["app"]);
-    logs.clear();
-    const running = watch(o, { store, clock, signals, metrics });
-    try {
-      await until(() => events("drill_verified").length >= 2, "a drill after the fresh backup");
-    } finally {
-      signals.send();
-    }
-    assert.equal(await running, 0);
+    const metrics = await watchUntil(
+      db,
+      store,
+      () => events("drill_verified").length >= 2,
+      "a drill after the fresh backup",
+    );
 
     const [first, fresh] = events("backup_finished").map((r) => String(r.properties.key));
     const [failed, ...more] = events("drill_failed");
@@ -365,18 +367,12 @@ Deno.test({
       inner,
       () => Promise.reject(new TransientError("no route to the store", "")),
     );
-    const clock = testClock(Date.now(), { realMs: 20 });
-    const signals = manualSignals();
-    const o = watchOptions(db);
-    const metrics = new Metrics(clock, o, ["app"]);
-    logs.clear();
-    const running = watch(o, { store, clock, signals, metrics });
-    try {
-      await until(() => events("backup_finished").length >= 2, "the backup after the drill");
-    } finally {
-      signals.send();
-    }
-    assert.equal(await running, 0);
+    const metrics = await watchUntil(
+      db,
+      store,
+      () => events("backup_finished").length >= 2,
+      "the backup after the drill",
+    );
     const [failed] = events("drill_failed");
     assert.equal(failed.properties.outcome, "unreachable");
     assert.match(

@@ -11,7 +11,7 @@ import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import type { DbMetrics, DrillRecord } from "../metrics.ts";
 import { redactLine } from "../redact.ts";
-import { retry } from "../retry.ts";
+import { logRetries, retry } from "../retry.ts";
 import type { RestoreCheck, Verified } from "../snapshot/install.ts";
 import type { Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
@@ -69,14 +69,7 @@ export async function drillOnce(
       clock: deps.clock,
       signal,
       retryable,
-      onRetry: (err, attempt, delay) =>
-        log.warn("{what} failed (attempt {attempt}), retrying in {delay}: {error}", {
-          event: "retry",
-          what,
-          attempt,
-          delay: formatDuration(delay),
-          error: oneLine(err),
-        }),
+      onRetry: logRetries(log, what),
     });
   const where = deps.store.location;
   let newest;

@@ -7,7 +7,7 @@ import { restoreTarget } from "../dbfile.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { installDatabase, type RestoreCheck, type Verified } from "../snapshot/install.ts";
-import { retry } from "../retry.ts";
+import { logRetries, retry } from "../retry.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
 import { readVerified } from "./readback.ts";
@@ -84,14 +84,7 @@ export async function restoreDatabase(
       attempts: o.attempts,
       baseMs: o.retryBaseMs ?? RETRY_BASE_MS,
       clock: deps.clock,
-      onRetry: (err, attempt, delay) =>
-        log.warn("{what} failed (attempt {attempt}), retrying in {delay}: {error}", {
-          event: "retry",
-          what,
-          attempt,
-          delay: formatDuration(delay),
-          error: oneLine(err),
-        }),
+      onRetry: logRetries(log, what),
     });
 
   // The app may create the database on a fresh start: make sure its directory exists.
