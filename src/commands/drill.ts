@@ -7,13 +7,12 @@
 import type { Clock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
 import { oneLine } from "../errors.ts";
-import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import type { DbMetrics, DrillRecord } from "../metrics.ts";
 import { redactLine } from "../redact.ts";
 import { logRetries, retry } from "../retry.ts";
 import type { RestoreCheck, Verified } from "../snapshot/install.ts";
-import type { Store } from "../store/store.ts";
+import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
 import { fromStore, readVerified } from "./readback.ts";
 import { RETRY_BASE_MS, VERIFY_ATTEMPTS } from "./restore.ts";
@@ -72,7 +71,7 @@ export async function drillOnce(
       onRetry: logRetries(log, what),
     });
   const where = deps.store.location;
-  let newest;
+  let newest: BackupInfo | undefined;
   try {
     [newest] = await withRetry("listing backups", () => deps.store.newest(1), () => true);
   } catch (err) {
@@ -92,7 +91,7 @@ export async function drillOnce(
       got = await withRetry(
         `reading ${key}`,
         () => readVerified(deps.store, key, tmp, { mode: "drill", check: o.restoreCheck, signal }),
-        (err) => fromStore(err) && !isDiskFull(err),
+        fromStore, // an error of this machine's (disk, temporary file) will not pass by itself
       );
       if (!got.ok && attempt < VERIFY_ATTEMPTS) {
         log.warn("backup {key} failed verification ({problem}); reading it again", {
