@@ -244,7 +244,7 @@ async function until(cond: () => boolean, what: string, ms = 20_000): Promise<vo
   }
 }
 
-/** `watch` options for a database at `db` without an app: 1 s backups, drills every 3 s (test clock). */
+/** `watch` options for a database at `db` without an app: 1 s backups, drills every 2 s (test clock). */
 function watchOptions(db: string, o: Partial<WatchOptions> = {}): WatchOptions {
   return {
     db,
@@ -252,7 +252,7 @@ function watchOptions(db: string, o: Partial<WatchOptions> = {}): WatchOptions {
     force: false,
     ...OPTS,
     interval: 1000,
-    drillInterval: 3000,
+    drillInterval: 2000,
     command: [],
     shutdownTimeoutMs: 30_000,
     appStopTimeoutMs: 10_000,
@@ -264,7 +264,7 @@ function watchOptions(db: string, o: Partial<WatchOptions> = {}): WatchOptions {
 const events = (event: string) => logs.withEvent(event);
 
 /**
- * Runs `watch` on `db` and `store` (1 s backups, drills every 3 s, on a test clock whose sleeps
+ * Runs `watch` on `db` and `store` (1 s backups, drills every 2 s, on a test clock whose sleeps
  * take 20 ms) until `done` holds, then sends SIGTERM; returns its metrics once it exited 0.
  */
 async function watchUntil(db: string, store: Store, done: () => boolean, what: string) {
@@ -462,7 +462,13 @@ Deno.test({
     makeDb(a, 10);
     makeDb(b, 10);
     const both = ["--db", a, "--db", b];
-    assert.equal((await runLifeboat(["backup", ...both], env)).code, 0);
+    for (const [db, name] of [[a, "a"], [b, "b"]]) {
+      await Deno.mkdir(`${url}/${name}`); // as `openTargets` makes it in an existing store
+      await backupOnce({ db, machine: "m" }, {
+        store: new FileStore(`${url}/${name}`),
+        clock: testClock(),
+      }, {});
+    }
     // It takes no lock: it runs beside a live `watch` of the same databases.
     const locks = [await acquireLock(a), await acquireLock(b)];
     try {
@@ -486,9 +492,6 @@ Deno.test({
     } finally {
       locks.forEach((l) => l.release());
     }
-    const missing = await runLifeboat(["verify", "--db", `${dir}/c.sqlite3`], env);
-    assert.equal(missing.code, 1);
-    assert.match(missing.stdout, /^c: MISSING: file:\/\/\S+ holds no backup\n$/);
   },
 });
 
