@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { systemClock } from "./clock.ts";
 import { backupOnce } from "./commands/backup.ts";
+import { verifyDatabases } from "./commands/drill.ts";
 import { listBackups, type ListFlags } from "./commands/list.ts";
 import { restoreAll } from "./commands/restore.ts";
 import { forEachDatabase } from "./commands/several.ts";
@@ -11,7 +12,7 @@ import { assertDistinctNames, resolveDatabases } from "./databases.ts";
 import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
-import { MetricsByDb } from "./metrics_by_db.ts";
+import { Metrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { addSecretsFromEnv, redactLine } from "./redact.ts";
 import { allSettings, type CommandName, environmentHelp, flagHelp } from "./settings.ts";
@@ -119,7 +120,7 @@ const restoreCmd: Run = async (cfg) => {
 };
 
 const watchCmd: Run = async (cfg) => {
-  const metrics = new MetricsByDb(systemClock, cfg, cfg.databases.map((d) => d.name));
+  const metrics = new Metrics(systemClock, cfg, cfg.databases.map((d) => d.name));
   // A release machine serves nothing: it runs the release command alone.
   const server = cfg.metricsAddr && !cfg.releaseCommand
     ? serveMetrics(cfg.metricsAddr, metrics)
@@ -136,8 +137,14 @@ const watchCmd: Run = async (cfg) => {
   }
 };
 
-/** `lifeboat list`: needs no lock and no database file; maps every error to one line. */
-async function executeList(flags: ListFlags & Flags, env: Env): Promise<number> {
+const verifyCmd: Run = (cfg) =>
+  verifyDatabases(cfg.databases, cfg, { store: openStore(cfg.store, cfg.s3), clock: systemClock });
+
+/**
+ * `list` and `verify`: they read the store only, so they take no lock (they run beside a live
+ * `watch`) and need no database file; maps every error to one line.
+ */
+async function executeReadOnly(flags: Flags, env: Env, run: Run): Promise<number> {
   let cfg: Config;
   try {
     cfg = loadConfig(flags, env);
@@ -148,7 +155,7 @@ async function executeList(flags: ListFlags & Flags, env: Env): Promise<number> 
   }
   await setupLogging(cfg.log);
   try {
-    return await listBackups(cfg, flags);
+    return await run(cfg);
   } catch (err) {
     logger("cli").error("{error}", { event: "failed", error: oneLine(err) });
     return exitCodeOf(err);
@@ -204,7 +211,13 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     });
 
   command("list", "List each database's backups, newest first (read-only; restores nothing).")
-    .action((f: ListFlags & Flags) => done(executeList(f, env)));
+    .action((f: ListFlags & Flags) => done(executeReadOnly(f, env, (cfg) => listBackups(cfg, f))));
+
+  command(
+    "verify",
+    "Read each database's newest backup back and verify it as restore would (restores nothing).",
+  )
+    .action((f: Flags) => done(executeReadOnly(f, env, verifyCmd)));
   return p;
 }
 

@@ -35,6 +35,8 @@ export interface Config {
   backupConcurrency: number;
   /** Milliseconds between periodic backups in `watch`. */
   interval: number;
+  /** Milliseconds between `watch`'s restore drills of a database (LIFEBOAT_DRILL_INTERVAL); 0: off. */
+  drillInterval: number;
   /** `restore --force`: replace an existing database. */
   force: boolean;
   /** `--allow-empty` / LIFEBOAT_ALLOW_EMPTY: start empty even if the store's marker says backups existed. */
@@ -328,6 +330,7 @@ export function loadConfig(flags: Flags, env: Env, command: string[] = []): Conf
     ...(from !== undefined ? { from } : {}),
     backupConcurrency: read(SETTINGS.backupConcurrency, src),
     interval: read(SETTINGS.interval, src),
+    drillInterval: read(SETTINGS.drillInterval, src),
     force: read(SETTINGS.force, src),
     allowEmpty: read(SETTINGS.allowEmpty, src),
     restoreCheck: read(SETTINGS.restoreCheck, src),

@@ -81,18 +81,37 @@ export async function* chunksOf(
 }
 
 /**
+ * Hashes a stream (SHA-256) without keeping its bytes: memory stays flat at any size (chunksOf).
+ * `guard` wraps every read. On failure the stream is cancelled and the error rethrown.
+ */
+export async function hashStream(
+  body: ReadableStream<Uint8Array>,
+  guard?: ReadGuard,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of chunksOf(body, guard)) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { sha256: hash.digest("hex"), size };
+}
+
+/**
  * Writes a stream to a new file (mode 0600, never replacing one) while hashing it; fsyncs before
- * returning. On failure the partial file is removed, the stream cancelled and the error rethrown.
+ * returning. `guard` wraps every read. On failure the partial file is removed, the stream
+ * cancelled and the error rethrown.
  */
 export async function writeStreamHashed(
   body: ReadableStream<Uint8Array>,
   path: string,
+  guard?: ReadGuard,
 ): Promise<{ sha256: string; size: number }> {
   const hash = createHash("sha256");
   let size = 0;
   try {
     using f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-    for await (const chunk of chunksOf(body)) {
+    for await (const chunk of chunksOf(body, guard)) {
       hash.update(chunk);
       size += chunk.length;
       for (let off = 0; off < chunk.length;) off += await f.write(chunk.subarray(off));

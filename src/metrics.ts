@@ -1,7 +1,8 @@
 /**
- * Prometheus metrics for `watch`: a small registry of what the restore and the backups did,
- * rendered as Prometheus text (`metrics_server.ts` serves it). It defines the outcomes it
- * counts; the commands' results fit them.
+ * Prometheus metrics for `watch`: one registry of what each database's restore, backups and
+ * restore drills did, rendered as Prometheus text with a `db` label on every sample
+ * (`metrics_server.ts` serves it). It defines the outcomes it counts; the commands' results fit
+ * them.
  */
 import type { Clock } from "./clock.ts";
 
@@ -48,15 +49,87 @@ export interface MetricsSettings {
   interval: number;
   /** Upper bound for the final backup, in milliseconds. */
   shutdownTimeoutMs: number;
+  /** Milliseconds between restore drills (LIFEBOAT_DRILL_INTERVAL); 0 or absent: no drills. */
+  drillInterval?: number;
 }
 
 /**
- * lifeboat's state for one `watch` run. Recording never throws; `render` reads the clock, so the
- * backup age is computed at scrape time.
+ * How one restore drill ended, as counted in `lifeboat_drill_failures_total` (every outcome but
+ * "verified"): damaged (the backup failed verification), missing (the store lists no backup),
+ * unreachable (the store could not be read: the backup is not known to be damaged), local (this
+ * machine could not run the check: disk space, its temporary file).
+ */
+export type DrillOutcome = "verified" | "damaged" | "missing" | "unreachable" | "local";
+/** Every DrillOutcome that is a failure, in the order the metrics list them. */
+export const DRILL_FAILURES: readonly Exclude<DrillOutcome, "verified">[] = [
+  "damaged",
+  "missing",
+  "unreachable",
+  "local",
+];
+
+/** What the metrics read from a restore drill (a command's result may carry more). */
+export interface DrillRecord {
+  outcome: DrillOutcome;
+  /** The backup it read; absent when the store could not be listed or held none. */
+  key?: string;
+  ms: number;
+}
+
+/**
+ * The registry of one `watch` run: one `DbMetrics` per database, rendered as one exposition in
+ * which every sample carries the database's name as its `db` label, for one database as for
+ * several (`lifeboat_backup_age_seconds{db="app"}`). Settings are repeated per database, so an
+ * alert rule can compare them sample by sample.
  */
 export class Metrics {
   readonly #clock: Clock;
-  readonly #settings: MetricsSettings;
+  readonly #settings: Required<MetricsSettings>;
+  readonly #dbs = new Map<string, DbMetrics>();
+
+  /** Registers one database per name of `names` (their backup age counts from now). */
+  constructor(clock: Clock, settings: MetricsSettings, names: readonly string[] = []) {
+    this.#clock = clock;
+    this.#settings = {
+      interval: settings.interval,
+      shutdownTimeoutMs: settings.shutdownTimeoutMs,
+      drillInterval: settings.drillInterval ?? 0,
+    };
+    for (const name of names) this.of(name);
+  }
+
+  /** The metrics of database `name`, registered on first use; never throws. */
+  of(name: string): DbMetrics {
+    let m = this.#dbs.get(name);
+    if (!m) this.#dbs.set(name, m = new DbMetrics(this.#clock));
+    return m;
+  }
+
+  /**
+   * Returns every metric in the Prometheus text exposition format (version 0.0.4): each family
+   * once, with one sample per database (and label value) in the order the databases were
+   * registered. Reads the clock: the backup age is computed at scrape time.
+   */
+  render(): string {
+    const dbs = [...this.#dbs].map(([name, m]) => ({ name, values: m.values }));
+    return FAMILIES.map((f) => {
+      const samples = dbs.flatMap(({ name, values }) =>
+        f.samples(values, this.#settings).map(([labels, value]): Sample => [
+          { db: name, ...labels },
+          value,
+        ])
+      );
+      return family(f.name, f.type, f.help, samples);
+    }).join("");
+  }
+}
+
+/**
+ * What one database's restore and backups did (and its restore drills), for `Metrics`.
+ * Recording never throws.
+ */
+export class DbMetrics {
+  readonly #clock: Clock;
   /** When the database last matched what the store holds: restore, or a successful backup. */
   #protectedAt: number;
   #lastSuccessAt?: number;
@@ -65,11 +138,14 @@ export class Metrics {
   #restore?: { outcome: RestoreOutcome; ms: number; bytes: number; futureMs: number };
   #problem?: string;
   #foreign?: { machine: string; at: number };
+  #drillOkAt?: number;
+  #drillOkMs = 0;
+  #drillFailures = new Map<DrillOutcome, number>(DRILL_FAILURES.map((o) => [o, 0]));
+  #lastDrill?: { key: string; outcome: DrillOutcome };
 
   /** Starts counting the backup age from now (until a restore or a backup says otherwise). */
-  constructor(clock: Clock, settings: MetricsSettings) {
+  constructor(clock: Clock) {
     this.#clock = clock;
-    this.#settings = { interval: settings.interval, shutdownTimeoutMs: settings.shutdownTimeoutMs };
     this.#protectedAt = clock.now();
   }
 
@@ -105,9 +181,23 @@ export class Metrics {
     this.#problem = problem;
   }
 
+  /** Records how a restore drill ended (see DrillOutcome). */
+  drilled(r: DrillRecord): void {
+    this.#lastDrill = { key: r.key ?? "", outcome: r.outcome };
+    if (r.outcome === "verified") {
+      this.#drillOkAt = this.#clock.now();
+      this.#drillOkMs = r.ms;
+    } else this.#drillFailures.set(r.outcome, (this.#drillFailures.get(r.outcome) ?? 0) + 1);
+  }
+
   /** Milliseconds since the database last matched a backup in the store (never negative). */
   backupAgeMs(): number {
     return Math.max(0, this.#clock.now() - this.#protectedAt);
+  }
+
+  /** How many backups succeeded (uploaded or unchanged) since this process started. */
+  get successfulBackups(): number {
+    return (this.#backups.get("uploaded") ?? 0) + (this.#backups.get("unchanged") ?? 0);
   }
 
   /** Why the last backup did not succeed; undefined after a success. */
@@ -115,90 +205,20 @@ export class Metrics {
     return this.#problem;
   }
 
-  /** Returns every metric in the Prometheus text exposition format (version 0.0.4). */
-  render(): string {
-    const s = (ms: number) => ms / 1000;
-    const restore = this.#restore;
-    return [
-      family(
-        "lifeboat_backup_age_seconds",
-        "gauge",
-        "Seconds since the database last matched a backup in the store (the last successful backup, or the restore at start): the writes a crash would lose.",
-        [[{}, s(this.backupAgeMs())]],
-      ),
-      family(
-        "lifeboat_backup_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time of the last successful backup (uploaded or unchanged) of this process; 0 before the first.",
-        [[{}, this.#lastSuccessAt === undefined ? 0 : s(this.#lastSuccessAt)]],
-      ),
-      family(
-        "lifeboat_backup_last_duration_seconds",
-        "gauge",
-        "Duration of the last successful backup: snapshot, checksum and upload.",
-        [[{}, s(this.#last?.ms ?? 0)]],
-      ),
-      family(
-        "lifeboat_backup_last_bytes",
-        "gauge",
-        "Size of the database snapshot taken by the last successful backup.",
-        [[{}, this.#last?.bytes ?? 0]],
-      ),
-      family(
-        "lifeboat_backups_total",
-        "counter",
-        "Backups by outcome: uploaded, unchanged (identical to the last one, no upload), skipped (no database yet), failed, aborted (stopped for shutdown or cut short by LIFEBOAT_SHUTDOWN_TIMEOUT).",
-        BACKUP_OUTCOMES.map((o) => [{ outcome: o }, this.#backups.get(o) ?? 0]),
-      ),
-      family(
-        "lifeboat_restore_duration_seconds",
-        "gauge",
-        "Duration of the restore at start; 0 while it runs.",
-        [[{}, s(restore?.ms ?? 0)]],
-      ),
-      family(
-        "lifeboat_restore_bytes",
-        "gauge",
-        "Size of the restored database; 0 unless a backup was restored.",
-        [[{}, restore?.bytes ?? 0]],
-      ),
-      family(
-        "lifeboat_restore_outcome",
-        "gauge",
-        "1 for how the restore at start ended (restored, fresh: the store had no backup, exists: the database was already there, failed), 0 for the others.",
-        RESTORE_OUTCOMES.map((o) => [{ outcome: o }, restore?.outcome === o ? 1 : 0]),
-      ),
-      family(
-        "lifeboat_newest_backup_future_seconds",
-        "gauge",
-        "How far the newest backup's order time was ahead of this machine's clock at restore (0 when it was not): above a few minutes, a clock is off.",
-        [[{}, s(restore?.futureMs ?? 0)]],
-      ),
-      family(
-        "lifeboat_foreign_writer",
-        "gauge",
-        "1 once a backup written by another machine was found newest in the store since this process last looked: two writers share the store and one's writes will be lost.",
-        [[{}, this.#foreign ? 1 : 0]],
-      ),
-      family(
-        "lifeboat_foreign_writer_last_timestamp_seconds",
-        "gauge",
-        "Unix time another writer was last found newest in the store; 0 if never.",
-        [[{}, this.#foreign ? s(this.#foreign.at) : 0]],
-      ),
-      family(
-        "lifeboat_backup_interval_seconds",
-        "gauge",
-        "Time between periodic backups (LIFEBOAT_INTERVAL).",
-        [[{}, s(this.#settings.interval)]],
-      ),
-      family(
-        "lifeboat_shutdown_timeout_seconds",
-        "gauge",
-        "Upper bound for the final backup (LIFEBOAT_SHUTDOWN_TIMEOUT).",
-        [[{}, s(this.#settings.shutdownTimeoutMs)]],
-      ),
-    ].join("");
+  /** A snapshot of what `Metrics.render` shows for this database (the age read from the clock). */
+  get values(): DbValues {
+    return {
+      age: this.backupAgeMs(),
+      lastSuccessAt: this.#lastSuccessAt,
+      last: this.#last,
+      backups: this.#backups,
+      restore: this.#restore,
+      foreign: this.#foreign,
+      drillOkAt: this.#drillOkAt,
+      drillOkMs: this.#drillOkMs,
+      drillFailures: this.#drillFailures,
+      lastDrill: this.#lastDrill,
+    };
   }
 
   #count(outcome: BackupOutcome): void {
@@ -206,7 +226,157 @@ export class Metrics {
   }
 }
 
+/** What one database's samples are made of (see DbMetrics.values). */
+interface DbValues {
+  age: number;
+  lastSuccessAt?: number;
+  last?: { ms: number; bytes: number };
+  backups: ReadonlyMap<BackupOutcome, number>;
+  restore?: { outcome: RestoreOutcome; ms: number; bytes: number; futureMs: number };
+  foreign?: { machine: string; at: number };
+  drillOkAt?: number;
+  drillOkMs: number;
+  drillFailures: ReadonlyMap<DrillOutcome, number>;
+  lastDrill?: { key: string; outcome: DrillOutcome };
+}
+
 type Sample = [labels: Record<string, string>, value: number];
+
+/** One metric family: its name, type, HELP text, and one database's samples (without `db`). */
+interface Family {
+  name: string;
+  type: "gauge" | "counter";
+  help: string;
+  samples: (v: DbValues, settings: Required<MetricsSettings>) => Sample[];
+}
+
+const s = (ms: number) => ms / 1000;
+/** The one sample of a family without labels of its own. */
+const one = (value: number): Sample[] => [[{}, value]];
+
+/** Every metric lifeboat serves, in the order of the exposition. */
+const FAMILIES: Family[] = [
+  {
+    name: "lifeboat_backup_age_seconds",
+    type: "gauge",
+    help:
+      "Seconds since the database last matched a backup in the store (the last successful backup, or the restore at start): the writes a crash would lose.",
+    samples: (v) => one(s(v.age)),
+  },
+  {
+    name: "lifeboat_backup_last_success_timestamp_seconds",
+    type: "gauge",
+    help:
+      "Unix time of the last successful backup (uploaded or unchanged) of this process; 0 before the first.",
+    samples: (v) => one(s(v.lastSuccessAt ?? 0)),
+  },
+  {
+    name: "lifeboat_backup_last_duration_seconds",
+    type: "gauge",
+    help: "Duration of the last successful backup: snapshot, checksum and upload.",
+    samples: (v) => one(s(v.last?.ms ?? 0)),
+  },
+  {
+    name: "lifeboat_backup_last_bytes",
+    type: "gauge",
+    help: "Size of the database snapshot taken by the last successful backup.",
+    samples: (v) => one(v.last?.bytes ?? 0),
+  },
+  {
+    name: "lifeboat_backups_total",
+    type: "counter",
+    help:
+      "Backups by outcome: uploaded, unchanged (identical to the last one, no upload), skipped (no database yet), failed, aborted (stopped for shutdown or cut short by LIFEBOAT_SHUTDOWN_TIMEOUT).",
+    samples: (v) => BACKUP_OUTCOMES.map((o) => [{ outcome: o }, v.backups.get(o) ?? 0]),
+  },
+  {
+    name: "lifeboat_restore_duration_seconds",
+    type: "gauge",
+    help: "Duration of the restore at start; 0 while it runs.",
+    samples: (v) => one(s(v.restore?.ms ?? 0)),
+  },
+  {
+    name: "lifeboat_restore_bytes",
+    type: "gauge",
+    help: "Size of the restored database; 0 unless a backup was restored.",
+    samples: (v) => one(v.restore?.bytes ?? 0),
+  },
+  {
+    name: "lifeboat_restore_outcome",
+    type: "gauge",
+    help:
+      "1 for how the restore at start ended (restored, fresh: the store had no backup, exists: the database was already there, failed), 0 for the others.",
+    samples: (v) => RESTORE_OUTCOMES.map((o) => [{ outcome: o }, v.restore?.outcome === o ? 1 : 0]),
+  },
+  {
+    name: "lifeboat_newest_backup_future_seconds",
+    type: "gauge",
+    help:
+      "How far the newest backup's order time was ahead of this machine's clock at restore (0 when it was not): above a few minutes, a clock is off.",
+    samples: (v) => one(s(v.restore?.futureMs ?? 0)),
+  },
+  {
+    name: "lifeboat_foreign_writer",
+    type: "gauge",
+    help:
+      "1 once a backup written by another machine was found newest in the store since this process last looked: two writers share the store and one's writes will be lost.",
+    samples: (v) => one(v.foreign ? 1 : 0),
+  },
+  {
+    name: "lifeboat_foreign_writer_last_timestamp_seconds",
+    type: "gauge",
+    help: "Unix time another writer was last found newest in the store; 0 if never.",
+    samples: (v) => one(v.foreign ? s(v.foreign.at) : 0),
+  },
+  {
+    name: "lifeboat_drill_last_success_timestamp_seconds",
+    type: "gauge",
+    help:
+      "Unix time of the last restore drill that read the newest backup back from the store and verified it as restore would; 0 before the first.",
+    samples: (v) => one(s(v.drillOkAt ?? 0)),
+  },
+  {
+    name: "lifeboat_drill_last_duration_seconds",
+    type: "gauge",
+    help: "Duration of the last successful restore drill; 0 before the first.",
+    samples: (v) => one(s(v.drillOkMs)),
+  },
+  {
+    name: "lifeboat_drill_failures_total",
+    type: "counter",
+    help:
+      "Restore drills that failed, by reason: damaged (the newest backup failed verification), missing (the store lists no backup), unreachable (the store could not be read: the backup is not known to be damaged), local (this machine could not run the check: disk space, its temporary file).",
+    samples: (v) => DRILL_FAILURES.map((o) => [{ reason: o }, v.drillFailures.get(o) ?? 0]),
+  },
+  {
+    name: "lifeboat_drill_last_info",
+    type: "gauge",
+    help:
+      "Always 1: the backup the last restore drill read (key, empty when it read none) and how the drill ended (outcome: verified, damaged, missing, unreachable, local; none before the first).",
+    samples: (v) => [[{
+      key: v.lastDrill?.key ?? "",
+      outcome: v.lastDrill?.outcome ?? "none",
+    }, 1]],
+  },
+  {
+    name: "lifeboat_backup_interval_seconds",
+    type: "gauge",
+    help: "Time between periodic backups (LIFEBOAT_INTERVAL).",
+    samples: (_, c) => one(s(c.interval)),
+  },
+  {
+    name: "lifeboat_shutdown_timeout_seconds",
+    type: "gauge",
+    help: "Upper bound for the final backup (LIFEBOAT_SHUTDOWN_TIMEOUT).",
+    samples: (_, c) => one(s(c.shutdownTimeoutMs)),
+  },
+  {
+    name: "lifeboat_drill_interval_seconds",
+    type: "gauge",
+    help: "Time between restore drills (LIFEBOAT_DRILL_INTERVAL); 0 when drills are off.",
+    samples: (_, c) => one(s(c.drillInterval)),
+  },
+];
 
 /** One metric family: HELP and TYPE lines, then one line per sample. */
 function family(name: string, type: "gauge" | "counter", help: string, samples: Sample[]): string {

@@ -1,6 +1,8 @@
 /** Retrying with exponential backoff and jitter, on an injected clock. */
+import type { Logger } from "@logtape/logtape";
 import type { Clock } from "./clock.ts";
-import { isRetryable } from "./errors.ts";
+import { formatDuration } from "./duration.ts";
+import { isRetryable, oneLine } from "./errors.ts";
 
 /** The longest wait between two attempts. */
 const MAX_DELAY_MS = 8000;
@@ -37,4 +39,16 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, o: RetryOpti
       await o.clock.sleep(delay, o.signal);
     }
   }
+}
+
+/** An `onRetry` that logs each retry of `what` on `log` as a warning (event `retry`). */
+export function logRetries(log: Logger, what: string): NonNullable<RetryOptions["onRetry"]> {
+  return (err, attempt, delay) =>
+    log.warn("{what} failed (attempt {attempt}), retrying in {delay}: {error}", {
+      event: "retry",
+      what,
+      attempt,
+      delay: formatDuration(delay),
+      error: oneLine(err),
+    });
 }

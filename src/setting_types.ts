@@ -70,6 +70,16 @@ export function duration(minMs: number, maxMs: number): ValueType<number> {
   };
 }
 
+/** A duration as `duration` parses it, or `0` / `off`: 0 (the thing it paces is off). */
+export function durationOrOff(minMs: number, maxMs: number): ValueType<number> {
+  const d = duration(minMs, maxMs);
+  return {
+    parse: (raw, name) => /^(0|off)$/i.test(raw.trim()) ? 0 : d.parse(raw, name),
+    accepts: `${d.accepts}, or \`off\``,
+    show: (ms) => ms === 0 ? code("off") : d.show(ms),
+  };
+}
+
 /**
  * One of `values` (any case; the value returned is spelled as in `values`). `aliases` are
  * accepted too but not advertised (`warn` for `warning`).

@@ -12,6 +12,7 @@ import { RESTORE_CHECKS } from "./snapshot/install.ts";
 import { RETENTION_SETTINGS } from "./store/retention.ts";
 import {
   duration,
+  durationOrOff,
   httpUrl,
   listenAddress,
   oneOf,
@@ -27,8 +28,8 @@ import {
 } from "./setting_types.ts";
 
 /** The commands a flag can belong to. */
-export type CommandName = "backup" | "restore" | "watch" | "list";
-const EVERY_COMMAND: readonly CommandName[] = ["backup", "restore", "watch", "list"];
+export type CommandName = "backup" | "restore" | "watch" | "list" | "verify";
+const EVERY_COMMAND: readonly CommandName[] = ["backup", "restore", "watch", "list", "verify"];
 
 /** A command-line flag. */
 export interface Flag {
@@ -103,6 +104,15 @@ export const SETTINGS = {
     fallback: 5 * 60_000,
     help: "time between backups in watch, e.g. 30s, 5m, 1h30m",
     doc: "time between backups in `watch`: `30s`, `5m`, `1h`, `1h30m`",
+  }),
+  drillInterval: row({
+    env: ["LIFEBOAT_DRILL_INTERVAL"],
+    type: durationOrOff(1000, 720 * 3_600_000),
+    fallback: 24 * 3_600_000,
+    help: "time between watch's restore drills of each database (after its first backup too); " +
+      "off: none",
+    doc: "time between `watch`'s restore drills of each database, and one after its first " +
+      "backup; `off` (or `0`) turns them off (see _Restore drills_)",
   }),
   force: row({
     env: [],

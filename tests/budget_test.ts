@@ -8,27 +8,15 @@ import { watch, type WatchOptions } from "../src/commands/watch.ts";
 import { Metrics } from "../src/metrics.ts";
 import { FileStore } from "../src/store/file.ts";
 import type { BackupMeta, OpenedBackup, PutOptions, Store } from "../src/store/store.ts";
-import type { SignalSource } from "../src/signals.ts";
 import { testClock } from "../testkit/clock.ts";
 import { captureLogs } from "../testkit/logs.ts";
+import { manualSignals } from "../testkit/signals.ts";
 import { parseProm, promValue } from "../testkit/prometheus.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
 import { LOOSE, tempDir } from "../testkit/scene.ts";
 import { storeWith } from "../testkit/backup_files.ts";
 
 const logs = await captureLogs();
-
-/** A signal source the test fires by hand. */
-function manualSignals(): SignalSource & { send(): void } {
-  let fire: ((sig: Deno.Signal) => void) | undefined;
-  return {
-    onSignal(fn) {
-      fire = fn;
-      return () => (fire = undefined);
-    },
-    send: () => fire?.("SIGTERM"),
-  };
-}
 
 /** Resolves after `ms`; rejects with the signal's reason if it aborts first or has already. */
 function delay(ms: number, signal?: AbortSignal): Promise<void> {

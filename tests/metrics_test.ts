@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { loadConfig, parseListenAddr } from "../src/config.ts";
 import { exitCodeOf, oneLine } from "../src/errors.ts";
-import { Metrics, METRICS_CONTENT_TYPE } from "../src/metrics.ts";
+import { type DbMetrics, Metrics, METRICS_CONTENT_TYPE } from "../src/metrics.ts";
 import { serveMetrics } from "../src/metrics_server.ts";
 import { assertOneLineError, baseEnv, runLifeboat } from "../testkit/cli.ts";
 import { testClock } from "../testkit/clock.ts";
@@ -20,7 +20,7 @@ const SETTINGS = { interval: 60_000, shutdownTimeoutMs: 30_000 };
 const uploaded = { outcome: "uploaded" as const, key: "k", bytes: 8192, ms: 250, sha256: "a" };
 
 Deno.test("metrics: every family has HELP and TYPE, counters end in _total, labels are fixed", () => {
-  const p = parseProm(new Metrics(manualClock(), SETTINGS).render());
+  const p = parseProm(new Metrics(manualClock(), SETTINGS, ["app"]).render());
   const families = [...p.types.keys()];
   assert.deepEqual(families.sort(), [
     "lifeboat_backup_age_seconds",
@@ -29,6 +29,11 @@ Deno.test("metrics: every family has HELP and TYPE, counters end in _total, labe
     "lifeboat_backup_last_duration_seconds",
     "lifeboat_backup_last_success_timestamp_seconds",
     "lifeboat_backups_total",
+    "lifeboat_drill_failures_total",
+    "lifeboat_drill_interval_seconds",
+    "lifeboat_drill_last_duration_seconds",
+    "lifeboat_drill_last_info",
+    "lifeboat_drill_last_success_timestamp_seconds",
     "lifeboat_foreign_writer",
     "lifeboat_foreign_writer_last_timestamp_seconds",
     "lifeboat_newest_backup_future_seconds",
@@ -42,15 +47,24 @@ Deno.test("metrics: every family has HELP and TYPE, counters end in _total, labe
     assert.equal(p.types.get(name), name.endsWith("_total") ? "counter" : "gauge", name);
     assert.ok(p.samples.some((s) => s.name === name), `${name} has a sample before any event`);
   }
-  // Every label value exists from the start (at 0), so rate() and alerts see no gaps.
+  // Every label value exists from the start (at 0), so rate() and alerts see no gaps. A lone
+  // database's samples carry its name too: one shape for one database or several.
   const outcomes = (name: string) => p.samples.filter((s) => s.name === name).map((s) => s.labels);
   assert.deepEqual(outcomes("lifeboat_backups_total"), [
-    { outcome: "uploaded" },
-    { outcome: "unchanged" },
-    { outcome: "skipped" },
-    { outcome: "failed" },
-    { outcome: "aborted" },
+    { db: "app", outcome: "uploaded" },
+    { db: "app", outcome: "unchanged" },
+    { db: "app", outcome: "skipped" },
+    { db: "app", outcome: "failed" },
+    { db: "app", outcome: "aborted" },
   ]);
+  assert.ok(p.samples.every((s) => s.labels.db === "app"), "every sample carries db");
+  assert.deepEqual(outcomes("lifeboat_drill_failures_total").map((l) => l.reason), [
+    "damaged",
+    "missing",
+    "unreachable",
+    "local",
+  ]);
+  assert.deepEqual(outcomes("lifeboat_drill_last_info"), [{ db: "app", key: "", outcome: "none" }]);
   assert.deepEqual(outcomes("lifeboat_restore_outcome").map((l) => l.outcome), [
     "restored",
     "fresh",
@@ -60,11 +74,14 @@ Deno.test("metrics: every family has HELP and TYPE, counters end in _total, labe
   assert.equal(promValue(p, "lifeboat_backup_interval_seconds"), 60);
   assert.equal(promValue(p, "lifeboat_shutdown_timeout_seconds"), 30);
   assert.equal(promValue(p, "lifeboat_backup_last_success_timestamp_seconds"), 0);
+  assert.equal(promValue(p, "lifeboat_drill_last_success_timestamp_seconds"), 0);
+  assert.equal(promValue(p, "lifeboat_drill_interval_seconds"), 0, "drills off unless set");
 });
 
 Deno.test("metrics: restore and backups are recorded; values are in seconds and bytes", () => {
   const clock = manualClock();
-  const m = new Metrics(clock, SETTINGS);
+  const registry = new Metrics(clock, SETTINGS, ["app"]);
+  const m = registry.of("app");
   m.restored({ outcome: "restored", key: "k0", bytes: 4096, sha256: "a", ms: 1500 });
   clock.advance(60_000);
   m.backedUp(uploaded);
@@ -75,7 +92,7 @@ Deno.test("metrics: restore and backups are recorded; values are in seconds and 
   m.notBackedUp("failed", "S3 said no");
   m.notBackedUp("aborted", "SIGTERM received");
   clock.advance(5_000);
-  const p = parseProm(m.render());
+  const p = parseProm(registry.render());
   assert.equal(promValue(p, "lifeboat_restore_outcome", { outcome: "restored" }), 1);
   assert.equal(promValue(p, "lifeboat_restore_outcome", { outcome: "fresh" }), 0);
   assert.equal(promValue(p, "lifeboat_restore_duration_seconds"), 1.5);
@@ -98,9 +115,9 @@ Deno.test("metrics: restore and backups are recorded; values are in seconds and 
 });
 
 Deno.test("metrics: the backup age restarts on a restore that matches the store, not otherwise", () => {
-  const age = (setup: (m: Metrics, c: ReturnType<typeof manualClock>) => void) => {
+  const age = (setup: (m: DbMetrics, c: ReturnType<typeof manualClock>) => void) => {
     const clock = manualClock();
-    const m = new Metrics(clock, SETTINGS);
+    const m = new Metrics(clock, SETTINGS).of("app");
     clock.advance(10_000);
     setup(m, clock);
     clock.advance(1_000);
@@ -117,8 +134,8 @@ Deno.test("metrics: the backup age restarts on a restore that matches the store,
 
 Deno.test("metrics: GET /metrics over HTTP; other paths 404, other methods 405", async () => {
   const clock = manualClock();
-  const m = new Metrics(clock, SETTINGS);
-  m.restored({ outcome: "fresh", ms: 20 });
+  const m = new Metrics(clock, SETTINGS, ["app"]);
+  m.of("app").restored({ outcome: "fresh", ms: 20 });
   const { port, server } = await onFreePort((port) => ({
     port,
     server: serveMetrics({ hostname: "127.0.0.1", port }, m),

@@ -22,7 +22,7 @@ import {
   splitMapping,
 } from "../src/databases.ts";
 import type { LifeboatError } from "../src/errors.ts";
-import { MetricsByDb } from "../src/metrics_by_db.ts";
+import { Metrics } from "../src/metrics.ts";
 import { backupKey } from "../src/store/keys.ts";
 import { mapBounded } from "../src/commands/several.ts";
 const RAILS = ["production", "production_cache", "production_queue", "production_cable"];
@@ -97,9 +97,9 @@ Deno.test("mapBounded: never more than the limit at once, results in order, wait
   assert.deepEqual(done, [2, 3], "the others finished before the rejection");
 });
 
-Deno.test("MetricsByDb: one valid exposition, every sample labelled with its database", () => {
+Deno.test("Metrics: one registry, one valid exposition, every sample labelled with its database", () => {
   const clock = testClock(1_000_000);
-  const m = new MetricsByDb(clock, { interval: 60_000, shutdownTimeoutMs: 30_000 }, ["a", "b"]);
+  const m = new Metrics(clock, { interval: 60_000, shutdownTimeoutMs: 30_000 }, ["a", "b"]);
   clock.advance(3_000);
   m.of("a").backedUp({ outcome: "uploaded", bytes: 10, ms: 5 });
   m.of("b").notBackedUp("failed", "boom");
@@ -110,7 +110,20 @@ Deno.test("MetricsByDb: one valid exposition, every sample labelled with its dat
   assert.equal(promValue(prom, "lifeboat_backups_total", { db: "a", outcome: "uploaded" }), 1);
   assert.equal(promValue(prom, "lifeboat_backups_total", { db: "b", outcome: "failed" }), 1);
   assert.ok(prom.samples.every((s) => s.labels.db === "a" || s.labels.db === "b"));
-  assert.throws(() => m.of("c"), /no metrics for database c/);
+  // Settings are repeated per database, so `age > 2 * interval` matches sample by sample.
+  assert.equal(promValue(prom, "lifeboat_backup_interval_seconds", { db: "b" }), 60);
+  // A database named later is registered on first use, after the others.
+  m.of("c").drilled({ outcome: "damaged", key: "backups/k.sqlite3", ms: 5 });
+  const more = parseProm(m.render());
+  assert.deepEqual(
+    more.samples.filter((s) => s.name === "lifeboat_drill_last_info").map((s) => s.labels),
+    [
+      { db: "a", key: "", outcome: "none" },
+      { db: "b", key: "", outcome: "none" },
+      { db: "c", key: "backups/k.sqlite3", outcome: "damaged" },
+    ],
+  );
+  assert.equal(promValue(more, "lifeboat_drill_failures_total", { db: "c", reason: "damaged" }), 1);
 });
 
 Deno.test("bad database lists: one line, exit 2, nothing touched", async () => {

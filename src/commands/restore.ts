@@ -12,13 +12,8 @@ import { formatDuration } from "../duration.ts";
 import { isFinal, oneLine, operationError } from "../errors.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import { retry } from "../retry.ts";
-import {
-  installDatabase,
-  type RestoreCheck,
-  type Verified,
-  verifyDownloaded,
-} from "../snapshot/install.ts";
+import { logRetries, retry } from "../retry.ts";
+import { installDatabase, type RestoreCheck, type Verified } from "../snapshot/install.ts";
 import {
   decideRestore,
   kinOf,
@@ -37,9 +32,9 @@ import {
   entryOf,
   updateManifest,
 } from "../store/manifest.ts";
-import { downloadBackup } from "../store/open.ts";
 import type { BackupInfo, Store } from "../store/store.ts";
 import { removeTemp, tempPathBeside } from "../tempfiles.ts";
+import { readVerified } from "./readback.ts";
 import { forEachDatabase } from "./several.ts";
 
 const log = logger("restore");
@@ -216,15 +211,15 @@ async function restoreFrom(
     try {
       let got: Verified | undefined;
       for (let attempt = 1; attempt <= VERIFY_ATTEMPTS && !got?.ok; attempt++) {
-        got = await withRetry(`downloading ${c.key}`, async () => {
-          await removeTemp(tmp);
-          const got = await downloadBackup(deps.store, c.key, tmp);
-          // A streamed backup's SHA-256 is in its seal, written once it passed quick_check.
-          const meta = got.meta.sha256 || !c.sha256
-            ? got.meta
-            : { ...got.meta, sha256: c.sha256, checked: "quick_check" as const };
-          return await verifyDownloaded({ ...got, meta }, tmp, o.restoreCheck);
-        });
+        got = await withRetry(
+          `downloading ${c.key}`,
+          () =>
+            readVerified(deps.store, c.key, tmp, {
+              mode: "install",
+              check: o.restoreCheck,
+              sealed: c.sha256,
+            }),
+        );
         if (!got.ok && got.unverifiable) break;
         if (!got.ok && attempt < VERIFY_ATTEMPTS) {
           log.warn("backup {key} failed verification ({problem}); downloading it again", {
@@ -388,14 +383,7 @@ function retrying(o: RestoreOptions, clock: Clock) {
       attempts: o.attempts,
       baseMs: o.retryBaseMs ?? RETRY_BASE_MS,
       clock,
-      onRetry: (err, attempt, delay) =>
-        log.warn("{what} failed (attempt {attempt}), retrying in {delay}: {error}", {
-          event: "retry",
-          what,
-          attempt,
-          delay: formatDuration(delay),
-          error: oneLine(err),
-        }),
+      onRetry: logRetries(log, what),
     });
 }
 

@@ -7,8 +7,7 @@ import { oneLine } from "../errors.ts";
 import { isWalMode } from "../dbfile.ts";
 import { statIfExists } from "../fsutil.ts";
 import { logger } from "../log.ts";
-import { Metrics } from "../metrics.ts";
-import { MetricsByDb } from "../metrics_by_db.ts";
+import { type DbMetrics, Metrics } from "../metrics.ts";
 import { FORWARDED_SIGNALS, SHUTDOWN_SIGNALS, type SignalSource } from "../signals.ts";
 import { type Child, startChild } from "../supervisor.ts";
 import { isHeir } from "../store/history.ts";
@@ -16,6 +15,7 @@ import type { DatabaseSpec } from "../store/settings.ts";
 import type { ManifestKeeper } from "../store/manifest_keeper.ts";
 import type { Retention } from "../store/retention.ts";
 import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";
+import { DrillSchedule, type DrillTarget } from "./drill.ts";
 import {
   restoreAll,
   type RestoreDeps,
@@ -44,12 +44,14 @@ export interface WatchOptions extends RestoreOptions {
   releaseCommand?: boolean;
   /** How many databases are backed up at once (default 1). */
   backupConcurrency?: number;
+  /** Milliseconds between restore drills of each database (`drill.ts`); 0 or absent: none. */
+  drillInterval?: number;
 }
 
 /** One database under watch: what its backups need, its metrics and its backup state. */
 interface Watched {
   db: BackupOptions;
-  metrics: Metrics;
+  metrics: DbMetrics;
   state: BackupState;
   walChecked?: boolean;
 }
@@ -57,7 +59,10 @@ interface Watched {
 /** What watch touches outside itself. */
 export interface WatchDeps extends RestoreDeps {
   signals: SignalSource;
-  /** Records the restore and every backup; the stale-backup check reads its age. Default: new. */
+  /**
+   * Records each database's restore, backups and drills (by name: the target's, else derived
+   * from its file); the stale-backup check reads its age. Default: new.
+   */
   metrics?: Metrics;
   /** Supersedes and keeps after each backup (store/retention.ts); none: nothing. */
   retention?: Retention;
@@ -95,8 +100,8 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   try {
     if (o.releaseCommand) return await runReleaseCommand(o);
     const dbs = o.databases;
-    const metrics = deps.metrics ?? new MetricsByDb(deps.clock, o, dbs.map((d) => d.name));
-    const metricsOf = (name: string) => metrics instanceof MetricsByDb ? metrics.of(name) : metrics;
+    const metrics = deps.metrics ?? new Metrics(deps.clock, o, dbs.map((d) => d.name));
+    const metricsOf = (name: string) => metrics.of(name);
     const restoreStarted = deps.clock.now();
     const restored = await restoreAll(dbs, o, deps).catch((err) => {
       const ms = deps.clock.now() - restoreStarted;
@@ -166,8 +171,12 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       });
     }
 
+    // Restore drills run while the loop sleeps, after a round of backups; the next round waits
+    // for one still running, so a drill never overlaps a backup.
+    const drills = new DrillSchedule(o.drillInterval ?? 0, deps.clock);
+    let drilling = Promise.resolve();
     while (!stopping.signal.aborted) {
-      await deps.clock.sleep(o.interval, stopping.signal);
+      await Promise.all([deps.clock.sleep(o.interval, stopping.signal), drilling]);
       if (stopping.signal.aborted) break;
       inflight = new AbortController();
       const finished = new AbortController();
@@ -184,7 +193,9 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       if (!stopping.signal.aborted) {
         await each((w) => Promise.resolve(errorIfStale(o, w.metrics)));
       }
+      drilling = drills.runDue(watched.map((w) => drillTarget(w, o, deps)), stopping.signal);
     }
+    await drilling; // stopped by `stopping`: the final backups never overlap a drill
 
     if (child) {
       childCode = await stopApp(child, o, deps);
@@ -198,6 +209,19 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   } finally {
     removeSignals();
   }
+}
+
+/** A watched database as the drills see it: after a failed drill it is backed up at once. */
+function drillTarget(w: Watched, o: WatchOptions, deps: WatchDeps): DrillTarget {
+  return {
+    o: { ...o, db: w.db.db, name: w.db.name },
+    deps,
+    metrics: w.metrics,
+    backUpNow: (signal) => {
+      w.state.lastSha256 = undefined; // the store's copy is in doubt: upload even if unchanged
+      return backupIfPresent(w.db, o, deps, w.metrics, w.state, signal, false);
+    },
+  };
 }
 
 /** Warns once per database, when it first exists, that it is not in WAL mode. */
@@ -288,7 +312,7 @@ async function stopApp(child: Child, o: WatchOptions, deps: WatchDeps): Promise<
 async function alarmWhileRunning(
   o: WatchOptions,
   deps: WatchDeps,
-  metrics: Metrics,
+  metrics: DbMetrics,
   done: AbortSignal,
 ): Promise<void> {
   const started = deps.clock.now();
@@ -305,7 +329,7 @@ async function backupIfPresent(
   db: BackupOptions,
   o: WatchOptions,
   deps: WatchDeps,
-  metrics: Metrics,
+  metrics: DbMetrics,
   state: BackupState,
   signal: AbortSignal,
   final: boolean,
@@ -374,7 +398,7 @@ function warnIfOverBudget(o: WatchOptions, ms: number, what: string): void {
  * Logs an error when the database has not matched a backup for more than two intervals;
  * `runningMs` is how long the backup still in flight has been running, if one is.
  */
-function errorIfStale(o: WatchOptions, metrics: Metrics, runningMs?: number): void {
+function errorIfStale(o: WatchOptions, metrics: DbMetrics, runningMs?: number): void {
   const age = metrics.backupAgeMs();
   if (age <= 2 * o.interval) return;
   log.error(
