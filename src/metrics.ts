@@ -19,6 +19,10 @@ export interface BackupRecord {
   bytes: number;
   /** A backup by another writer found newest in the store, if one was. */
   foreign?: { machine: string };
+  /** Keys passed over for ordering that this process had not reported before. */
+  ignored?: readonly string[];
+  /** What retention did after it: problems, and whether the store turned out to have no tags. */
+  retention?: { problems: readonly string[]; taggingUnsupported?: boolean };
 }
 
 /** What the metrics read from the restore at start (a command's result may carry more). */
@@ -29,6 +33,8 @@ export interface RestoreRecord {
   bytes?: number;
   /** How far the newest backup's order time was ahead of the local clock. */
   futureMs?: number;
+  /** Newer backups that failed verification and were passed over. */
+  bypassed?: readonly unknown[];
 }
 
 const BACKUP_OUTCOMES: readonly BackupOutcome[] = [
@@ -86,6 +92,7 @@ export class Metrics {
   readonly #clock: Clock;
   readonly #settings: Required<MetricsSettings>;
   readonly #dbs = new Map<string, DbMetrics>();
+  readonly #store = { taggingUnsupported: false };
 
   /** Registers one database per name of `names` (their backup age counts from now). */
   constructor(clock: Clock, settings: MetricsSettings, names: readonly string[] = []) {
@@ -101,7 +108,7 @@ export class Metrics {
   /** The metrics of database `name`, registered on first use; never throws. */
   of(name: string): DbMetrics {
     let m = this.#dbs.get(name);
-    if (!m) this.#dbs.set(name, m = new DbMetrics(this.#clock));
+    if (!m) this.#dbs.set(name, m = new DbMetrics(this.#clock, this.#store));
     return m;
   }
 
@@ -114,7 +121,7 @@ export class Metrics {
     const dbs = [...this.#dbs].map(([name, m]) => ({ name, values: m.values }));
     return FAMILIES.map((f) => {
       const samples = dbs.flatMap(({ name, values }) =>
-        f.samples(values, this.#settings).map(([labels, value]): Sample => [
+        f.samples(values, { ...this.#settings, ...this.#store }).map(([labels, value]): Sample => [
           { db: name, ...labels },
           value,
         ])
@@ -142,11 +149,20 @@ export class DbMetrics {
   #drillOkMs = 0;
   #drillFailures = new Map<DrillOutcome, number>(DRILL_FAILURES.map((o) => [o, 0]));
   #lastDrill?: { key: string; outcome: DrillOutcome };
+  #bypassed = 0;
+  #ignoredKeys = 0;
+  #retentionFailures = 0;
+  /** What the whole process learned about the store (shared by every database). */
+  readonly #store: { taggingUnsupported: boolean };
 
-  /** Starts counting the backup age from now (until a restore or a backup says otherwise). */
-  constructor(clock: Clock) {
+  /**
+   * Starts counting the backup age from now (until a restore or a backup says otherwise);
+   * `store` is what every database of the process shares about the store.
+   */
+  constructor(clock: Clock, store = { taggingUnsupported: false }) {
     this.#clock = clock;
     this.#protectedAt = clock.now();
+    this.#store = store;
   }
 
   /**
@@ -161,6 +177,7 @@ export class DbMetrics {
       bytes: r.bytes ?? 0,
       futureMs: r.futureMs ?? 0,
     };
+    this.#bypassed = r.bypassed?.length ?? 0;
     if (r.outcome === "restored" || r.outcome === "fresh") this.#protectedAt = this.#clock.now();
   }
 
@@ -173,6 +190,9 @@ export class DbMetrics {
     this.#lastSuccessAt = now;
     this.#last = { ms: r.ms, bytes: r.bytes };
     this.#problem = undefined;
+    this.#ignoredKeys += r.ignored?.length ?? 0;
+    this.#retentionFailures += r.retention?.problems.length ?? 0;
+    if (r.retention?.taggingUnsupported) this.#store.taggingUnsupported = true;
   }
 
   /** Records a backup that did not happen or did not finish, and why (for the stale-backup log). */
@@ -218,6 +238,9 @@ export class DbMetrics {
       drillOkMs: this.#drillOkMs,
       drillFailures: this.#drillFailures,
       lastDrill: this.#lastDrill,
+      bypassed: this.#bypassed,
+      ignoredKeys: this.#ignoredKeys,
+      retentionFailures: this.#retentionFailures,
     };
   }
 
@@ -238,7 +261,13 @@ interface DbValues {
   drillOkMs: number;
   drillFailures: ReadonlyMap<DrillOutcome, number>;
   lastDrill?: { key: string; outcome: DrillOutcome };
+  bypassed: number;
+  ignoredKeys: number;
+  retentionFailures: number;
 }
+
+/** The settings and what the process learned about the store, the same for every database. */
+type Shared = Required<MetricsSettings> & { taggingUnsupported: boolean };
 
 type Sample = [labels: Record<string, string>, value: number];
 
@@ -247,7 +276,7 @@ interface Family {
   name: string;
   type: "gauge" | "counter";
   help: string;
-  samples: (v: DbValues, settings: Required<MetricsSettings>) => Sample[];
+  samples: (v: DbValues, shared: Shared) => Sample[];
 }
 
 const s = (ms: number) => ms / 1000;
@@ -357,6 +386,34 @@ const FAMILIES: Family[] = [
       key: v.lastDrill?.key ?? "",
       outcome: v.lastDrill?.outcome ?? "none",
     }, 1]],
+  },
+  {
+    name: "lifeboat_restore_bypassed_backups",
+    type: "gauge",
+    help:
+      "Backups newer than the one restored at start that failed verification and were passed over: never marked superseded, shown by lifeboat list; above 0, a person should look at them.",
+    samples: (v) => one(v.bypassed),
+  },
+  {
+    name: "lifeboat_keys_ignored_total",
+    type: "counter",
+    help:
+      "Keys in the database's places that are not lifeboat backups of it (no lifeboat metadata, or dated past the key scheme's end), passed over for ordering; each counted once.",
+    samples: (v) => one(v.ignoredKeys),
+  },
+  {
+    name: "lifeboat_retention_failures_total",
+    type: "counter",
+    help:
+      "Retention steps after a backup that failed (marking the previous newest superseded, replacing the kept copy); each is tried again after the next backup.",
+    samples: (v) => one(v.retentionFailures),
+  },
+  {
+    name: "lifeboat_store_tagging_unsupported",
+    type: "gauge",
+    help:
+      "1 once the store answered that it does not implement object tagging (Cloudflare R2): retention goes by prefix alone (LIFEBOAT_RETENTION).",
+    samples: (_, c) => one(c.taggingUnsupported ? 1 : 0),
   },
   {
     name: "lifeboat_backup_interval_seconds",

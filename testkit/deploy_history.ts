@@ -19,8 +19,8 @@ import { FileStore } from "../src/store/file.ts";
 import { isKeptKey, MARKER_NAME, parseKey } from "../src/store/keys.ts";
 import { ManifestKeeper } from "../src/store/manifest_keeper.ts";
 import { Retention } from "../src/store/retention.ts";
-import { metaToRecord } from "../src/store/store.ts";
 import { testClock } from "./clock.ts";
+import { writeLegacyBackup } from "./legacy.ts";
 import { seededRandom } from "./random.ts";
 import { addRow, makeDb, readRows } from "./sqlite.ts";
 
@@ -287,44 +287,17 @@ export async function deployHistoryWalk(
 
   /** lifeboat 0.1 (one database) or 0.2 backs up this config, in their layouts. */
   async function legacyBackups(): Promise<void> {
-    const v01 = config.length === 1 && !config[0].name && chance(0.5);
+    const alone = config.length === 1 && !config[0].name;
+    const v01 = alone && chance(0.5);
     for (const e of config) {
       for (let w = Math.floor(random() * 2); w >= 0; w--) addRow(pathOf(e.file), `w${++counter}`);
-      const ms = clock.now();
-      const order = String(9_999_999_999_999 - ms).padStart(13, "0");
-      const time = new Date(ms).toISOString().replaceAll(":", "-");
-      const alone = config.length === 1 && !config[0].name;
-      const key = v01
-        ? `${order}-${time}-old.sqlite3`
-        : `${alone ? "" : `${nameOf(e)}/`}backups/${order}-${time}-old-${hex()}.sqlite3`;
-      await Deno.mkdir(`${storeDir}/${key.slice(0, key.lastIndexOf("/") + 1)}`, {
-        recursive: true,
+      const key = await writeLegacyBackup(storeDir, pathOf(e.file), {
+        layout: v01 ? "root-v1" : alone ? "root-v2" : "named-v2",
+        name: nameOf(e),
+        ms: clock.now(),
+        hex: hex(),
       });
-      await Deno.copyFile(pathOf(e.file), `${storeDir}/${key}`);
-      const bytes = await Deno.readFile(`${storeDir}/${key}`);
-      const sha256 = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
-        .map((b) => b.toString(16).padStart(2, "0")).join("");
-      await Deno.writeTextFile(
-        `${storeDir}/${key}.json`,
-        JSON.stringify(metaToRecord({
-          sha256,
-          size: bytes.length,
-          pageSize: 4096,
-          pageCount: bytes.length / 4096,
-          createdAt: new Date(ms).toISOString(),
-          version: "0.1.0",
-          machine: "old",
-        })),
-      );
       owner.set(key, e.file);
-      // 0.2 wrote its marker where none was (0.1 wrote none).
-      const marker = v01 ? undefined : `${storeDir}/${alone ? "" : `${nameOf(e)}/`}${MARKER_NAME}`;
-      if (marker && !exists(marker)) {
-        await Deno.writeTextFile(
-          marker,
-          JSON.stringify({ format: 2, createdAt: new Date(ms).toISOString(), machine: "old" }),
-        );
-      }
       clock.advance(1);
     }
     step(`lifeboat ${v01 ? "0.1" : "0.2"} runs ${describe(config)} and backs it up`);

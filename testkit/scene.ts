@@ -23,10 +23,12 @@ globalThis.addEventListener("unload", () => {
 
 /**
  * Creates a temporary directory that is removed, with everything in it, when the test file ends;
- * `removeTempDir` removes it sooner.
+ * `removeTempDir` removes it sooner. `under`: a directory to make it in when that exists (e.g. a
+ * tmpfs), else the system's temporary directory.
  */
-export async function tempDir(prefix = "lifeboat-test-"): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix });
+export async function tempDir(prefix = "lifeboat-test-", under?: string): Promise<string> {
+  const there = under && (await Deno.stat(under).then((s) => s.isDirectory, () => false));
+  const dir = await Deno.makeTempDir({ prefix, ...(there ? { dir: under } : {}) });
   made.add(dir);
   return dir;
 }

@@ -91,7 +91,8 @@ export interface BackupResult {
   ms: number;
   /** A backup by another writer found newest in the store since this process last looked. */
   foreign?: BackupInfo;
-  /** Keys passed over for ordering: not lifeboat backups, or dated past the scheme's end. */
+  /** Keys passed over for ordering (not lifeboat backups, or dated past the scheme's end) that
+   * this process had not reported before. */
   ignored?: string[];
   /** What retention did (tagging, the kept copy). */
   retention?: RetentionOutcome;
@@ -257,7 +258,7 @@ async function newestFor(
     );
   }
   if (fresh.length) state.ignored = [...(state.ignored ?? []), ...fresh].slice(-50);
-  return { newest, ...(ignored.length ? { ignored } : {}), layouts };
+  return { newest, ...(fresh.length ? { ignored: fresh } : {}), layouts };
 }
 
 /** Keeps the manifest listing the database with `layouts` (checked every backup; never throws). */
