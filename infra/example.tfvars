@@ -8,8 +8,10 @@ fly_app     = "example-app"
 
 # Optional (defaults shown or described):
 prefix               = "example-app" # defaults to fly_app
-retention_days       = 30
-create_oidc_provider = true # false if the account already trusts https://oidc.fly.io/example-org
+recent_days          = 2             # every backup, for 2 days
+hourly_days          = 14            # the first of each hour, for 2 weeks
+retention_days       = 30            # the first of each day, for 30 days
+create_oidc_provider = true          # false if the account already trusts https://oidc.fly.io/example-org
 # kms_key_id         = "alias/lifeboat" # omit for SSE-S3 (AES256)
 # role_name          = "lifeboat-example-app"
 db_path = "/data/db.sqlite3"

@@ -38,11 +38,51 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "backups" {
 }
 
 # Retention lives here, not in lifeboat: the role that the machines assume cannot delete anything.
-# Only superseded backups expire: lifeboat tags the previous newest backup once a newer one is
-# stored and verified. The newest backup of a prefix (an idle app makes no new one) and the
-# prefix's marker (lifeboat.json) carry no tag, so no rule can ever delete them.
+# Only superseded backups expire: lifeboat tags the backup its data continued from once a newer
+# one is stored and verified. The newest backup of each database (an idle app makes no new one),
+# a backup a restore had to pass over, and the manifest (lifeboat.json) carry no tag, so no rule
+# can ever delete them. Each backup is filed under a tier prefix (backups/recent/, hourly/, daily/:
+# every backup, the first of each hour, the first of each day), and each tier expires at its own
+# age, counted from the object's creation: about 2 days of every backup, 2 weeks of hourly ones,
+# retention_days of daily ones. The last rule also expires superseded backups of older layouts.
 resource "aws_s3_bucket_lifecycle_configuration" "backups" {
   bucket = aws_s3_bucket.backups.id
+
+  rule {
+    id     = "expire-recent-backups"
+    status = "Enabled"
+
+    filter {
+      and {
+        prefix = "${local.prefix}/backups/recent/"
+        tags = {
+          "lifeboat-superseded" = "true"
+        }
+      }
+    }
+
+    expiration {
+      days = var.recent_days
+    }
+  }
+
+  rule {
+    id     = "expire-hourly-backups"
+    status = "Enabled"
+
+    filter {
+      and {
+        prefix = "${local.prefix}/backups/hourly/"
+        tags = {
+          "lifeboat-superseded" = "true"
+        }
+      }
+    }
+
+    expiration {
+      days = var.hourly_days
+    }
+  }
 
   rule {
     id     = "expire-superseded-backups"
@@ -72,8 +112,20 @@ resource "aws_s3_bucket_lifecycle_configuration" "backups" {
       days_after_initiation = 1
     }
   }
+
+  lifecycle {
+    precondition {
+      condition     = var.recent_days <= var.hourly_days && var.hourly_days <= var.retention_days
+      error_message = "recent_days <= hourly_days <= retention_days: a tier is never kept shorter than the one below it."
+    }
+  }
 }
 
+# TLS only. And write-once backups: no object under backups/ may be written without
+# If-None-Match: * (lifeboat sends it on every PutObject and CompleteMultipartUpload), so a backup,
+# once stored, can never be replaced, even by credentials that may write. CreateMultipartUpload, UploadPart and UploadPartCopy
+# take no conditional header: s3:ObjectCreationOperation exempts them. The manifest is rewritten
+# only with If-Match (or If-None-Match when it is new), so no writer drops another's entries.
 data "aws_iam_policy_document" "bucket" {
   statement {
     sid     = "DenyInsecureTransport"
@@ -93,6 +145,54 @@ data "aws_iam_policy_document" "bucket" {
       test     = "Bool"
       variable = "aws:SecureTransport"
       values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "DenyOverwritingBackups"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.prefix}/backups/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["true"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "s3:ObjectCreationOperation"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "DenyUnconditionalManifestWrites"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.prefix}/lifeboat.json"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["true"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-match"
+      values   = ["true"]
     }
   }
 }

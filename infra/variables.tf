@@ -50,13 +50,35 @@ variable "fly_app" {
 }
 
 variable "retention_days" {
-  description = "Age in days, counted from a backup's creation (as AWS counts lifecycle days, not from its tagging), after which a superseded backup is expired (deleted) by the bucket lifecycle rule. lifeboat itself never deletes."
+  description = "Age in days, counted from a backup's creation (as AWS counts lifecycle days, not from its tagging), after which a superseded backup of the daily tier (the first backup of each UTC day), or of a layout older than lifeboat 0.3, expires. lifeboat itself never deletes."
   type        = number
   default     = 30
 
   validation {
     condition     = var.retention_days >= 1 && floor(var.retention_days) == var.retention_days
     error_message = "retention_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "recent_days" {
+  description = "Age in days, counted from a backup's creation, after which a superseded backup of the recent tier (every backup that is not the first of its hour) expires."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.recent_days >= 1 && floor(var.recent_days) == var.recent_days
+    error_message = "recent_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "hourly_days" {
+  description = "Age in days, counted from a backup's creation, after which a superseded backup of the hourly tier (the first backup of each UTC hour) expires."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.hourly_days >= 1 && floor(var.hourly_days) == var.hourly_days
+    error_message = "hourly_days must be a whole number of days, at least 1."
   }
 }
 

@@ -285,8 +285,7 @@ Deno.test("infra: object ownership is BucketOwnerEnforced (ACLs disabled)", () =
 
 Deno.test("infra: the bucket policy denies every request made without TLS", () => {
   const policy = resource("aws_s3_bucket_policy.backups");
-  const [deny, ...others] = statements(documentOf(policy.policy));
-  assert.equal(others.length, 0, "the bucket policy holds the TLS deny only");
+  const [deny] = statements(documentOf(policy.policy));
   assert.equal(effect(deny.body), "Deny");
   assert.deepEqual(list(deny.body.actions), ["s3:*"]);
   assert.deepEqual(list(deny.body.resources).sort(), [BUCKET_ARN, `${BUCKET_ARN}/*`].sort());
@@ -296,17 +295,53 @@ Deno.test("infra: the bucket policy denies every request made without TLS", () =
   assert.deepEqual(list(policy.depends_on), ["${aws_s3_bucket_public_access_block.backups}"]);
 });
 
-Deno.test("infra: lifecycle expires only superseded backups after retention_days (default 30), never the newest or the marker; aborts incomplete multipart uploads after 1 day", () => {
+Deno.test("infra: write-once (#21): no backup written without If-None-Match, the manifest never unconditionally; multipart parts exempt", () => {
+  const policy = resource("aws_s3_bucket_policy.backups");
+  const [, backups, manifest, ...others] = statements(documentOf(policy.policy));
+  assert.equal(others.length, 0, "TLS, backups and the manifest: nothing else");
+  for (const s of [backups, manifest]) {
+    assert.equal(effect(s.body), "Deny");
+    assert.deepEqual(list(s.body.actions), ["s3:PutObject"]);
+    const principal = only(s.body.principals, "principals");
+    assert.deepEqual([principal.type, list(principal.identifiers)], ["*", ["*"]]);
+  }
+  assert.deepEqual(list(backups.body.resources), [`${BUCKET_ARN}/\${local.prefix}/backups/*`]);
+  assert.deepEqual(
+    conditions(backups.body),
+    new Map([
+      ["Null s3:if-none-match", ["true"]],
+      // CreateMultipartUpload and UploadPart take no conditional header: they must stay allowed.
+      ["Bool s3:ObjectCreationOperation", ["true"]],
+    ]),
+  );
+  assert.deepEqual(list(manifest.body.resources), [`${BUCKET_ARN}/\${local.prefix}/lifeboat.json`]);
+  assert.deepEqual(
+    conditions(manifest.body),
+    new Map([["Null s3:if-none-match", ["true"]], ["Null s3:if-match", ["true"]]]),
+  );
+});
+
+Deno.test("infra: lifecycle expires only superseded backups, per tier (recent 2, hourly 14, daily 30 days by default), never the newest or the manifest; aborts incomplete multipart uploads after 1 day", () => {
   const rules = blocks(resource("aws_s3_bucket_lifecycle_configuration.backups"), "rule");
   const byId = new Map(rules.map((r) => [r.id, r]));
   assert.equal(byId.get("expire-backups"), undefined, "no rule expires every backup by age");
-  const expire = byId.get("expire-superseded-backups");
-  assert.ok(expire, "an expire-superseded-backups rule");
-  assert.equal(expire.status, "Enabled");
-  const and = only(only(expire.filter, "filter").and, "filter.and");
-  assert.equal(and.prefix, "${local.prefix}/");
-  assert.deepEqual(and.tags, { [SUPERSEDED_TAG.key]: SUPERSEDED_TAG.value });
-  assert.equal(only(expire.expiration, "expiration").days, "${var.retention_days}");
+  const tiers: [string, string, string, number][] = [
+    ["expire-recent-backups", "${local.prefix}/backups/recent/", "recent_days", 2],
+    ["expire-hourly-backups", "${local.prefix}/backups/hourly/", "hourly_days", 14],
+    // The daily tier, and superseded backups of the layouts before lifeboat 0.3.
+    ["expire-superseded-backups", "${local.prefix}/", "retention_days", 30],
+  ];
+  for (const [id, prefix, days, fallback] of tiers) {
+    const expire = byId.get(id);
+    assert.ok(expire, `an ${id} rule`);
+    assert.equal(expire.status, "Enabled");
+    const and = only(only(expire.filter, "filter").and, "filter.and");
+    assert.equal(and.prefix, prefix, id);
+    assert.deepEqual(and.tags, { [SUPERSEDED_TAG.key]: SUPERSEDED_TAG.value });
+    assert.equal(only(expire.expiration, "expiration").days, `\${var.${days}}`);
+    assert.equal(variable(days).type, "${number}");
+    assert.equal(variable(days).default, fallback);
+  }
   // Every rule that expires objects is filtered on the tag lifeboat sets: nothing else expires.
   for (const rule of rules.filter((r) => r.expiration || r.noncurrent_version_expiration)) {
     const filter = only(rule.filter, "filter");
@@ -320,9 +355,56 @@ Deno.test("infra: lifecycle expires only superseded backups after retention_days
   assert.equal(abort.status, "Enabled");
   assert.deepEqual(only(abort.filter, "filter"), {}, "applies to the whole bucket");
   assert.equal(only(abort.abort_incomplete_multipart_upload, "abort").days_after_initiation, 1);
-  const retention = variable("retention_days");
-  assert.equal(retention.type, "${number}");
-  assert.equal(retention.default, 30);
+  const pre = only(
+    only(resource("aws_s3_bucket_lifecycle_configuration.backups").lifecycle, "lifecycle")
+      .precondition,
+    "precondition",
+  );
+  assert.equal(
+    pre.condition,
+    "${var.recent_days <= var.hourly_days && var.hourly_days <= var.retention_days}",
+  );
+});
+
+Deno.test("infra: lifecycle configurations for stores that filter by prefix only (Tigris, R2) expire the three tiers and nothing else", async () => {
+  const DAY = 86_400;
+  const want = [["recent", 2], ["hourly", 14], ["daily", 30]] as const;
+  const s3 = JSON.parse(await Deno.readTextFile(new URL("lifecycle/s3-prefix.json", INFRA)));
+  const r2 = JSON.parse(await Deno.readTextFile(new URL("lifecycle/r2.json", INFRA)));
+  const s3Expire = s3.Rules.filter((r: { Expiration?: unknown }) => r.Expiration);
+  const r2Expire = r2.rules.filter((r: { deleteObjectsTransition?: unknown }) =>
+    r.deleteObjectsTransition
+  );
+  assert.deepEqual(
+    s3Expire.map((r: { Filter: { Prefix: string }; Expiration: { Days: number } }) => [
+      r.Filter.Prefix,
+      r.Expiration.Days,
+    ]),
+    want.map(([tier, days]) => [`APP_PREFIX/backups/${tier}/`, days]),
+  );
+  assert.deepEqual(
+    r2Expire.map((
+      r: { conditions: { prefix: string }; deleteObjectsTransition: { condition: unknown } },
+    ) => [r.conditions.prefix, r.deleteObjectsTransition.condition]),
+    want.map((
+      [tier, days],
+    ) => [`APP_PREFIX/backups/${tier}/`, { type: "Age", maxAge: days * DAY }]),
+  );
+  for (const rules of [s3.Rules, r2.rules]) {
+    assert.ok(
+      rules.every((r: { Status?: string; enabled?: boolean }) =>
+        r.Status === "Enabled" || r.enabled === true
+      ),
+    );
+    // No rule may reach the kept copies or the manifest: those are what keep the newest.
+    const text = JSON.stringify(rules);
+    assert.doesNotMatch(text, /kept|lifeboat\.json/);
+  }
+  // The defaults agree with infra's AWS rules.
+  for (const [tier, days] of want) {
+    const name = tier === "daily" ? "retention_days" : `${tier}_days`;
+    assert.equal(variable(name).default, days);
+  }
 });
 
 Deno.test("infra: the OIDC provider is https://oidc.fly.io/<fly_org> for sts.amazonaws.com, without thumbprint", () => {
