@@ -127,8 +127,9 @@ export const SETTINGS = {
     flag: { name: "--allow-empty", commands: ["restore", "watch"] },
     type: yesNo(),
     fallback: false,
-    help: "restore and watch start empty although the store's marker says backups existed",
-    doc: "`restore`/`watch` start empty although the store's marker says backups existed",
+    help: "restore and watch start empty although the store says the database had backups",
+    doc: "`restore`/`watch` start a database empty although the store says it had backups, or " +
+      "may hold them under another name (see _Adding and removing databases_)",
   }),
   from: row({
     env: [],
