@@ -110,7 +110,7 @@ proxiedTest("protocol against S3", async (t, started) => {
         LIFEBOAT_ALLOW_EMPTY: "1",
       });
       assert.equal(envVar.code, 0, envVar.stderr);
-      assert.match(envVar.stderr, /WARN.*starting empty \(--allow-empty\)/);
+      assert.match(envVar.stderr, /WARN.*starting fresh \(--allow-empty\) although/);
     },
   );
 

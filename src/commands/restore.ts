@@ -153,8 +153,8 @@ export async function restoreAll(
           decideRestore(db, dbs, state, false, deps.store.location).kind === "refuse";
         log[allowed ? "warn" : "info"](
           allowed
-            ? "no backup of {name} found in {store}, but the store says it had (or may hold) " +
-              "some: starting empty (--allow-empty)"
+            ? "no backup of {name} found in {store}, starting fresh (--allow-empty) although " +
+              "the store says it had some, or may hold them under another name"
             : "no backup of {name} found in {store}, starting fresh",
           {
             event: allowed ? "restore_fresh_allowed" : "restore_fresh",
