@@ -6,12 +6,7 @@
 import assert from "node:assert/strict";
 import { DeleteObjectCommand, GetObjectTaggingCommand } from "@aws-sdk/client-s3";
 import { SUPERSEDED_TAG } from "../src/store/store.ts";
-import {
-  assertOneLineError,
-  restoreOk,
-  runLifeboat,
-  spawnLifeboat,
-} from "../testkit/cli.ts";
+import { assertOneLineError, restoreOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
 import { backedUp, proxiedTest, scene as kitScene } from "../testkit/scene.ts";
 import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
