@@ -29,8 +29,11 @@ export interface SeenRequest {
   headers: Headers;
 }
 
-/** Names the S3 operation of a path-style request (ListObjectsV2, UploadPart, …). */
-export function classify(method: string, url: URL): string {
+/**
+ * Names the S3 operation of a path-style request (ListObjectsV2, UploadPart, …); `headers` tell a
+ * CopyObject (a PUT with `x-amz-copy-source`: the kept copy) from a PutObject.
+ */
+export function classify(method: string, url: URL, headers?: Headers): string {
   const q = url.searchParams;
   const hasKey = url.pathname.split("/").filter(Boolean).length > 1;
   switch (method) {
@@ -44,6 +47,7 @@ export function classify(method: string, url: URL): string {
     case "PUT":
       if (q.has("partNumber")) return "UploadPart";
       if (q.has("tagging")) return "PutObjectTagging";
+      if (hasKey && headers?.has("x-amz-copy-source")) return "CopyObject";
       return hasKey ? "PutObject" : "CreateBucket";
     case "POST":
       if (q.has("uploads")) return "CreateMultipartUpload";
@@ -60,6 +64,7 @@ export function classify(method: string, url: URL): string {
 /** Operations that write to the store (what "PUT requests" counts). */
 export const WRITE_OPS: ReadonlySet<string> = new Set([
   "PutObject",
+  "CopyObject",
   "PutObjectTagging",
   "UploadPart",
   "CreateMultipartUpload",
@@ -348,7 +353,7 @@ export function startS3Proxy(upstream: string, o: ProxyOptions = {}): S3Proxy {
         method: req.method,
         path: url.pathname,
         query: url.searchParams,
-        op: classify(req.method, url),
+        op: classify(req.method, url, req.headers),
         t: performance.now(),
         accessKeyId: /Credential=([^/]+)\//.exec(auth)?.[1],
         sessionToken: req.headers.get("x-amz-security-token") ?? undefined,

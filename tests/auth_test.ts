@@ -157,7 +157,7 @@ Deno.test({
           const b = await run("backup (fly api)", ["backup", "--db", `${dir}/app.db`], flyEnv);
           assert.equal(b.code, 0, b.stderr);
           assert.match(b.stderr, /with the token from the fly\.io machine API at .*api\.sock/);
-          const r = await run("restore (fly api)", ["restore", "--db", `${dir}/b.db`], flyEnv);
+          const r = await run("restore (fly api)", ["restore", "--db", `${dir}/b.db=app`], flyEnv);
           assert.equal(r.code, 0, r.stderr);
         } finally {
           await fly.stop();

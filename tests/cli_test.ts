@@ -39,9 +39,15 @@ Deno.test({
         makeDb(`${dir}/app.db`, 500);
         const b = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
         assert.equal(b.code, 0, b.stderr);
-        assert.match(b.stderr, /backup finished: backups\/\d{13}-.*\.sqlite3, \d+ bytes/);
+        assert.match(
+          b.stderr,
+          /backup finished: backups\/daily\/app\/\d{13}-.*\.sqlite3, \d+ bytes/,
+        );
         const r = await restoreOk(`${dir}/new/app.db`, env);
-        assert.match(r.stderr, /restored backups\/\d{13}-\S+ from s3:\/\/.*: \d+ bytes in/);
+        assert.match(
+          r.stderr,
+          /restored backups\/daily\/app\/\d{13}-\S+ from s3:\/\/.*: \d+ bytes in/,
+        );
         assert.deepEqual(readRows(`${dir}/new/app.db`), readRows(`${dir}/app.db`));
         assert.equal(integrity(`${dir}/new/app.db`), "ok");
         // The object carries its metadata and the restored file is byte-identical to it.
@@ -96,7 +102,8 @@ Deno.test({
         assert.equal(r.code, 0);
         assert.match(r.stderr, /exists, restore skipped/);
         assert.deepEqual(await Deno.readFile(other), before);
-        const f = await runLifeboat(["restore", "--force", "--db", other], env);
+        // Another file name is another database: it takes app.db's backups when given its name.
+        const f = await runLifeboat(["restore", "--force", "--db", `${other}=app`], env);
         assert.equal(f.code, 0, f.stderr);
         assert.equal(readRows(other).length, 5);
       });
@@ -104,7 +111,7 @@ Deno.test({
       await t.step("an empty store is a confirmed fresh start", async () => {
         const { dir, env } = await scene();
         const r = await restoreOk(`${dir}/app.db`, env);
-        assert.match(r.stderr, /no backup found in s3:\/\/\S+, starting fresh/);
+        assert.match(r.stderr, /no backup of app found in s3:\/\/\S+, starting fresh/);
         await assert.rejects(Deno.stat(`${dir}/app.db`), Deno.errors.NotFound);
       });
 
@@ -119,7 +126,7 @@ Deno.test({
         assert.equal(r.code, 1, r.stderr);
         assert.match(
           r.lines.at(-1)!,
-          /ERROR.*cannot list backups in s3:\/\/.*nothing was restored/,
+          /ERROR.*cannot read s3:\/\/.*nothing was restored/,
         );
         assert.match(r.stderr, /retrying/);
         await assert.rejects(Deno.stat(`${dir}/app.db`), Deno.errors.NotFound);
@@ -168,6 +175,8 @@ Deno.test({
         assert.equal(res.code, 0, res.stderr);
         assert.equal((await s3.backupKeys(bucket, "apps/demo/")).length, 1);
         assert.equal(res.lines.filter((l) => /backup finished/.test(l)).length, 1);
+        // The start line names the database it watches (it once said "watching undefined").
+        assert.ok(res.lines.some((l) => l.includes(`watching ${db}; backing up every 1.0s`)));
       });
 
       await t.step(
@@ -276,9 +285,10 @@ Deno.test("directory store: the same round trip with no AWS at all", async () =>
   await Deno.mkdir(`${dir}/store`);
   const b = await runLifeboat(["backup", "--db", `${dir}/app.db`], env);
   assert.equal(b.code, 0, b.stderr);
-  const names = [...Deno.readDirSync(`${dir}/store/backups`)].map((e) => `backups/${e.name}`);
+  const place = "backups/daily/app"; // a lone database's first backup, under its file's name
+  const names = [...Deno.readDirSync(`${dir}/store/${place}`)].map((e) => `${place}/${e.name}`);
   assert.equal(names.filter((x) => parseKey(x)).length, 1);
-  assert.ok(Deno.statSync(`${dir}/store/lifeboat.json`).isFile, "the marker is written");
-  await restoreOk(`${dir}/new.db`, env);
+  assert.ok(Deno.statSync(`${dir}/store/lifeboat.json`).isFile, "the manifest is written");
+  await restoreOk(`${dir}/new.db=app`, env);
   assert.deepEqual(readRows(`${dir}/new.db`), readRows(`${dir}/app.db`));
 });

@@ -5,6 +5,7 @@
  * reliability/lifecycle_test.ts.
  */
 import assert from "node:assert/strict";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { testClock } from "../testkit/clock.ts";
 import { backupOk, runLifeboat, tempsLeft } from "../testkit/cli.ts";
 import { is, type SeenRequest } from "../testkit/s3_proxy.ts";
@@ -23,7 +24,8 @@ import {
 } from "../src/databases.ts";
 import type { LifeboatError } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
-import { backupKey } from "../src/store/keys.ts";
+import { backupKey, MARKER_NAME } from "../src/store/keys.ts";
+import { MANIFEST_FORMAT, manifestToJson } from "../src/store/manifest.ts";
 import { mapBounded } from "../src/commands/several.ts";
 const RAILS = ["production", "production_cache", "production_queue", "production_cable"];
 
@@ -375,6 +377,19 @@ proxiedTest("several databases against S3", async (t, { s3, proxy }) => {
     const inPlace = (q: SeenRequest) =>
       is.list(q) && q.query.get("prefix") === "db/backups/recent/app/";
     await s3.putObjects(bucket, keys.map((k) => `db/${k}`));
+    // With the manifest lifeboat writes beside its backups (without one, a reader first scans
+    // the store for the databases it holds).
+    const since = new Date(start).toISOString();
+    const Body = manifestToJson({
+      format: MANIFEST_FORMAT,
+      createdAt: since,
+      machine: "m",
+      version: "test",
+      databases: [{ name: "app", since, layouts: ["v3"] }],
+    });
+    const client = s3.client();
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: `db/${MARKER_NAME}`, Body }));
+    client.destroy();
     const db = `${dir}/app.db`;
     for (const [limit, want] of [[undefined, 20], ["1000", 1000], ["5000", 1000]] as const) {
       proxy.requests.length = 0;

@@ -101,13 +101,14 @@ Deno.test({
     // A holder killed outright leaves nothing that blocks the next run; and a watch that
     // restores renames a new file over its database: that file is locked from the start.
     assert.equal((await w.stop("SIGKILL")).code, 137);
+    // (It restores other.db's backup, given its name: the store holds no other yet.)
     const restored = `${dir}/restored.db`;
-    const w2 = spawnLifeboat(["watch", "--db", restored, "--interval", "1h"], env);
+    const w2 = spawnLifeboat(["watch", "--db", `${restored}=other`, "--interval", "1h"], env);
     assert.equal((await runLifeboat(["backup", "--db", db], env)).code, 0);
     await w2.waitForLine(/watching/);
     assert.match(w2.lines.join("\n"), /restored \S+ from/);
     assertOneLineError(
-      await runLifeboat(["restore", "--force", "--db", restored], env),
+      await runLifeboat(["restore", "--force", "--db", `${restored}=other`], env),
       1,
       refusedBy(w2.proc.pid),
     );
@@ -120,12 +121,14 @@ Deno.test("backups and restored databases are private (0600)", async () => {
   makeDb(`${dir}/app.db`, 10);
   await Deno.chmod(`${dir}/app.db`, 0o644);
   assert.equal((await runLifeboat(["backup", "--db", `${dir}/app.db`], env)).code, 0);
-  for (const sub of ["store", "store/backups"]) {
-    for (const e of Deno.readDirSync(`${dir}/${sub}`)) {
-      if (e.isDirectory) continue;
-      assert.equal(Deno.statSync(`${dir}/${sub}/${e.name}`).mode! & 0o777, 0o600, e.name);
-    }
-  }
+  // Every file of the store: the manifest, and each backup and its metadata in backups/TIER/NAME/.
+  const files = (d: string): string[] =>
+    [...Deno.readDirSync(d)].flatMap((e) =>
+      e.isDirectory ? files(`${d}/${e.name}`) : [`${d}/${e.name}`]
+    );
+  const stored = files(`${dir}/store`);
+  assert.ok(stored.some((f) => f.endsWith(".sqlite3")), `no backup among ${stored}`);
+  for (const f of stored) assert.equal(Deno.statSync(f).mode! & 0o777, 0o600, f);
   assert.equal((await runLifeboat(["restore", "--db", `${dir}/r/app.db`], env)).code, 0);
   assert.equal(Deno.statSync(`${dir}/r/app.db`).mode! & 0o777, 0o600);
   // --force keeps the mode of the database it replaces.

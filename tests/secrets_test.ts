@@ -25,8 +25,9 @@ function echo(): string {
 }
 
 /**
- * A fake S3 that fails with `echo()`: ListObjectsV2 under a prefix starting `list-`, every
- * PutObject elsewhere (it lists nothing there). Each prefix's failures alternate between a code
+ * A fake S3 that fails with `echo()`: the ListObjectsV2 of the store's root (0.1's place, which
+ * restore and list read once per attempt, among other places) under a prefix starting `list-`,
+ * every PutObject elsewhere (it lists nothing else). Each prefix's failures alternate between a code
  * lifeboat does not know (printed as the SDK's raw error) and InternalError (mapped and
  * shortened), starting with the raw one for a prefix ending in `-raw`: a command that retries
  * prints both.
@@ -46,7 +47,7 @@ function echoingS3() {
         : s3Error(500, "InternalError", echo());
     };
     if (url.searchParams.get("list-type") === "2") {
-      if (prefix.startsWith("list-")) return fail();
+      if (prefix.startsWith("list-") && prefix === `${top}/`) return fail();
       const xml = `<ListBucketResult><Name>echo-bucket</Name><Prefix>${prefix}</Prefix>` +
         `<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>`;
       return new Response(xml, { headers: { "content-type": "application/xml" } });

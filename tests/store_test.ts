@@ -33,7 +33,12 @@ function contract(backend: Backend, setup: () => Promise<void>, teardown: () => 
     try {
       await t.step("an empty store lists nothing (confirmed empty)", async () => {
         const s = await backend.fresh();
-        assert.deepEqual(await s.list(TEST_DIR, 5), { backups: [], foreign: 0, complete: true });
+        assert.deepEqual(await s.list(TEST_DIR, 5), {
+          backups: [],
+          foreign: 0,
+          others: [],
+          complete: true,
+        });
         assert.equal(await s.readSmall(MARKER_NAME), undefined);
         assert.equal(await s.describe(testKey(1)), undefined);
       });
@@ -220,10 +225,17 @@ Deno.test("s3: one LIST finds the newest backup, 2 past 1,001 almost-keys, never
     assert.equal(crowded.backups[0].createdAt.getTime(), newestMs);
     assert.equal(crowded.foreign, 1_001);
     assert.equal(commands.length, 2);
-    await local.putObjects("many-backups", almost(1_000, 1_001));
+    // Three pages must not reach the backups: pages of 300 keys (as a server may answer) are
+    // filled by the 1,001 almost-keys, without storing 2,000 more of them.
+    store.client.middlewareStack.add((next, ctx) => (args) => {
+      const input = args.input as { MaxKeys?: number };
+      if (ctx.commandName === "ListObjectsV2Command") input.MaxKeys = 300;
+      return next(args);
+    }, { step: "initialize", name: "smallPages" });
     commands.length = 0;
     const over = await store.list(TEST_DIR, 1);
     assert.deepEqual([over.backups, over.complete, commands.length], [[], false, 3]);
+    store.client.middlewareStack.remove("smallPages");
 
     // A multipart upload aborted after its first part: no object, no pending upload.
     const dir = await tempDir();

@@ -100,13 +100,13 @@ Deno.test({
       const extra = { ...env, NODE_EXTRA_CA_CERTS: ca };
       const backup = await runLifeboat(["backup", "--db", `${dir}/app.db`], extra);
       assert.equal(backup.code, 0, backup.stderr);
-      const restore = await runLifeboat(["restore", "--db", `${dir}/restored.db`], extra);
+      const restore = await runLifeboat(["restore", "--db", `${dir}/restored.db=app`], extra);
       assert.equal(restore.code, 0, restore.stderr);
       assert.deepEqual(readRows(`${dir}/restored.db`), readRows(`${dir}/app.db`));
       // Deno's own variable for a private CA serves every request too.
       const list = await runLifeboat(["list", "--db", `${dir}/app.db`], { ...env, DENO_CERT: ca });
       assert.equal(list.code, 0, list.stderr);
-      assert.match(list.stdout, /backups\/\d{13}-/);
+      assert.match(list.stdout, /backups\/daily\/app\/\d{13}-/);
       const ops = proxy.counts();
       assert.ok(ops.PutObject >= 1 && ops.GetObject >= 1, JSON.stringify(ops));
     } finally {

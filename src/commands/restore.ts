@@ -148,12 +148,21 @@ export async function restoreAll(
       // The app may create the database on a fresh start: make sure its directory exists.
       await Deno.mkdir(dirname(db.path), { recursive: true });
       if (plan.kind === "fresh") {
-        log.info("no backup of {name} found in {store}, starting fresh", {
-          event: "restore_fresh",
-          store: deps.store.location,
-          name: db.name,
-          ms: elapsed(),
-        });
+        // --allow-empty let it start empty where the rules would refuse: said at warning level.
+        const allowed = !!o.allowEmpty &&
+          decideRestore(db, dbs, state, false, deps.store.location).kind === "refuse";
+        log[allowed ? "warn" : "info"](
+          allowed
+            ? "no backup of {name} found in {store}, starting fresh (--allow-empty) although " +
+              "the store says it had some, or may hold them under another name"
+            : "no backup of {name} found in {store}, starting fresh",
+          {
+            event: allowed ? "restore_fresh_allowed" : "restore_fresh",
+            store: deps.store.location,
+            name: db.name,
+            ms: elapsed(),
+          },
+        );
         return { outcome: "fresh", ms: elapsed(), newestKey: null, futureMs: 0 } as RestoreResult;
       }
       const r = await restoreFrom(plan.candidates, db.path, o, deps, withRetry, elapsed);

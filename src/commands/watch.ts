@@ -164,7 +164,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
         stopping.abort();
       });
     } else {
-      log.info("watching {db}; backing up every {interval}", {
+      log.info("watching {path}; backing up every {interval}", {
         event: "watch_started",
         path: dbs.map((d) => d.path).join(", "),
         interval: formatDuration(o.interval),

@@ -462,10 +462,11 @@ function isNotFound(err: unknown): boolean {
   for (let e = err, depth = 0; e && depth < 3; depth++) {
     const x = e as { $metadata?: { httpStatusCode?: number }; cause?: unknown };
     const code = errorCode(e);
+    // Before the status: a missing bucket is a 404 too, and must never read as "no object".
+    if (code === "NoSuchBucket") return false;
     if (code === "NoSuchKey" || code === "NotFound" || x.$metadata?.httpStatusCode === 404) {
       return true;
     }
-    if (code === "NoSuchBucket") return false;
     e = x.cause;
   }
   return false;

@@ -59,7 +59,7 @@ Deno.test({
             assert.equal(typeof line.ms, "number");
             assert.match(
               String(line.msg),
-              /^restored backups\/\d{13}-\S+ from s3:\/\/lifecycle\/apps\/example: \d+ bytes in \S+$/,
+              /^restored backups\/(?:recent|hourly|daily)\/app\/\d{13}-\S+ from s3:\/\/lifecycle\/apps\/example: \d+ bytes in \S+$/,
             );
           }
           assert.equal(stats.restoreMs.length, MACHINES - 1);
@@ -114,7 +114,8 @@ Deno.test({
           }
           const keys = await s3.backupKeys("lifecycle-multi", "apps/rails/");
           for (const db of names) {
-            assert.ok(keys.some((k) => k.startsWith(`apps/rails/${db}/backups/`)), db);
+            const mine = new RegExp(`^apps/rails/backups/(?:recent|hourly|daily)/${db}/`);
+            assert.ok(keys.some((k) => mine.test(k)), db);
           }
         },
       );
@@ -139,7 +140,7 @@ Deno.test({
           assert.doesNotMatch(r.stdout, /example app listening/);
           assert.match(
             String(evs.at(-1)?.error),
-            /cannot list backups in s3:\/\/.*the app must not start/,
+            /cannot read s3:\/\/.*the app must not start/,
           );
           await assert.rejects(
             Deno.stat(db),
