@@ -36,11 +36,15 @@ Deno.test("metrics: every family has HELP and TYPE, counters end in _total, labe
     "lifeboat_drill_last_success_timestamp_seconds",
     "lifeboat_foreign_writer",
     "lifeboat_foreign_writer_last_timestamp_seconds",
+    "lifeboat_keys_ignored_total",
     "lifeboat_newest_backup_future_seconds",
+    "lifeboat_restore_bypassed_backups",
     "lifeboat_restore_bytes",
     "lifeboat_restore_duration_seconds",
     "lifeboat_restore_outcome",
+    "lifeboat_retention_failures_total",
     "lifeboat_shutdown_timeout_seconds",
+    "lifeboat_store_tagging_unsupported",
   ]);
   for (const name of families) {
     assert.ok(p.helps.get(name)!.length > 10, `${name} has a HELP text`);
