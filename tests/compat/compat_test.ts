@@ -44,9 +44,13 @@ function cliEnv(url: string, extra: Record<string, string> = {}): Record<string,
   return baseEnv({ ...s3Env(), LIFEBOAT_URL: url, LIFEBOAT_RESTORE_ATTEMPTS: "2", ...extra });
 }
 
-/** The backups under `prefix`, found by listing: any key ending in `.sqlite3`. */
+/**
+ * The backups under `prefix`, found by listing: any key ending in `.sqlite3` but the kept copies
+ * (`kept/NAME.sqlite3`, one per database on stores whose rules see prefixes only).
+ */
 async function backups(bucket: string, prefix: string): Promise<string[]> {
-  return (await server.keys(bucket, `${prefix}/`)).filter((k) => k.endsWith(".sqlite3"));
+  return (await server.keys(bucket, `${prefix}/`))
+    .filter((k) => k.endsWith(".sqlite3") && !k.startsWith(`${prefix}/kept/`));
 }
 
 /** One CLI scenario: a fresh bucket, a working directory and a database in it. */
