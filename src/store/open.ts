@@ -47,6 +47,7 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
     writeSmall: async (key, text, cond) => (await store()).writeSmall(key, text, cond),
     copy: async (from, to, meta) => (await store()).copy(from, to, meta),
     tag: async (key, tags) => (await store()).tag(key, tags),
+    requests: () => real?.requests?.() ?? 0,
   };
 }
 

@@ -13,6 +13,7 @@ import {
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { operationError, TransientError } from "../errors.ts";
 import { logger } from "../log.ts";
+import { Phases } from "../phases.ts";
 import { checkKey, isKeptKey, MARKER_NAME, parseKey, parseSeal } from "./keys.ts";
 import { downloadRanges } from "./ranged_download.ts";
 import { roleCredentials } from "./s3_credentials.ts";
@@ -51,6 +52,8 @@ export class S3Store implements Store {
   /** The client for GetObject: Deno's fetch underneath, for byte streams (see constructor). */
   readonly reader: S3Client;
   private readonly keyPrefix: string;
+  /** Requests sent through `mapped` (see Store.requests). */
+  #requests = 0;
   /** Whether the store checks If-None-Match / If-Match (see Store.conditionalWrites). */
   #conditional: "yes" | "no" | "unknown" = "unknown";
 
@@ -93,6 +96,11 @@ export class S3Store implements Store {
     }
   }
 
+  /** See Store.requests: every request sent through `mapped`, SDK retries not counted. */
+  requests(): number {
+    return this.#requests;
+  }
+
   /** See Store.conditionalWrites. */
   conditionalWrites(): "yes" | "no" | "unknown" {
     return this.#conditional;
@@ -104,7 +112,7 @@ export class S3Store implements Store {
    * expected size and SHA-256: a 200 from something that is not the store proves nothing.
    */
   async put(key: string, file: string, meta: BackupMeta, opts: PutOptions = {}): Promise<void> {
-    const { signal, ready } = opts;
+    const { signal, ready, phases = new Phases() } = opts;
     ready?.catch(() => {}); // awaited before the object becomes visible; never unhandled
     const Key = this.objectKey(key);
     const head: UploadHead = {
@@ -114,19 +122,20 @@ export class S3Store implements Store {
       Metadata: metaToRecord(meta),
       ...this.sse(),
     };
-    await this.conditionally(
-      `s3://${this.s.bucket}/${Key}`,
-      (ifNoneMatch) =>
-        uploadFile(file, head, {
-          client: this.client,
-          partSize: this.s.partSize,
-          concurrency: this.s.concurrency,
-          request: (op, send) => this.mapped(op, send, signal, Key),
-          ready,
-          ifNoneMatch,
-        }, signal),
-    );
-    await this.verifyStored(Key, meta, signal);
+    await phases.time("upload", () =>
+      this.conditionally(
+        `s3://${this.s.bucket}/${Key}`,
+        (ifNoneMatch) =>
+          uploadFile(file, head, {
+            client: this.client,
+            partSize: this.s.partSize,
+            concurrency: this.s.concurrency,
+            request: (op, send) => this.mapped(op, send, signal, Key),
+            ready,
+            ifNoneMatch,
+          }, signal),
+      ));
+    await phases.time("verify", () => this.verifyStored(Key, meta, signal));
   }
 
   /**
@@ -435,6 +444,7 @@ export class S3Store implements Store {
     signal?: AbortSignal,
     key?: string,
   ): Promise<T> {
+    this.#requests++;
     try {
       return await fn();
     } catch (err) {
