@@ -12,9 +12,11 @@ import {
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { operationError, TransientError } from "../errors.ts";
+import { hashStream } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { Phases } from "../phases.ts";
 import { checkKey, isKeptKey, MARKER_NAME, parseKey, parseSeal } from "./keys.ts";
+import { EtagCheck } from "./etag_check.ts";
 import { downloadRanges } from "./ranged_download.ts";
 import { roleCredentials } from "./s3_credentials.ts";
 import { failWhenStalled } from "./stall.ts";
@@ -56,6 +58,8 @@ export class S3Store implements Store {
   #requests = 0;
   /** Whether the store checks If-None-Match / If-Match (see Store.conditionalWrites). */
   #conditional: "yes" | "no" | "unknown" = "unknown";
+  /** Whether this store's ETags are MD5s, learned once per process (etag_check.ts). */
+  readonly #etags = new EtagCheck();
 
   /** Creates the client; no request is made until first use. */
   constructor(private readonly s: S3Settings) {
@@ -109,7 +113,9 @@ export class S3Store implements Store {
   /**
    * Uploads `file` as a new object (`s3_upload.ts`: one PutObject, or a multipart upload aborted
    * on any failure) with `If-None-Match: *`, then counts it only once a HeadObject shows the
-   * expected size and SHA-256: a 200 from something that is not the store proves nothing.
+   * expected size and SHA-256: a 200 from something that is not the store proves nothing. When
+   * an ETag was not the MD5 sent, it counts only once the object, read back, has that SHA-256
+   * (etag_check.ts); else it throws (retryable) and the backup goes up again under a new key.
    */
   async put(key: string, file: string, meta: BackupMeta, opts: PutOptions = {}): Promise<void> {
     const { signal, ready, phases = new Phases() } = opts;
@@ -122,7 +128,7 @@ export class S3Store implements Store {
       Metadata: metaToRecord(meta),
       ...this.sse(),
     };
-    await phases.time("upload", () =>
+    const uploaded = await phases.time("upload", () =>
       this.conditionally(
         `s3://${this.s.bucket}/${Key}`,
         (ifNoneMatch) =>
@@ -133,9 +139,35 @@ export class S3Store implements Store {
             request: (op, send) => this.mapped(op, send, signal, Key),
             ready,
             ifNoneMatch,
+            etags: this.#etags,
           }, signal),
       ));
     await phases.time("verify", () => this.verifyStored(Key, meta, signal));
+    if (uploaded.etagDiffers) await phases.time("readback", () => this.readBack(Key, meta));
+  }
+
+  /**
+   * Reads `Key` back whole and hashes it: resolves when it holds `meta`'s bytes (then this
+   * store's ETags are not MD5s, etag_check.ts); throws a retryable error when it holds others.
+   */
+  private async readBack(Key: string, meta: BackupMeta): Promise<void> {
+    const res = await this.mapped(
+      "GetObject",
+      () => this.reader.send(new GetObjectCommand({ Bucket: this.s.bucket, Key })),
+      undefined,
+      Key,
+    );
+    const got = await hashStream(failWhenStalled(bodyOf(res, Key), this.s.timeoutMs));
+    if (got.sha256 === meta.sha256 && got.size === meta.size) {
+      this.#etags.notMd5(this.location);
+      return;
+    }
+    throw new TransientError(
+      `the store holds different bytes than were sent for ${Key}: its ETag was not the MD5 ` +
+        `sent, and read back its SHA-256 differs (damaged on the way, by a store that ignores ` +
+        `Content-MD5)`,
+      "lifeboat uploads again under a new key; restore and the drills never take the damaged one",
+    );
   }
 
   /**
