@@ -5,6 +5,7 @@ import { backupOnce } from "./commands/backup.ts";
 import { verifyDatabases } from "./commands/drill.ts";
 import { listBackups, type ListFlags } from "./commands/list.ts";
 import { restoreAll } from "./commands/restore.ts";
+import { childJobs } from "./commands/isolated.ts";
 import { forEachDatabase } from "./commands/several.ts";
 import { watch } from "./commands/watch.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
@@ -18,10 +19,8 @@ import { addSecretsFromEnv, redactLine } from "./redact.ts";
 import { allSettings, type CommandName, environmentHelp, flagHelp } from "./settings.ts";
 import { holdSignals, processSignals } from "./signals.ts";
 import { isHeir } from "./store/history.ts";
-import { ManifestKeeper } from "./store/manifest_keeper.ts";
 import { openStore } from "./store/open.ts";
-import { Retention, retentionMode } from "./store/retention.ts";
-import type { Store } from "./store/store.ts";
+import { storeOf } from "./stores.ts";
 import { cleanStaleTemps } from "./tempfiles.ts";
 import { VERSION } from "./version.ts";
 
@@ -76,19 +75,6 @@ async function execute(
   }
 }
 
-/** The run's store, with the retention and manifest keeping every backup does. */
-function storeOf(cfg: Config): { store: Store; retention: Retention; manifest: ManifestKeeper } {
-  const store = openStore(cfg.store, cfg.s3);
-  const kind = cfg.store.kind === "file"
-    ? { kind: "file" as const }
-    : { kind: "s3" as const, endpoint: cfg.s3.endpoint };
-  return {
-    store,
-    retention: new Retention(retentionMode(cfg.retention, kind), store),
-    manifest: new ManifestKeeper(store, cfg.machine, () => systemClock.now()),
-  };
-}
-
 const backupCmd: Run = async (cfg) => {
   if (cfg.releaseCommand) {
     throw configError(
@@ -131,6 +117,8 @@ const watchCmd: Run = async (cfg) => {
       clock: systemClock,
       signals: processSignals,
       metrics,
+      // Backups and drills run in short-lived processes: the SDK never stays in this one.
+      jobs: childJobs(cfg),
     });
   } finally {
     await server?.close();

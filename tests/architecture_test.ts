@@ -12,7 +12,7 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 /** The layers, top first: a file may import its own layer and those below it, never above. */
 const LAYERS: { name: string; holds: (path: string) => boolean }[] = [
   { name: "entry", holds: (p) => p === "main.ts" },
-  { name: "cli", holds: (p) => p === "src/cli.ts" },
+  { name: "cli", holds: (p) => ["src/cli.ts", "src/job.ts", "src/stores.ts"].includes(p) },
   {
     name: "config",
     holds: (p) => ["src/config.ts", "src/settings.ts", "src/databases.ts"].includes(p),

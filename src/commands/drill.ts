@@ -156,6 +156,8 @@ export interface DrillTarget {
   o: DrillOptions;
   deps: DrillDeps;
   metrics: DbMetrics;
+  /** Runs the drill (e.g. in a child process); default: `drillOnce(o, deps)` in this process. */
+  drill?: (signal: AbortSignal) => Promise<DrillResult>;
   /** Backs the database up at once, never skipped as unchanged; never throws. */
   backUpNow(signal: AbortSignal): Promise<unknown>;
 }
@@ -204,7 +206,7 @@ export class DrillSchedule {
   async #drill(t: DrillTarget, signal: AbortSignal): Promise<void> {
     let r: DrillResult;
     try {
-      r = await drillOnce(t.o, t.deps, signal);
+      r = await (t.drill ? t.drill(signal) : drillOnce(t.o, t.deps, signal));
     } catch (err) {
       if (signal.aborted) return; // stopped for shutdown: due again next time
       r = { outcome: "local", problem: oneLine(err), ms: 0 };

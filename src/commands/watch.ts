@@ -14,8 +14,9 @@ import { isHeir } from "../store/history.ts";
 import type { DatabaseSpec } from "../store/settings.ts";
 import type { ManifestKeeper } from "../store/manifest_keeper.ts";
 import type { Retention } from "../store/retention.ts";
-import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";
+import type { BackupOptions, BackupState } from "./backup.ts";
 import { DrillSchedule, type DrillTarget } from "./drill.ts";
+import { type BackupEnd, inProcessJobs, type Jobs } from "./jobs.ts";
 import {
   restoreAll,
   type RestoreDeps,
@@ -68,6 +69,11 @@ export interface WatchDeps extends RestoreDeps {
   retention?: Retention;
   /** Keeps the store's manifest listing the databases; none: not touched. */
   manifest?: ManifestKeeper;
+  /**
+   * Where backups and restore drills run (jobs.ts): the CLI runs them in short-lived child
+   * processes (isolated.ts). Default: in this process, against `store`.
+   */
+  jobs?: Jobs;
 }
 
 /**
@@ -131,16 +137,9 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     });
     const each = (fn: (w: Watched) => Promise<unknown>) =>
       mapBounded(watched, 1, (w) => withDbLabel(w.db.name, () => fn(w)));
+    const jobs = deps.jobs ?? inProcessJobs(deps);
     const backupAll = (signal: AbortSignal, final: boolean) =>
-      mapBounded(
-        watched,
-        o.backupConcurrency ?? 1,
-        (w) =>
-          withDbLabel(
-            w.db.name,
-            () => backupIfPresent(w.db, o, deps, w.metrics, w.state, signal, final),
-          ),
-      );
+      backupRound(watched, o, jobs, signal, final);
     await each(warnIfNotWal);
     if (stopping.signal.aborted) {
       log.info("{sig} arrived during the restore: not starting the app", {
@@ -193,7 +192,10 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       if (!stopping.signal.aborted) {
         await each((w) => Promise.resolve(errorIfStale(o, w.metrics)));
       }
-      drilling = drills.runDue(watched.map((w) => drillTarget(w, o, deps)), stopping.signal);
+      drilling = drills.runDue(
+        watched.map((w) => drillTarget(w, o, deps, jobs)),
+        stopping.signal,
+      );
     }
     await drilling; // stopped by `stopping`: the final backups never overlap a drill
 
@@ -212,14 +214,22 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
 }
 
 /** A watched database as the drills see it: after a failed drill it is backed up at once. */
-function drillTarget(w: Watched, o: WatchOptions, deps: WatchDeps): DrillTarget {
+function drillTarget(w: Watched, o: WatchOptions, deps: WatchDeps, jobs: Jobs): DrillTarget {
+  const drill = {
+    db: w.db.db,
+    name: w.db.name,
+    attempts: o.attempts,
+    retryBaseMs: o.retryBaseMs,
+    restoreCheck: o.restoreCheck,
+  };
   return {
-    o: { ...o, db: w.db.db, name: w.db.name },
+    o: drill,
     deps,
     metrics: w.metrics,
+    drill: (signal) => jobs.drill(drill, signal),
     backUpNow: (signal) => {
       w.state.lastSha256 = undefined; // the store's copy is in doubt: upload even if unchanged
-      return backupIfPresent(w.db, o, deps, w.metrics, w.state, signal, false);
+      return backupRound([w], o, jobs, signal, false);
     },
   };
 }
@@ -324,55 +334,83 @@ async function alarmWhileRunning(
   }
 }
 
-/** One backup that never throws: logs failures; returns whether the data is safely stored. */
-async function backupIfPresent(
-  db: BackupOptions,
+/**
+ * One round of backups of `watched` (`backupConcurrency` at once, in `jobs`) that never throws:
+ * a missing or empty database is skipped, each failure logged and counted. Resolves with whether
+ * each database's data is safely stored.
+ */
+async function backupRound(
+  watched: readonly Watched[],
   o: WatchOptions,
-  deps: WatchDeps,
-  metrics: DbMetrics,
-  state: BackupState,
+  jobs: Jobs,
   signal: AbortSignal,
   final: boolean,
-): Promise<boolean> {
+): Promise<boolean[]> {
   const what = final ? "final backup" : "backup";
-  // SQLite creates an empty file on open and writes the header with the first change: an empty
-  // file holds nothing to lose yet, like a missing one.
-  if (!(await statIfExists(db.db))?.size) {
-    metrics.notBackedUp(
-      "skipped",
-      `${db.db} does not exist or is empty: is it the file the app writes?`,
-    );
-    log.info("{what} skipped: {path} does not exist yet or is empty", {
-      event: "backup_skipped",
+  const safe = watched.map(() => true);
+  const present: Watched[] = [];
+  for (const w of watched) {
+    // SQLite creates an empty file on open and writes the header with the first change: an
+    // empty file holds nothing to lose yet, like a missing one.
+    if ((await statIfExists(w.db.db))?.size) present.push(w);
+    else await withDbLabel(w.db.name, () => Promise.resolve(skipped(w, what)));
+  }
+  const items = present.map((w) => ({ db: w.db, state: w.state }));
+  await jobs.backups(items, o.backupConcurrency ?? 1, signal, (i, end) => {
+    const w = present[i];
+    let ok = false;
+    // Runs at once (the label's context is entered synchronously); the promise is only its shape.
+    void withDbLabel(w.db.name, () => Promise.resolve(ok = recordBackup(w, o, end, signal, final)));
+    safe[watched.indexOf(w)] = ok;
+  });
+  return safe;
+}
+
+/** Counts and logs a database skipped because its file is missing or empty; never throws. */
+function skipped(w: Watched, what: string): void {
+  w.metrics.notBackedUp(
+    "skipped",
+    `${w.db.db} does not exist or is empty: is it the file the app writes?`,
+  );
+  log.info("{what} skipped: {path} does not exist yet or is empty", {
+    event: "backup_skipped",
+    what,
+    path: w.db.db,
+  });
+}
+
+/** Counts and logs how one backup ended; returns whether the data is safely stored. */
+function recordBackup(
+  w: Watched,
+  o: WatchOptions,
+  end: BackupEnd,
+  signal: AbortSignal,
+  final: boolean,
+): boolean {
+  const what = final ? "final backup" : "backup";
+  if (end.ok) {
+    w.metrics.backedUp(end.result);
+    warnIfOverBudget(o, end.result.ms, what);
+    return true;
+  }
+  const err = end.error;
+  w.metrics.notBackedUp(signal.aborted ? "aborted" : "failed", oneLine(err));
+  if (signal.aborted) {
+    const why = final
+      ? `cut short after ${formatDuration(o.shutdownTimeoutMs)} (LIFEBOAT_SHUTDOWN_TIMEOUT)`
+      : "stopped for shutdown";
+    const props = { event: "backup_aborted", what, why };
+    if (final) log.error("{what} {why}", props);
+    else log.info("{what} {why}", props);
+  } else {
+    log.error("{what} failed: {error}{retry}", {
+      event: "backup_failed",
       what,
-      path: db.db,
+      error: oneLine(err),
+      retry: final ? "" : "; will retry at the next interval",
     });
-    return true;
   }
-  try {
-    const r = await backupOnce(db, deps, state, signal);
-    metrics.backedUp(r);
-    warnIfOverBudget(o, r.ms, what);
-    return true;
-  } catch (err) {
-    metrics.notBackedUp(signal.aborted ? "aborted" : "failed", oneLine(err));
-    if (signal.aborted) {
-      const why = final
-        ? `cut short after ${formatDuration(o.shutdownTimeoutMs)} (LIFEBOAT_SHUTDOWN_TIMEOUT)`
-        : "stopped for shutdown";
-      const props = { event: "backup_aborted", what, why };
-      if (final) log.error("{what} {why}", props);
-      else log.info("{what} {why}", props);
-    } else {
-      log.error("{what} failed: {error}{retry}", {
-        event: "backup_failed",
-        what,
-        error: oneLine(err),
-        retry: final ? "" : "; will retry at the next interval",
-      });
-    }
-    return false;
-  }
+  return false;
 }
 
 /**

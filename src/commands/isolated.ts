@@ -1,0 +1,182 @@
+/**
+ * `watch`'s jobs in a short-lived child process: this same program started again as a job
+ * process (`job.ts`), so that the AWS SDK, the store modules and a backup's buffers live and die
+ * there, never in the long-lived supervisor. The parent passes the run's context (the config),
+ * what the previous job learned (`carry`) and the job on stdin; the child answers on stdout and
+ * logs on the shared stderr. A child that crashes or is killed fails its job; a child that does
+ * not stop within JOB_STOP_GRACE_MS of an abort is killed.
+ */
+import { exitCodeOf, LifeboatError, oneLine, operationError } from "../errors.ts";
+import { ABORT_MESSAGE, encodeLine, JOB_ARG, lines } from "../job_pipe.ts";
+import { selfCommand } from "../self_exec.ts";
+import type { BackupResult, BackupState } from "./backup.ts";
+import type { DrillOptions, DrillResult } from "./drill.ts";
+import type { BackupItem, Jobs } from "./jobs.ts";
+
+/** How long a job process may take to stop after an abort before it gets SIGKILL. */
+export const JOB_STOP_GRACE_MS = 3_000;
+
+/** A failure as it crosses the pipe: the line `oneLine` printed and the exit code. */
+export interface WireError {
+  line: string;
+  code: number;
+}
+
+/** One job, as the parent asks for it. */
+export type Job =
+  | { kind: "backups"; items: readonly BackupItem[]; limit: number }
+  | { kind: "drill"; o: DrillOptions };
+
+/** What the parent writes first: the run's context, what earlier jobs learned, the job. */
+export interface JobRequest {
+  context: unknown;
+  carry?: unknown;
+  job: Job;
+}
+
+/** One line of a job process's answer. */
+export type JobReply =
+  | { kind: "backup"; index: number; state: BackupState; result?: BackupResult; error?: WireError }
+  | { kind: "drill"; result?: DrillResult; error?: WireError }
+  | { kind: "end"; carry?: unknown };
+
+/** A failure as the job process sends it: its one line and its exit code; never throws. */
+export function toWire(err: unknown): WireError {
+  return { line: oneLine(err), code: exitCodeOf(err) };
+}
+
+/** The error a job process reported, rebuilt so that `oneLine` and `exitCodeOf` give the same. */
+export function relayedError(e: WireError): Error {
+  return new LifeboatError(e.line, "", e.code);
+}
+
+/**
+ * Jobs run in child processes of this program, each handed `context` (the run's config, as JSON).
+ * What one job's process learned about the store (`carry`) is passed to the next.
+ */
+export function childJobs(context: unknown): Jobs {
+  let carry: unknown;
+  const run = async (job: Job, signal: AbortSignal, onReply: (r: JobReply) => void) => {
+    await runJobProcess({ context, carry, job }, signal, (r) => {
+      if (r.kind === "end") carry = r.carry;
+      else onReply(r);
+    });
+  };
+  return {
+    async backups(items, limit, signal, ended) {
+      const done = new Set<number>();
+      let failure: unknown;
+      try {
+        await run({ kind: "backups", items, limit }, signal, (r) => {
+          if (r.kind !== "backup" || done.has(r.index) || !items[r.index]) return;
+          done.add(r.index);
+          replaceState(items[r.index].state, r.state);
+          ended(
+            r.index,
+            r.result
+              ? { ok: true, result: r.result }
+              : { ok: false, error: relayedError(r.error!) },
+          );
+        });
+      } catch (err) {
+        failure = err;
+      }
+      items.forEach((_, i) => {
+        if (!done.has(i)) ended(i, { ok: false, error: failure ?? endedWithout("backup") });
+      });
+    },
+    async drill(o, signal) {
+      let reply: Extract<JobReply, { kind: "drill" }> | undefined;
+      await run({ kind: "drill", o }, signal, (r) => {
+        if (r.kind === "drill") reply = r;
+      });
+      if (reply?.result) return reply.result;
+      throw reply?.error ? relayedError(reply.error) : endedWithout("drill");
+    },
+  };
+}
+
+/** The error of a job process that exited cleanly without answering (a bug). */
+function endedWithout(what: string): Error {
+  return operationError(
+    `lifeboat's ${what} process ended without reporting a result`,
+    "It is tried again at the next interval",
+  );
+}
+
+/** Makes `target` hold exactly `next`'s fields (a state object others keep a reference to). */
+function replaceState(target: BackupState, next: BackupState): void {
+  for (const k of Object.keys(target)) delete (target as Record<string, unknown>)[k];
+  Object.assign(target, next);
+}
+
+/**
+ * Starts a job process, sends it `request`, passes each reply line to `onReply` and resolves
+ * when it exited cleanly. When `signal` aborts, asks it to stop, and kills it (SIGKILL) if it
+ * has not exited JOB_STOP_GRACE_MS later. Throws a one-line error when it could not start,
+ * crashed, was killed or exited with a failure code; never hangs on a dead child.
+ */
+export async function runJobProcess(
+  request: JobRequest,
+  signal: AbortSignal,
+  onReply: (r: JobReply) => void,
+): Promise<void> {
+  const what = request.job.kind === "drill" ? "restore drill" : "backup";
+  const { command, args } = selfCommand([JOB_ARG]);
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command, {
+      args,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+  } catch (err) {
+    throw operationError(
+      `cannot start lifeboat's ${what} process (${command}): ${oneLine(err)}`,
+      "It is tried again at the next interval",
+      err,
+    );
+  }
+  const stdin = child.stdin.getWriter();
+  const send = (bytes: Uint8Array) => stdin.write(bytes).catch(() => {}); // gone: status says why
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+  };
+  const stop = () => {
+    const why = signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
+    send(encodeLine({ ...ABORT_MESSAGE, reason: why }));
+    killer = setTimeout(kill, JOB_STOP_GRACE_MS);
+  };
+  try {
+    await send(encodeLine(request));
+    if (signal.aborted) stop();
+    else signal.addEventListener("abort", stop, { once: true });
+    for await (const line of lines(child.stdout)) {
+      if (line.startsWith("{")) onReply(JSON.parse(line) as JobReply);
+    }
+    const status = await child.status;
+    if (!status.success) {
+      const how = status.signal
+        ? `was killed by ${status.signal}`
+        : `exited with code ${status.code}`;
+      throw operationError(
+        `lifeboat's ${what} process (pid ${child.pid}) ${how} before it finished`,
+        signal.aborted ? "It was stopped for shutdown" : "It is tried again at the next interval",
+      );
+    }
+  } catch (err) {
+    kill(); // an answer it could not have meant: never left running
+    throw err;
+  } finally {
+    signal.removeEventListener("abort", stop);
+    clearTimeout(killer);
+    await stdin.close().catch(() => {});
+    await child.status;
+  }
+}
