@@ -100,7 +100,7 @@ export function childJobs(context: unknown): Jobs {
 function endedWithout(what: string): Error {
   return operationError(
     `lifeboat's ${what} process ended without reporting a result`,
-    "It is tried again at the next interval",
+    "",
   );
 }
 
@@ -134,7 +134,7 @@ export async function runJobProcess(
   } catch (err) {
     throw operationError(
       `cannot start lifeboat's ${what} process (${command}): ${oneLine(err)}`,
-      "It is tried again at the next interval",
+      "",
       err,
     );
   }
@@ -167,7 +167,7 @@ export async function runJobProcess(
         : `exited with code ${status.code}`;
       throw operationError(
         `lifeboat's ${what} process (pid ${child.pid}) ${how} before it finished`,
-        signal.aborted ? "It was stopped for shutdown" : "It is tried again at the next interval",
+        "",
       );
     }
   } catch (err) {
