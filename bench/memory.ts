@@ -3,7 +3,8 @@
  * memory (VmRSS) once its start-up restore and first backup are done and a few idle intervals
  * passed, and its peak (VmHWM). Busy: the peak of the watch process, and separately of its
  * short-lived job processes, while the first backup of a large database uploads. Job processes
- * are sampled every 50 ms from /proc (a child's VmHWM is read while it lives).
+ * are sampled every 50 ms from /proc (a child's VmHWM is read while it lives). Alone:
+ * `BENCH_SIZES=10,1024 deno run -A bench/memory.ts`; in `deno task bench` as P13.
  */
 import {
   assertOk,
@@ -152,6 +153,31 @@ export async function benchWatchMemory(
   return { ...r, busySizeMiB: large.sizeMiB, ...busy };
 }
 
+/** P13 as a markdown section: the figures against issue #22's targets. */
+export function renderMemory(r: MemoryResult): string {
+  const mib = (kib: number | undefined) =>
+    kib === undefined ? "–" : `${Math.round(kib / 1024)} MiB`;
+  const met = (kib: number | undefined, goal: number) =>
+    kib === undefined ? "–" : kib <= goal * 1024 ? "**met**" : "**missed**";
+  return [
+    "### P13: watch's memory (watch process; its job processes apart)",
+    "",
+    "| state | watch VmRSS | watch VmHWM | job process VmHWM | target | verdict |",
+    "| --- | --: | --: | --: | --- | --- |",
+    `| idle after restore + first backup (${r.idleSizeMiB} MiB) | ${mib(r.idleRssKiB)} | ${
+      mib(r.idlePeakKiB)
+    } | ${mib(r.idleJobPeakKiB)} | VmRSS ≤ 48 MiB | ${met(r.idleRssKiB, 48)} |`,
+    ...(r.busySizeMiB === undefined ? [] : [
+      `| first backup of ${r.busySizeMiB} MiB | – | ${mib(r.busyPeakKiB)} | ${
+        mib(r.busyJobPeakKiB)
+      } | each VmHWM ≤ 96 MiB | watch ${met(r.busyPeakKiB, 96)}, job ${
+        met(r.busyJobPeakKiB, 96)
+      } |`,
+    ]),
+    "",
+  ].join("\n");
+}
+
 if (import.meta.main) {
   const { ensureDb } = await import("./dbgen.ts");
   const sizes = (Deno.env.get("BENCH_SIZES") ?? "10,1024").split(",").map(Number).sort((a, b) =>
@@ -161,5 +187,5 @@ if (import.meta.main) {
   const big = sizes.length > 1 ? sizes[sizes.length - 1] : undefined;
   const large = big ? { path: await ensureDb(big), sizeMiB: big } : undefined;
   const r = await benchWatchMemory(small, large, (m) => console.error(m));
-  console.log(JSON.stringify(r));
+  console.log(renderMemory(r));
 }
