@@ -118,7 +118,8 @@ const watchCmd: Run = async (cfg) => {
       signals: processSignals,
       metrics,
       // Backups and drills run in short-lived processes: the SDK never stays in this one.
-      jobs: childJobs(cfg),
+      // The restore too; its files are installed here, under this process's locks.
+      jobs: childJobs(cfg, async () => (await import("./snapshot/install.ts")).installDatabase),
     });
   } finally {
     await server?.close();

@@ -5,10 +5,11 @@
  * message, or EOF on stdin (the parent is gone), stops the job.
  */
 import { systemClock } from "./clock.ts";
-import { type JobReply, type JobRequest, toWire } from "./commands/isolated.ts";
+import type { JobReply, JobRequest } from "./commands/isolated.ts";
 import { inProcessJobs } from "./commands/jobs.ts";
+import { type Installed, stagingInstaller } from "./commands/staged_install.ts";
 import type { Config } from "./config.ts";
-import { encodeLine, lines } from "./job_pipe.ts";
+import { encodeLine, lines, toWire } from "./job_pipe.ts";
 import { setupLogging } from "./log.ts";
 import { addSecretsFromEnv } from "./redact.ts";
 import { holdSignals } from "./signals.ts";
@@ -26,8 +27,10 @@ export async function runJob(): Promise<number> {
   const cfg = request.context as Config;
   await setupLogging(cfg.log);
   const stopping = new AbortController();
-  watchParent(input, stopping);
-  const deps = { ...storeOf(cfg), clock: systemClock };
+  const staging = stagingInstaller(answer);
+  watchParent(input, stopping, staging.answered);
+  stopping.signal.addEventListener("abort", () => staging.gone(stopping.signal.reason));
+  const deps = { ...storeOf(cfg), clock: systemClock, install: staging.install };
   if (request.carry) deps.retention.remember(request.carry as RetentionMemory);
   const jobs = inProcessJobs(deps);
   const job = request.job;
@@ -39,23 +42,37 @@ export async function runJob(): Promise<number> {
         state: job.items[index].state,
         ...(end.ok ? { result: end.result } : { error: toWire(end.error) }),
       }));
-  } else {
+  } else if (job.kind === "drill") {
     try {
       answer({ kind: "drill", result: await jobs.drill(job.o, stopping.signal) });
     } catch (err) {
       answer({ kind: "drill", error: toWire(err) });
+    }
+  } else {
+    try {
+      answer({ kind: "restore", results: await jobs.restore(job.dbs, job.o) });
+    } catch (err) {
+      answer({ kind: "restore", error: toWire(err) });
     }
   }
   answer({ kind: "end", carry: deps.retention.memory });
   return 0;
 }
 
-/** Aborts `stopping` when the parent asks (with its reason) or its end of stdin closes. */
-function watchParent(input: AsyncGenerator<string>, stopping: AbortController): void {
+/**
+ * Aborts `stopping` when the parent asks (with its reason) or its end of stdin closes; passes
+ * the parent's answers to staged installs to `installed`.
+ */
+function watchParent(
+  input: AsyncGenerator<string>,
+  stopping: AbortController,
+  installed: (m: Installed) => void,
+): void {
   (async () => {
     for await (const line of input) {
       const m = line.startsWith("{") ? JSON.parse(line) : undefined;
       if (m?.abort) stopping.abort(new Error(String(m.reason ?? "stopped by lifeboat")));
+      if (typeof m?.installed === "number") installed(m);
     }
     stopping.abort(new Error("lifeboat's watch process is gone"));
   })().catch((err) => stopping.abort(err));

@@ -3,6 +3,7 @@
  * JSON message per line, each way. The job reads its request from stdin, then ABORT_MESSAGE; EOF
  * on stdin means the parent is gone. It answers on stdout; its log lines go to stderr as usual.
  */
+import { exitCodeOf, LifeboatError, oneLine } from "./errors.ts";
 
 /** The hidden first argument that makes lifeboat a job process (never shown in help). */
 export const JOB_ARG = "--lifeboat-job";
@@ -26,4 +27,20 @@ export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator
     yield* parts;
   }
   if (rest) yield rest;
+}
+
+/** A failure as it crosses the pipe: the line `oneLine` printed and the exit code. */
+export interface WireError {
+  line: string;
+  code: number;
+}
+
+/** A failure as the job process sends it: its one line and its exit code; never throws. */
+export function toWire(err: unknown): WireError {
+  return { line: oneLine(err), code: exitCodeOf(err) };
+}
+
+/** The error a job process reported, rebuilt so that `oneLine` and `exitCodeOf` give the same. */
+export function relayedError(e: WireError): Error {
+  return new LifeboatError(e.line, "", e.code);
 }

@@ -1,11 +1,14 @@
 /**
- * `watch`'s job processes (issue #22): each round of backups runs in a short-lived child process
- * of lifeboat. A job process killed mid-backup is a failed backup, logged and retried at the next
- * interval, never a hang; a job process whose watch died stops by itself (EOF on its stdin).
+ * `watch`'s job processes (issue #22): the restore at start and each round of backups run in a
+ * short-lived child process of lifeboat. A job process killed mid-backup is a failed backup,
+ * logged and retried at the next interval, never a hang; one killed mid-restore fails the restore
+ * (exit 1, the app not started, no file left); a job process whose watch died stops by itself
+ * (EOF on its stdin).
  */
 import assert from "node:assert/strict";
-import { baseEnv, spawnLifeboat } from "../testkit/cli.ts";
-import { removeTempDir, tempDir } from "../testkit/scene.ts";
+import { baseEnv, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import { backedUp, proxiedTest, removeTempDir, scene, tempDir } from "../testkit/scene.ts";
+import { is } from "../testkit/s3_proxy.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
 
 /** The pids of `pid`'s children that are lifeboat job processes. */
@@ -95,3 +98,31 @@ Deno.test("watch: a job process stops by itself when its watch is killed", async
     await removeTempDir(dir);
   }
 });
+
+proxiedTest(
+  "watch: a job process killed mid-restore fails the restore; no app, no file left",
+  async (_t, { s3, proxy }) => {
+    const sc = await backedUp(await scene({ s3, proxy, name: "isolation" }), 2000);
+    const dir = `${sc.dir}/r`;
+    await Deno.mkdir(dir);
+    // The download hangs after its first bytes: the job process is mid-restore when it is killed.
+    proxy.faults.push({ match: is.get, action: { kind: "hang", afterBytes: 1024 } });
+    const watch = spawnLifeboat(
+      ["watch", "--db", `${dir}/app.db`, "--", "sh", "-c", `touch ${dir}/app-started`],
+      sc.env,
+    );
+    await proxy.waitFor(["GetObject"], 30_000);
+    const job = await nextJob(watch.proc.pid);
+    Deno.kill(job, "SIGKILL");
+    const end = await watch.done();
+    assert.equal(end.code, 1, end.stderr);
+    assert.match(
+      end.stderr,
+      new RegExp(
+        `lifeboat's restore process \\(pid ${job}\\) was killed by SIGKILL before it finished`,
+      ),
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [], "nothing left, no app run");
+    assert.deepEqual(tempsLeft(dir), []);
+  },
+);

@@ -6,26 +6,32 @@
  * logs on the shared stderr. A child that crashes or is killed fails its job; a child that does
  * not stop within JOB_STOP_GRACE_MS of an abort is killed.
  */
-import { exitCodeOf, LifeboatError, oneLine, operationError } from "../errors.ts";
-import { ABORT_MESSAGE, encodeLine, JOB_ARG, lines } from "../job_pipe.ts";
+import { oneLine, operationError } from "../errors.ts";
+import {
+  ABORT_MESSAGE,
+  encodeLine,
+  JOB_ARG,
+  lines,
+  relayedError,
+  type WireError,
+} from "../job_pipe.ts";
 import { selfCommand } from "../self_exec.ts";
+import type { RunDb } from "../store/history.ts";
+import { cleanStaleTemps } from "../tempfiles.ts";
 import type { BackupResult, BackupState } from "./backup.ts";
 import type { DrillOptions, DrillResult } from "./drill.ts";
 import type { BackupItem, Jobs } from "./jobs.ts";
+import type { RestoreOptions, RestoreResult } from "./restore.ts";
+import { installStaged, type Staged } from "./staged_install.ts";
 
 /** How long a job process may take to stop after an abort before it gets SIGKILL. */
 export const JOB_STOP_GRACE_MS = 3_000;
 
-/** A failure as it crosses the pipe: the line `oneLine` printed and the exit code. */
-export interface WireError {
-  line: string;
-  code: number;
-}
-
 /** One job, as the parent asks for it. */
 export type Job =
   | { kind: "backups"; items: readonly BackupItem[]; limit: number }
-  | { kind: "drill"; o: DrillOptions };
+  | { kind: "drill"; o: DrillOptions }
+  | { kind: "restore"; dbs: readonly RunDb[]; o: RestoreOptions };
 
 /** What the parent writes first: the run's context, what earlier jobs learned, the job. */
 export interface JobRequest {
@@ -38,28 +44,27 @@ export interface JobRequest {
 export type JobReply =
   | { kind: "backup"; index: number; state: BackupState; result?: BackupResult; error?: WireError }
   | { kind: "drill"; result?: DrillResult; error?: WireError }
+  | Staged
+  | { kind: "restore"; results?: RestoreResult[]; error?: WireError }
   | { kind: "end"; carry?: unknown };
 
-/** A failure as the job process sends it: its one line and its exit code; never throws. */
-export function toWire(err: unknown): WireError {
-  return { line: oneLine(err), code: exitCodeOf(err) };
-}
+/** Where the parent's own installs of a restore's files go (snapshot/install.ts's, loaded late). */
+export type Install = (tmp: string, db: string) => Promise<void>;
 
-/** The error a job process reported, rebuilt so that `oneLine` and `exitCodeOf` give the same. */
-export function relayedError(e: WireError): Error {
-  return new LifeboatError(e.line, "", e.code);
-}
+/** A restore never stops half-way for a signal: watch decides once it is over (as in one process). */
+const NEVER = new AbortController().signal;
 
 /**
  * Jobs run in child processes of this program, each handed `context` (the run's config, as JSON).
- * What one job's process learned about the store (`carry`) is passed to the next.
+ * What one job's process learned about the store (`carry`) is passed to the next. A restore's
+ * verified files are installed here, by `install`, under this process's locks.
  */
-export function childJobs(context: unknown): Jobs {
+export function childJobs(context: unknown, install: () => Promise<Install>): Jobs {
   let carry: unknown;
-  const run = async (job: Job, signal: AbortSignal, onReply: (r: JobReply) => void) => {
-    await runJobProcess({ context, carry, job }, signal, (r) => {
+  const run = async (job: Job, signal: AbortSignal, onReply: OnReply) => {
+    await runJobProcess({ context, carry, job }, signal, async (r, respond) => {
       if (r.kind === "end") carry = r.carry;
-      else onReply(r);
+      else await onReply(r, respond);
     });
   };
   return {
@@ -93,7 +98,27 @@ export function childJobs(context: unknown): Jobs {
       if (reply?.result) return reply.result;
       throw reply?.error ? relayedError(reply.error) : endedWithout("drill");
     },
+    async restore(dbs, o) {
+      let reply: Extract<JobReply, { kind: "restore" }> | undefined;
+      try {
+        await run({ kind: "restore", dbs, o: restoreOptions(o) }, NEVER, async (r, respond) => {
+          if (r.kind === "staged") respond(await installStaged(r, dbs, await install()));
+          if (r.kind === "restore") reply = r;
+        });
+      } finally {
+        // A child that died mid-download left its file: ours to remove, under our locks.
+        for (const db of dbs) await cleanStaleTemps(db.path);
+      }
+      if (reply?.results) return reply.results;
+      throw reply?.error ? relayedError(reply.error) : endedWithout("restore");
+    },
   };
+}
+
+/** Exactly the restore's options, out of a larger object (watch's, the run's whole config). */
+function restoreOptions(o: RestoreOptions): RestoreOptions {
+  const { force, attempts, retryBaseMs, allowEmpty, restoreCheck, from, machine } = o;
+  return { force, attempts, retryBaseMs, allowEmpty, restoreCheck, from, machine };
 }
 
 /** The error of a job process that exited cleanly without answering (a bug). */
@@ -110,8 +135,12 @@ function replaceState(target: BackupState, next: BackupState): void {
   Object.assign(target, next);
 }
 
+/** Takes one reply line of a job process; `respond` writes a message to its stdin. */
+type OnReply = (r: JobReply, respond: (message: unknown) => Promise<void>) => void | Promise<void>;
+
 /**
- * Starts a job process, sends it `request`, passes each reply line to `onReply` and resolves
+ * Starts a job process, sends it `request`, passes each reply line to `onReply` (the next line
+ * waits for it) and resolves
  * when it exited cleanly. When `signal` aborts, asks it to stop, and kills it (SIGKILL) if it
  * has not exited JOB_STOP_GRACE_MS later. Throws a one-line error when it could not start,
  * crashed, was killed or exited with a failure code; never hangs on a dead child.
@@ -119,9 +148,9 @@ function replaceState(target: BackupState, next: BackupState): void {
 export async function runJobProcess(
   request: JobRequest,
   signal: AbortSignal,
-  onReply: (r: JobReply) => void,
+  onReply: OnReply,
 ): Promise<void> {
-  const what = request.job.kind === "drill" ? "restore drill" : "backup";
+  const what = { drill: "restore drill", backups: "backup", restore: "restore" }[request.job.kind];
   const { command, args } = selfCommand([JOB_ARG]);
   let child: Deno.ChildProcess;
   try {
@@ -158,7 +187,9 @@ export async function runJobProcess(
     if (signal.aborted) stop();
     else signal.addEventListener("abort", stop, { once: true });
     for await (const line of lines(child.stdout)) {
-      if (line.startsWith("{")) onReply(JSON.parse(line) as JobReply);
+      if (line.startsWith("{")) {
+        await onReply(JSON.parse(line) as JobReply, (m) => send(encodeLine(m)));
+      }
     }
     const status = await child.status;
     if (!status.success) {

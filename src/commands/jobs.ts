@@ -6,7 +6,14 @@
 import { type BackupDeps, backupOnce, type BackupOptions, type BackupResult } from "./backup.ts";
 import type { BackupState } from "./backup.ts";
 import { type DrillDeps, drillOnce, type DrillOptions, type DrillResult } from "./drill.ts";
+import {
+  restoreAll,
+  type RestoreDeps,
+  type RestoreOptions,
+  type RestoreResult,
+} from "./restore.ts";
 import { mapBounded, withDbLabel } from "./several.ts";
+import type { RunDb } from "../store/history.ts";
 
 /** One database of a round of backups: what it needs, and its state (updated in place). */
 export interface BackupItem {
@@ -32,10 +39,15 @@ export interface Jobs {
   ): Promise<void>;
   /** One restore drill (drill.ts `drillOnce`); throws when `signal` aborts or it could not run. */
   drill(o: DrillOptions, signal: AbortSignal): Promise<DrillResult>;
+  /**
+   * The restore at start (restore.ts `restoreAll`): throws as it does, and (exit 1) when its
+   * process died; either way no temporary file is left.
+   */
+  restore(dbs: readonly RunDb[], o: RestoreOptions): Promise<RestoreResult[]>;
 }
 
 /** Jobs run in this process, against `deps`' store; never throws beyond what `Jobs` says. */
-export function inProcessJobs(deps: BackupDeps & DrillDeps): Jobs {
+export function inProcessJobs(deps: BackupDeps & DrillDeps & RestoreDeps): Jobs {
   return {
     async backups(items, limit, signal, ended) {
       await mapBounded(
@@ -54,5 +66,6 @@ export function inProcessJobs(deps: BackupDeps & DrillDeps): Jobs {
       );
     },
     drill: (o, signal) => drillOnce(o, deps, signal),
+    restore: (dbs, o) => restoreAll(dbs, o, deps),
   };
 }

@@ -70,6 +70,11 @@ export interface RestoreOptions {
 export interface RestoreDeps {
   store: Store;
   clock: Clock;
+  /**
+   * Puts the verified file `tmp` (beside `db`) in place of `db`; default `installDatabase`. A job
+   * process hands it to `watch`, which holds the database's lock (staged_install.ts).
+   */
+  install?: (tmp: string, db: string) => Promise<void>;
 }
 
 /** How a restore ended; every outcome here means the app may start. */
@@ -258,7 +263,7 @@ async function restoreFrom(
         );
         continue;
       }
-      await installDatabase(tmp, db);
+      await (deps.install ?? installDatabase)(tmp, db);
       const ms = elapsed();
       log.info("restored {key} from {store}: {bytes} bytes in {duration}", {
         event: "restore_finished",

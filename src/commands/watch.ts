@@ -17,12 +17,7 @@ import type { Retention } from "../store/retention.ts";
 import type { BackupOptions, BackupState } from "./backup.ts";
 import { DrillSchedule, type DrillTarget } from "./drill.ts";
 import { type BackupEnd, inProcessJobs, type Jobs } from "./jobs.ts";
-import {
-  restoreAll,
-  type RestoreDeps,
-  type RestoreOptions,
-  type RestoreResult,
-} from "./restore.ts";
+import type { RestoreDeps, RestoreOptions, RestoreResult } from "./restore.ts";
 import { mapBounded, withDbLabel } from "./several.ts";
 
 const log = logger("watch");
@@ -70,7 +65,7 @@ export interface WatchDeps extends RestoreDeps {
   /** Keeps the store's manifest listing the databases; none: not touched. */
   manifest?: ManifestKeeper;
   /**
-   * Where backups and restore drills run (jobs.ts): the CLI runs them in short-lived child
+   * Where the restore, backups and restore drills run (jobs.ts): the CLI runs them in short-lived child
    * processes (isolated.ts). Default: in this process, against `store`.
    */
   jobs?: Jobs;
@@ -109,7 +104,8 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     const metrics = deps.metrics ?? new Metrics(deps.clock, o, dbs.map((d) => d.name));
     const metricsOf = (name: string) => metrics.of(name);
     const restoreStarted = deps.clock.now();
-    const restored = await restoreAll(dbs, o, deps).catch((err) => {
+    const jobs = deps.jobs ?? inProcessJobs(deps);
+    const restored = await jobs.restore(dbs, o).catch((err) => {
       const ms = deps.clock.now() - restoreStarted;
       for (const d of dbs) metricsOf(d.name).restored({ outcome: "failed", ms });
       throw err;
@@ -137,7 +133,6 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     });
     const each = (fn: (w: Watched) => Promise<unknown>) =>
       mapBounded(watched, 1, (w) => withDbLabel(w.db.name, () => fn(w)));
-    const jobs = deps.jobs ?? inProcessJobs(deps);
     const backupAll = (signal: AbortSignal, final: boolean) =>
       backupRound(watched, o, jobs, signal, final);
     await each(warnIfNotWal);
