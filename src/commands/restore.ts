@@ -7,13 +7,14 @@
  */
 import { dirname } from "node:path";
 import type { Clock } from "../clock.ts";
-import { restoreTarget } from "../dbfile.ts";
+import { restoreTarget } from "../dbfile_in_use.ts";
 import { formatDuration } from "../duration.ts";
 import { isFinal, oneLine, operationError } from "../errors.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { logRetries, retry } from "../retry.ts";
-import { installDatabase, type RestoreCheck, type Verified } from "../snapshot/install.ts";
+import type { RestoreCheck, Verified } from "../snapshot/install.ts";
+import { installDatabase } from "../snapshot/install_file.ts";
 import {
   decideRestore,
   kinOf,

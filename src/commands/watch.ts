@@ -15,9 +15,11 @@ import type { DatabaseSpec } from "../store/settings.ts";
 import type { ManifestKeeper } from "../store/manifest_keeper.ts";
 import type { Retention } from "../store/retention.ts";
 import type { BackupOptions, BackupState } from "./backup.ts";
-import { DrillSchedule, type DrillTarget } from "./drill.ts";
-import { type BackupEnd, inProcessJobs, type Jobs } from "./jobs.ts";
-import type { RestoreDeps, RestoreOptions, RestoreResult } from "./restore.ts";
+import type { Clock } from "../clock.ts";
+import type { Store } from "../store/store.ts";
+import { DrillSchedule, type DrillTarget } from "./drill_schedule.ts";
+import type { BackupEnd, Jobs } from "./jobs.ts";
+import type { RestoreOptions, RestoreResult } from "./restore.ts";
 import { mapBounded, withDbLabel } from "./several.ts";
 
 const log = logger("watch");
@@ -53,7 +55,12 @@ interface Watched {
 }
 
 /** What watch touches outside itself. */
-export interface WatchDeps extends RestoreDeps {
+export interface WatchDeps {
+  clock: Clock;
+  /** The store, for jobs run in this process (no `jobs`); its location names it in logs. */
+  store?: Store;
+  /** How logs name the store when no `store` is given (`Store.location`). */
+  location?: string;
   signals: SignalSource;
   /**
    * Records each database's restore, backups and drills (by name: the target's, else derived
@@ -65,8 +72,9 @@ export interface WatchDeps extends RestoreDeps {
   /** Keeps the store's manifest listing the databases; none: not touched. */
   manifest?: ManifestKeeper;
   /**
-   * Where the restore, backups and restore drills run (jobs.ts): the CLI runs them in short-lived child
-   * processes (isolated.ts). Default: in this process, against `store`.
+   * Where the restore, backups and restore drills run (jobs.ts): the CLI runs them in
+   * short-lived child processes (isolated.ts). Default: in this process, against `store` (its
+   * modules loaded then, never when `jobs` is given).
    */
   jobs?: Jobs;
 }
@@ -104,7 +112,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     const metrics = deps.metrics ?? new Metrics(deps.clock, o, dbs.map((d) => d.name));
     const metricsOf = (name: string) => metrics.of(name);
     const restoreStarted = deps.clock.now();
-    const jobs = deps.jobs ?? inProcessJobs(deps);
+    const jobs = deps.jobs ?? await jobsHere(deps);
     const restored = await jobs.restore(dbs, o).catch((err) => {
       const ms = deps.clock.now() - restoreStarted;
       for (const d of dbs) metricsOf(d.name).restored({ outcome: "failed", ms });
@@ -208,6 +216,13 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   }
 }
 
+/** Jobs run in this process against `deps.store` (tests); throws (a bug) without a store. */
+async function jobsHere(deps: WatchDeps): Promise<Jobs> {
+  if (!deps.store) throw new Error("watch needs `jobs` or a `store`");
+  const { inProcessJobs } = await import("./jobs.ts");
+  return inProcessJobs({ ...deps, store: deps.store });
+}
+
 /** A watched database as the drills see it: after a failed drill it is backed up at once. */
 function drillTarget(w: Watched, o: WatchOptions, deps: WatchDeps, jobs: Jobs): DrillTarget {
   const drill = {
@@ -219,7 +234,7 @@ function drillTarget(w: Watched, o: WatchOptions, deps: WatchDeps, jobs: Jobs): 
   };
   return {
     o: drill,
-    deps,
+    location: deps.location ?? deps.store?.location ?? "the store",
     metrics: w.metrics,
     drill: (signal) => jobs.drill(drill, signal),
     backUpNow: (signal) => {
