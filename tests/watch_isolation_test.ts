@@ -3,11 +3,18 @@
  * short-lived child process of lifeboat. A job process killed mid-backup is a failed backup,
  * logged and retried at the next interval, never a hang; one killed mid-restore fails the restore
  * (exit 1, the app not started, no file left); a job process whose watch died stops by itself
- * (EOF on its stdin).
+ * (EOF on its stdin). The watch process itself never evaluates the AWS SDK or node:sqlite.
  */
 import assert from "node:assert/strict";
-import { baseEnv, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
-import { backedUp, proxiedTest, removeTempDir, scene, tempDir } from "../testkit/scene.ts";
+import { baseEnv, ROOT, spawnLifeboat, tempsLeft } from "../testkit/cli.ts";
+import {
+  backedUp,
+  motoTest,
+  proxiedTest,
+  removeTempDir,
+  scene,
+  tempDir,
+} from "../testkit/scene.ts";
 import { is } from "../testkit/s3_proxy.ts";
 import { addRow, makeDb } from "../testkit/sqlite.ts";
 
@@ -124,5 +131,82 @@ proxiedTest(
     );
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [], "nothing left, no app run");
     assert.deepEqual(tempsLeft(dir), []);
+  },
+);
+
+/** The modules the probe config replaces by probes (they record the pid that evaluates them). */
+const PROBED = [
+  "@aws-sdk/client-s3",
+  "@aws-sdk/credential-providers",
+  "@smithy/fetch-http-handler",
+  "node:sqlite",
+];
+
+/**
+ * Writes, in `dir`, lifeboat's deno.json with an import map that sends each PROBED specifier to a
+ * probe module: it appends `PID SPECIFIER` to $PROBE_LOG, then re-exports the real module (a
+ * scope maps the probes' own imports to it). Returns the config's path.
+ */
+function probeConfig(dir: string): string {
+  const real = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)).imports;
+  const imports: Record<string, string> = { ...real };
+  const scoped: Record<string, string> = {};
+  Deno.mkdirSync(`${dir}/probe`);
+  PROBED.forEach((spec, i) => {
+    Deno.writeTextFileSync(
+      `${dir}/probe/${i}.ts`,
+      `Deno.writeTextFileSync(Deno.env.get("PROBE_LOG")!, \`\${Deno.pid} ${spec}\\n\`, ` +
+        `{ append: true });\nexport * from "${spec}";\n`,
+    );
+    imports[spec] = `./probe/${i}.ts`;
+    scoped[spec] = real[spec] ?? spec;
+  });
+  // A copy of the lock file: the same package versions, resolved offline, and ours untouched.
+  Deno.copyFileSync(`${ROOT}/deno.lock`, `${dir}/deno.lock`);
+  const config = `${dir}/deno.json`;
+  Deno.writeTextFileSync(
+    config,
+    JSON.stringify({ imports, scopes: { "./probe/": scoped }, lock: "./deno.lock" }),
+  );
+  return config;
+}
+
+motoTest(
+  "watch: its own process never loads the AWS SDK or node:sqlite; its job processes do",
+  async (_t, s3) => {
+    if (Deno.env.get("LIFEBOAT_BIN")) return; // a compiled binary has no import map to probe through
+    const sc = await backedUp(await scene({ s3, name: "isolation" }), 50);
+    const log = `${sc.dir}/probes.log`;
+    Deno.writeTextFileSync(log, "");
+    // The same command with the probe config, and -A for its permission flags: only then may
+    // lifeboat read /proc/self/cmdline (Deno's rule) and start its job processes with the same
+    // --config (self_exec.ts); else they would run unprobed, with the project's own.
+    const config = probeConfig(sc.dir);
+    const withConfig = [
+      "bash",
+      "-c",
+      'a=(); for x in "$@"; do case $x in --config=*) a+=("--config=$CFG" -A) ;; ' +
+      '--allow-*) ;; *) a+=("$x") ;; esac; done; exec "${a[@]}"',
+      "bash",
+    ];
+    const watch = spawnLifeboat(
+      ["watch", "--interval", "1s", "--db", `${sc.dir}/r/app.db`],
+      { ...sc.env, PROBE_LOG: log, CFG: config, LIFEBOAT_DRILL_INTERVAL: "1m" },
+      withConfig,
+    );
+    // A restore from S3 (installed by watch), an unchanged backup and a restore drill, each in a
+    // job process; then the final backup.
+    await watch.waitForLine(/restored /);
+    await watch.waitForLine(/backup unchanged/);
+    await watch.waitForLine(/restore drill: verified/);
+    const end = await watch.stop();
+    assert.equal(end.code, 0, end.stderr);
+    const loads = Deno.readTextFileSync(log).trim().split("\n").map((l) => l.split(" "));
+    const inWatch = loads.filter(([pid]) => Number(pid) === watch.proc.pid).map(([, m]) => m);
+    assert.deepEqual(inWatch, [], "modules evaluated by the watch process");
+    const inJobs = new Set(loads.map(([, m]) => m));
+    for (const m of ["@aws-sdk/client-s3", "node:sqlite"]) {
+      assert.ok(inJobs.has(m), `the probes work: a job process loaded ${m}: ${[...inJobs]}`);
+    }
   },
 );
