@@ -22,7 +22,7 @@ import { roleCredentials } from "./s3_credentials.ts";
 import { failWhenStalled } from "./stall.ts";
 import { errorCode, mapS3Error, type S3Operation } from "./s3_errors.ts";
 import { askGlobalConsistency } from "./tigris.ts";
-import { md5, requireETag, uploadFile, type UploadHead } from "./s3_upload.ts";
+import { md5, requireETag, signBodiesByMd5, uploadFile, type UploadHead } from "./s3_upload.ts";
 import type { S3Settings } from "./settings.ts";
 import {
   type BackupInfo,
@@ -93,6 +93,7 @@ export class S3Store implements Store {
         throwOnRequestTimeout: true,
       },
     });
+    signBodiesByMd5(this.client);
     if (s.globalConsistency) {
       for (const c of [this.client, this.reader]) {
         askGlobalConsistency(c);

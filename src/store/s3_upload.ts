@@ -234,6 +234,23 @@ async function multipart(
   }
 }
 
+/**
+ * Makes `client` sign every request that carries Content-MD5 with `x-amz-content-sha256:
+ * UNSIGNED-PAYLOAD` instead of the body's SHA-256 (the signer takes a header already set). Why:
+ * the SDK would hash every part a second time on the one JS thread, and Content-MD5, which is
+ * signed, already makes the store refuse a body that is not the one sent. Never throws.
+ */
+export function signBodiesByMd5(client: S3Client): void {
+  client.middlewareStack.add(
+    (next) => (args) => {
+      const headers = (args.request as { headers?: Record<string, string> }).headers;
+      if (headers?.["content-md5"]) headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD";
+      return next(args);
+    },
+    { step: "build", name: "lifeboatUnsignedPayload" },
+  );
+}
+
 /** Base64 MD5 of a request body, for Content-MD5 (understood by every S3 implementation). */
 export function md5(body: Uint8Array): string {
   return md5Of(body).base64;
