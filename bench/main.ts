@@ -10,6 +10,7 @@
  *                            P8: no-op restore; neither runs unless named)
  * - BENCH_S3=rgw             PEERS against radosgw (scripts/start-rgw.sh) instead of moto
  * - BENCH_WAN=40:15          PEERS through a shaped link: MiB/s per connection : ms one way
+ * - BENCH_PEERS=restore      PEERS: the restores only (lifeboat's backup makes their object)
  * - BENCH_LIST_KEYS=10000    backups in the P5 listing
  * - BENCH_LIFEBOAT_ROOT=DIR  benchmark another checkout of lifeboat instead of this one
  * - BENCH_LIFEBOAT_ALT=DIR   also run another checkout in the same P1–P3 runs ("lifeboatAlt")
