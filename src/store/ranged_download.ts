@@ -11,7 +11,7 @@
  * ranged GET), so one stream it stays. Why a window of ranges of a few parts each, handed out in
  * order, rather than one large range per connection: the hash must take the bytes in file order,
  * and with `concurrency` streams working on neighbouring ranges the bytes arrive nearly in order
- * (the hash keeps pace and holds little), where a quarter of the file per stream would leave
+ * (the hash keeps pace, reading back little), where a quarter of the file per stream would leave
  * three quarters to hash after the last byte arrived. Each range costs one request (one round
  * trip), hence ranges of several parts, not one.
  */
@@ -40,8 +40,6 @@ export interface RangedOptions {
   idleMs?: number;
   /** A probe faster than this keeps one stream (ONE_STREAM_ABOVE_MIB_PER_S). */
   oneStreamAboveMiBPerS?: number;
-  /** Bytes held in memory ahead of the hashed prefix (ordered_hash.ts AHEAD_BUDGET_BYTES). */
-  aheadBytes?: number;
 }
 
 /**
@@ -99,7 +97,7 @@ export async function downloadRanges(
     await first.cancel(err).catch(() => {});
     throw err;
   }
-  const hash = new OrderedHash((at, into) => readAt(file, at, into), o.aheadBytes);
+  const hash = new OrderedHash((at, into) => readAt(file, at, into));
   const flush = new WriteBehind(file);
   const plan = new Plan(o, hash, stop.signal);
   const slots: Promise<void>[] = [];
