@@ -12,8 +12,9 @@
  * order, rather than one large range per connection: the hash must take the bytes in file order,
  * and with `concurrency` streams working on neighbouring ranges the bytes arrive nearly in order
  * (the hash keeps pace, reading back little), where a quarter of the file per stream would leave
- * three quarters to hash after the last byte arrived. Each range costs one request (one round
- * trip), hence ranges of several parts, not one.
+ * three quarters to hash after the last byte arrived. Each range costs one request, hence
+ * ranges of several parts (shrinking towards the end: RANGES_PER_STREAM), each asked for before
+ * the stream's current one ends (PREFETCH_PARTS).
  */
 import { TransientError } from "../errors.ts";
 import { chunksOf, type ReadGuard, removeIfExists } from "../fsutil.ts";
@@ -57,13 +58,34 @@ export const ONE_STREAM_ABOVE_MIB_PER_S = 128;
  */
 export const PROBE_MS = 100;
 
-/** Ranges per stream the rest is cut into at most; a range is 1 to 4 parts (`probeBytes`). */
-const RANGES_PER_STREAM = 4, MAX_RANGE_PARTS = 4;
+/**
+ * A range is what is left divided by `concurrency × RANGES_PER_STREAM`, between 1 and
+ * MAX_RANGE_PARTS parts (`probeBytes`). Why shrinking: large ranges mean few requests (each costs
+ * a round trip with its stream idle), but the last ones decide when the download ends, and a
+ * stream that took a large range last runs alone while the others are done; ranges that shrink
+ * with what is left (guided self-scheduling) end the streams close together.
+ */
+const RANGES_PER_STREAM = 2, MAX_RANGE_PARTS = 8;
+
+/**
+ * A stream asks for its next range when this many parts (`probeBytes`) of its current one are
+ * left. Why: a range asked for only once the last one ended leaves the stream idle for a round
+ * trip and the server's time to first byte (≈ 50–100 ms over the bench's WAN link, a dozen times
+ * per stream on 1 GiB); asked for half a part early (4 MiB: 100 ms at 40 MiB/s), its headers are
+ * in when the current range ends. Its body waits unread meanwhile (the connection's own buffers).
+ */
+const PREFETCH_PARTS = 0.5;
 
 /** What landed in the file: the SHA-256 and length of its contiguous bytes from offset 0. */
 export interface Downloaded {
   sha256: string;
   size: number;
+}
+
+/** A range asked for: its part and the body that brings it. */
+interface Fetched {
+  part: Part;
+  body: ReadableStream<Uint8Array>;
 }
 
 /** One stream's share of the file and how far it got; `to` may move closer (the first one's). */
@@ -101,19 +123,39 @@ export async function downloadRanges(
   const flush = new WriteBehind(file);
   const plan = new Plan(o, hash, stop.signal);
   const slots: Promise<void>[] = [];
-  /** Runs one stream: `first`'s part from its body if given, then the ranges the plan hands out. */
-  const slot = (first?: { part: Part; body: ReadableStream<Uint8Array> }) => {
+  /** The next range the plan hands out, asked for; undefined when none is left. */
+  const fetchNext = (): Promise<Fetched | undefined> => {
+    const next = (async () => {
+      const part = await plan.claim();
+      return part && { part, body: await fetchRange(part.from, part.to, stop.signal) };
+    })();
+    next.catch(() => {}); // awaited (and so thrown) by the stream it is for, or cancelled
+    return next;
+  };
+  /** Runs one stream: `first` if given, then the ranges the plan hands out, in turn. */
+  const slot = (first?: Fetched) => {
     const run = (async () => {
       using f = await Deno.open(path, { write: true });
-      for (let p = first?.part ?? await plan.claim(); p; p = await plan.claim()) {
-        const body = p === first?.part ? first.body : await fetchRange(p.from, p.to, stop.signal);
-        await writeAt(f, p, body, stop.signal, o.idleMs, (at, chunk) => {
-          hash.arrived(at, chunk);
-          flush.wrote(chunk.length);
-          if (p === plan.head) plan.probed(p, (streams) => repeat(streams, () => slot()));
-        });
-        // Ended early: nothing past it can be part of the file's contiguous bytes.
-        if (p.from + p.got < p.to) return plan.endAt(p.from + p.got);
+      let ahead: Promise<Fetched | undefined> | undefined;
+      try {
+        for (let cur = first ?? await fetchNext(); cur; cur = await (ahead ?? fetchNext())) {
+          const p = cur.part;
+          ahead = undefined;
+          await writeAt(f, p, cur.body, stop.signal, o.idleMs, (at, chunk) => {
+            hash.arrived(at, chunk);
+            flush.wrote(chunk.length);
+            if (p === plan.head) plan.probed(p, (streams) => repeat(streams, () => slot()));
+            // Ask for the next range a round trip before this one ends (see PREFETCH_PARTS).
+            if (!ahead && p.to - p.from - p.got <= o.probeBytes * PREFETCH_PARTS) {
+              ahead = fetchNext();
+            }
+          });
+          // Ended early: nothing past it can be part of the file's contiguous bytes.
+          if (p.from + p.got < p.to) return plan.endAt(p.from + p.got);
+        }
+      } finally {
+        // A range asked for ahead and never read (a failure, or one that ended short).
+        ahead?.then((next) => next?.body.cancel().catch(() => {}), () => {});
       }
     })();
     // Never rejects: the first failure aborts the rest and is thrown below, through `stop`.
@@ -155,7 +197,8 @@ class Plan {
   #firstBytes = 0;
   #next: number;
   #end: number;
-  #rangeBytes = 0;
+  /** The largest range (the first ones); the window ahead of the hash is counted in it. */
+  #maxRange = 0;
   #changed: (() => void)[] = [];
 
   constructor(
@@ -190,12 +233,8 @@ class Plan {
     if (mibPerS > (this.o.oneStreamAboveMiBPerS ?? ONE_STREAM_ABOVE_MIB_PER_S) || streams < 2) {
       return;
     }
-    const perRange = Math.ceil(rest / (this.o.concurrency * RANGES_PER_STREAM));
-    this.#rangeBytes = Math.min(
-      MAX_RANGE_PARTS * this.o.probeBytes,
-      Math.max(this.o.probeBytes, perRange),
-    );
-    head.to = Math.min(this.o.size, head.got + this.#rangeBytes); // the first stream stops there
+    this.#maxRange = this.#rangeAt(head.got);
+    head.to = Math.min(this.o.size, head.got + this.#maxRange); // the first stream stops there
     this.#next = head.to;
     start(streams - 1);
   }
@@ -205,7 +244,7 @@ class Plan {
    * undefined when none is left (or the download stopped).
    */
   async claim(): Promise<Part | undefined> {
-    const window = (this.o.concurrency + 1) * this.#rangeBytes;
+    const window = (this.o.concurrency + 1) * this.#maxRange;
     for (;;) {
       if (this.signal.aborted || this.#next >= this.#end) return undefined;
       if (this.#next < this.hash.pos + window) break;
@@ -213,11 +252,17 @@ class Plan {
     }
     const part = {
       from: this.#next,
-      to: Math.min(this.#end, this.#next + this.#rangeBytes),
+      to: Math.min(this.#end, this.#next + this.#rangeAt(this.#next)),
       got: 0,
     };
     this.#next = part.to;
     return part;
+  }
+
+  /** The length of the range that starts at `from` (see RANGES_PER_STREAM). */
+  #rangeAt(from: number): number {
+    const share = Math.ceil((this.o.size - from) / (this.o.concurrency * RANGES_PER_STREAM));
+    return Math.min(MAX_RANGE_PARTS * this.o.probeBytes, Math.max(this.o.probeBytes, share));
   }
 
   /** A stream ended short at `at`: no range past it is handed out. */
