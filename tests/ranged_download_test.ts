@@ -148,3 +148,33 @@ Deno.test("ranged download: a long, a failed or a stalled range throws and leave
     await assert.rejects(Deno.stat(path), Deno.errors.NotFound, `${name}: no file left`);
   }
 });
+
+Deno.test("ranged download: a slow first stream is split after PROBE_MS, before its probe is in", async () => {
+  const dir = await tempDir();
+  const data = bytesOf(40_000);
+  let sent = 0;
+  // 500 bytes every 20 ms: a probe of 10,000 bytes would take 400 ms.
+  const trickle = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (sent >= data.length) return c.close();
+      c.enqueue(data.slice(sent, sent + 500));
+      sent += 500;
+    },
+  }, { highWaterMark: 0 });
+  const asked: number[] = [];
+  let sentAtSplit = -1;
+  const fetch: FetchRange = (s, e) => {
+    if (sentAtSplit < 0) sentAtSplit = sent;
+    asked.push(s);
+    return Promise.resolve(streamOf(data.slice(s, e)));
+  };
+  const got = await downloadRanges(`${dir}/f`, trickle, fetch, {
+    size: data.length,
+    probeBytes: 10_000,
+    concurrency: 3,
+  });
+  assert.deepEqual(got, { sha256: sha(data), size: data.length });
+  assert.ok(asked.length > 0, "the rest came as ranges");
+  assert.ok(sentAtSplit < 10_000, `split once ${sentAtSplit} bytes came, before the probe`);
+});
