@@ -31,15 +31,23 @@ const IDENTITY = ["server", "sizeMiB", "phase", "name"];
  * checked out or its dependencies installed.
  */
 export async function benchAgainstBase(rev: string, log: (msg: string) => void): Promise<number> {
-  const sha = (await run(["git", "-C", ROOT, "rev-parse", "--short", `${rev}^{commit}`])).trim();
+  const sha = (await run(`BENCH_BASE=${rev}: git rev-parse`, [
+    "git",
+    "-C",
+    ROOT,
+    "rev-parse",
+    "--short",
+    `${rev}^{commit}`,
+  ])).trim();
   const dir = await Deno.makeTempDir({ prefix: "lifeboat-bench-base-" });
   onCleanup(async () => {
-    await run(["git", "-C", ROOT, "worktree", "remove", "--force", dir]).catch(() => {});
+    await run("git worktree remove", ["git", "-C", ROOT, "worktree", "remove", "--force", dir])
+      .catch(() => {});
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   });
   log(`base: ${rev} (${sha}) checked out into ${dir}`);
-  await run(["git", "-C", ROOT, "worktree", "add", "--detach", dir, sha]);
-  await run([Deno.execPath(), "install", "-q"], dir);
+  await run("git worktree add", ["git", "-C", ROOT, "worktree", "add", "--detach", dir, sha]);
+  await run(`deno install in ${dir}`, [Deno.execPath(), "install", "-q"], dir);
   const rounds = Math.max(1, Number(Deno.env.get("BENCH_BASE_ROUNDS")) || 1);
   const sides = { this: ROOT, base: dir };
   const results: Record<keyof typeof sides, unknown[]> = { this: [], base: [] };
@@ -83,15 +91,19 @@ async function benchChild(root: string, out: string): Promise<boolean> {
   return (await child.status).success;
 }
 
-/** Runs `cmd` (in `cwd`) and returns its stdout; throws with its stderr when it fails. */
-async function run(cmd: string[], cwd?: string): Promise<string> {
+/** Runs `cmd` (in `cwd`, `what` naming it) and returns its stdout; throws with its stderr's last line when it fails. */
+async function run(what: string, cmd: string[], cwd?: string): Promise<string> {
   const o = await new Deno.Command(cmd[0], { args: cmd.slice(1), cwd, stderr: "piped" }).output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  if (!o.success) throw new Error(`${cmd.slice(0, 3).join(" ")} failed: ${text(o.stderr).trim()}`);
+  const why = text(o.stderr).trim().split("\n").at(-1);
+  if (!o.success) throw new Error(`${what} failed: ${why}`);
   return text(o.stdout);
 }
 
-/** Pairs the figures of this side's and the base's results (each a list of rounds) by place. */
+/**
+ * Pairs the figures of this side's and the base's results (each a list of rounds) by place; a
+ * figure only one side has gets an empty list on the other. Never throws.
+ */
 export function compare(thisRuns: unknown[], baseRuns: unknown[]): Compared[] {
   const figures = new Map<string, Compared>();
   const add = (side: "this" | "base") => (figure: string, value: number) => {
@@ -127,7 +139,7 @@ function collect(value: unknown, at: string, add: (figure: string, n: number) =>
   }
 }
 
-/** The comparison as markdown: one row per figure, medians and this ÷ base. */
+/** The comparison as markdown: one row per figure, medians and this ÷ base ("–" where a side has none). Never throws. */
 export function renderComparison(rows: Compared[], base: string, rounds: number): string {
   const med = (xs: number[]) => xs.length ? summarize(xs).median : NaN;
   const num = (x: number) =>

@@ -44,7 +44,7 @@ export class WriteBehind {
     await this.file.sync();
   }
 
-  /** Waits for a flush in flight, ignoring its outcome (before closing after a failure). */
+  /** Waits for a flush in flight, ignoring its outcome (before closing after a failure); never throws. */
   async settle(): Promise<void> {
     await this.#running;
   }
