@@ -7,7 +7,8 @@
  * - BENCH_ONLY=P1,P4,…       a subset of figures (P1: backups only; P2: restores; P3: lifeboat's;
  *                            P12: 4 × 25 MiB databases vs 1 × 100 MiB, bench/multidb.ts;
  *                            PEERS: lifeboat vs the best peers, P1/P9/P10/P11, bench/peers.ts;
- *                            P8: no-op restore; neither runs unless named)
+ *                            P8: no-op restore; neither runs unless named;
+ *                            P13: watch's memory idle and during the largest backup)
  * - BENCH_S3=rgw             PEERS against radosgw (scripts/start-rgw.sh) instead of moto
  * - BENCH_WAN=40:15          PEERS through a shaped link: MiB/s per connection : ms one way
  * - BENCH_PEERS=restore      PEERS: the restores only (lifeboat's backup makes their object)
@@ -28,6 +29,7 @@ import { ensureDb } from "./dbgen.ts";
 import { benchCommitLatency } from "./latency.ts";
 import { DATA, runCleanups } from "./lib.ts";
 import { machine } from "./machine.ts";
+import { benchWatchMemory, type MemoryResult, renderMemory } from "./memory.ts";
 import { benchMultiDb, type MultiDbResult, renderMultiDb } from "./multidb.ts";
 import { renderMarkdown, type Results } from "./report.ts";
 import { benchIdleWrites, benchListNewest } from "./requests.ts";
@@ -69,7 +71,7 @@ if (import.meta.main) {
   const sizes = (Deno.env.get("BENCH_SIZES") ?? "10,100,1024").split(",").map(Number)
     .filter((n) => n > 0).sort((a, b) => a - b);
   const only = new Set(
-    (Deno.env.get("BENCH_ONLY") ?? "P1,P2,P3,P4,P5,P6,P7,P12").toUpperCase().split(","),
+    (Deno.env.get("BENCH_ONLY") ?? "P1,P2,P3,P4,P5,P6,P7,P12,P13").toUpperCase().split(","),
   );
   const want = (...ids: string[]) => ids.some((id) => only.has(id));
   const results: Results = {
@@ -80,6 +82,7 @@ if (import.meta.main) {
 
   let code = 0;
   let multidb: MultiDbResult | undefined;
+  let memory: MemoryResult | undefined;
   const peers: PeerResult[] = [];
   let noop: Awaited<ReturnType<typeof benchNoopRestore>> | undefined;
   try {
@@ -130,6 +133,12 @@ if (import.meta.main) {
       log("P8: no-op restore, 5 runs");
       noop = await benchNoopRestore(dbs.get(smallest)!, 5);
     }
+    if (want("P13")) {
+      log(`P13: watch's memory, idle at ${smallest} MiB, busy at ${largest} MiB`);
+      const small = { path: dbs.get(smallest)!, sizeMiB: smallest };
+      const large = largest > smallest ? { path: dbs.get(largest)!, sizeMiB: largest } : undefined;
+      memory = await benchWatchMemory(small, large, log);
+    }
     if (want("P12")) {
       log(`P12: 4 × 25 MiB vs 1 × 100 MiB, ${runsFor(100)} runs`);
       const [big, small, tiny] = [await ensureDb(100), await ensureDb(25), await ensureDb(1)];
@@ -143,11 +152,12 @@ if (import.meta.main) {
   }
   results.meta.wallS = (performance.now() - started) / 1000;
   const md = renderMarkdown(results) + (multidb ? "\n" + renderMultiDb(multidb) : "") +
+    (memory ? "\n" + renderMemory(memory) : "") +
     (peers.length || noop ? "\n" + renderPeers(peers, noop) : "");
   await Deno.mkdir(DATA, { recursive: true });
   await Deno.writeTextFile(
     `${DATA}/${out}.json`,
-    JSON.stringify({ ...results, multidb, peers, noop }, null, 1),
+    JSON.stringify({ ...results, multidb, peers, noop, memory }, null, 1),
   );
   await Deno.writeTextFile(`${DATA}/${out}.md`, md);
   console.log(md);

@@ -68,8 +68,15 @@ const count = (p: string) => {
 const before = count(`${base}/machine-1/app.db`);
 const after = count(`${base}/machine-2/app.db`);
 console.log(`# rows on machine 1 at shutdown: ${before}; rows restored on machine 2: ${after}`);
-const backups = [...Deno.readDirSync(`${base}/store/backups`)].filter((e) =>
-  e.name.endsWith(".sqlite3")
-);
-console.log(`# backups in the store: ${backups.length} (files in .demo/store/backups)`);
+/** The backups under `dir`, at any depth (format 3 files them as backups/TIER/NAME/FILE). */
+const backupsIn = (dir: string): string[] =>
+  [...Deno.readDirSync(dir)].flatMap((e) =>
+    e.isDirectory
+      ? backupsIn(`${dir}/${e.name}`)
+      : e.name.endsWith(".sqlite3")
+      ? [`${dir}/${e.name}`]
+      : []
+  );
+const backups = backupsIn(`${base}/store/backups`);
+console.log(`# backups in the store: ${backups.length} (files in .demo/store/backups/*/app)`);
 Deno.exit(before === after && code === 0 ? 0 : 1);

@@ -1,27 +1,14 @@
 /** The command line: parses arguments, builds the Config, runs one command, returns an exit code. */
 import { Command, CommanderError } from "commander";
-import { systemClock } from "./clock.ts";
-import { backupOnce } from "./commands/backup.ts";
-import { verifyDatabases } from "./commands/drill.ts";
-import { listBackups, type ListFlags } from "./commands/list.ts";
-import { restoreAll } from "./commands/restore.ts";
-import { forEachDatabase } from "./commands/several.ts";
-import { watch } from "./commands/watch.ts";
+import type { ListFlags } from "./commands/list.ts";
 import { type Config, type Env, type Flags, loadConfig } from "./config.ts";
 import { assertDistinctNames, resolveDatabases } from "./databases.ts";
-import { configError, EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
+import { EXIT_USAGE, exitCodeOf, oneLine } from "./errors.ts";
 import { acquireLock, type Lock } from "./lock.ts";
 import { logger, printLine, setupLogging } from "./log.ts";
-import { Metrics } from "./metrics.ts";
-import { serveMetrics } from "./metrics_server.ts";
 import { addSecretsFromEnv, redactLine } from "./redact.ts";
+import { holdSignals } from "./signals.ts";
 import { allSettings, type CommandName, environmentHelp, flagHelp } from "./settings.ts";
-import { holdSignals, processSignals } from "./signals.ts";
-import { isHeir } from "./store/history.ts";
-import { ManifestKeeper } from "./store/manifest_keeper.ts";
-import { openStore } from "./store/open.ts";
-import { Retention, retentionMode } from "./store/retention.ts";
-import type { Store } from "./store/store.ts";
 import { cleanStaleTemps } from "./tempfiles.ts";
 import { VERSION } from "./version.ts";
 
@@ -31,7 +18,8 @@ ${environmentHelp()}
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.`;
 
-type Run = (cfg: Config) => Promise<number>;
+/** A command, given its config: resolves with the exit code; throws what `execute` reports. */
+export type Run = (cfg: Config) => Promise<number>;
 
 /**
  * Prepares logging, the databases' locks and the store for a command, then runs it; maps every
@@ -76,69 +64,12 @@ async function execute(
   }
 }
 
-/** The run's store, with the retention and manifest keeping every backup does. */
-function storeOf(cfg: Config): { store: Store; retention: Retention; manifest: ManifestKeeper } {
-  const store = openStore(cfg.store, cfg.s3);
-  const kind = cfg.store.kind === "file"
-    ? { kind: "file" as const }
-    : { kind: "s3" as const, endpoint: cfg.s3.endpoint };
-  return {
-    store,
-    retention: new Retention(retentionMode(cfg.retention, kind), store),
-    manifest: new ManifestKeeper(store, cfg.machine, () => systemClock.now()),
-  };
-}
-
-const backupCmd: Run = async (cfg) => {
-  if (cfg.releaseCommand) {
-    throw configError(
-      "RELEASE_COMMAND is set: this is a fly.io release machine, whose database is a throwaway " +
-        "copy; a backup from it would become the newest and hide the live machine's writes",
-      "Back up from the app's machine; run migrations in the app's start command, under " +
-        "`lifeboat watch -- …`, after the restore",
-    );
-  }
-  const deps = { ...storeOf(cfg), clock: systemClock };
-  await forEachDatabase(
-    cfg.databases,
-    cfg.backupConcurrency,
-    "backup",
-    (d) =>
-      backupOnce(
-        { db: d.path, name: d.name, machine: cfg.machine, heir: isHeir(d, cfg.databases) },
-        deps,
-        {},
-      ),
-  );
-  return 0;
-};
-
-const restoreCmd: Run = async (cfg) => {
-  // Every database at once: one slow store prefix does not delay the others.
-  await restoreAll(cfg.databases, cfg, { store: openStore(cfg.store, cfg.s3), clock: systemClock });
-  return 0;
-};
-
-const watchCmd: Run = async (cfg) => {
-  const metrics = new Metrics(systemClock, cfg, cfg.databases.map((d) => d.name));
-  // A release machine serves nothing: it runs the release command alone.
-  const server = cfg.metricsAddr && !cfg.releaseCommand
-    ? serveMetrics(cfg.metricsAddr, metrics)
-    : undefined;
-  try {
-    return await watch(cfg, {
-      ...storeOf(cfg),
-      clock: systemClock,
-      signals: processSignals,
-      metrics,
-    });
-  } finally {
-    await server?.close();
-  }
-};
-
-const verifyCmd: Run = (cfg) =>
-  verifyDatabases(cfg.databases, cfg, { store: openStore(cfg.store, cfg.s3), clock: systemClock });
+// Each command's modules are loaded when it runs: `watch`, long-lived, never evaluates the store's
+// or SQLite's code, which its job processes run (issue #22).
+const backupCmd: Run = async (cfg) => (await import("./runs.ts")).backupRun(cfg);
+const restoreCmd: Run = async (cfg) => (await import("./runs.ts")).restoreRun(cfg);
+const verifyCmd: Run = async (cfg) => (await import("./runs.ts")).verifyRun(cfg);
+const watchCmd: Run = async (cfg) => (await import("./run_watch.ts")).watchRun(cfg);
 
 /**
  * `list` and `verify`: they read the store only, so they take no lock (they run beside a live
@@ -211,7 +142,9 @@ function program(env: Env, done: (code: Promise<number>) => void): Command {
     });
 
   command("list", "List each database's backups, newest first (read-only; restores nothing).")
-    .action((f: ListFlags & Flags) => done(executeReadOnly(f, env, (cfg) => listBackups(cfg, f))));
+    .action((f: ListFlags & Flags) =>
+      done(executeReadOnly(f, env, async (cfg) => (await import("./runs.ts")).listRun(cfg, f)))
+    );
 
   command(
     "verify",

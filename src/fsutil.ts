@@ -1,7 +1,13 @@
 /** Small file-system helpers with the durability guarantees backups need. */
-import { createHash } from "node:crypto";
-import { statfs } from "node:fs/promises";
 import { operationError } from "./errors.ts";
+
+// node:crypto and node:fs/promises are loaded on first use: `watch`'s long-lived process uses this
+// module's file helpers only, and Deno's node layer costs megabytes once evaluated (issue #22).
+
+/** A fresh SHA-256 hash (node:crypto, loaded on first call). */
+async function sha256() {
+  return (await import("node:crypto")).createHash("sha256");
+}
 
 /** Flushes a file's data and metadata to disk; throws if the file cannot be opened. */
 export async function fsyncFile(path: string): Promise<void> {
@@ -88,7 +94,7 @@ export async function hashStream(
   body: ReadableStream<Uint8Array>,
   guard?: ReadGuard,
 ): Promise<{ sha256: string; size: number }> {
-  const hash = createHash("sha256");
+  const hash = await sha256();
   let size = 0;
   for await (const chunk of chunksOf(body, guard)) {
     hash.update(chunk);
@@ -107,7 +113,7 @@ export async function writeStreamHashed(
   path: string,
   guard?: ReadGuard,
 ): Promise<{ sha256: string; size: number }> {
-  const hash = createHash("sha256");
+  const hash = await sha256();
   let size = 0;
   try {
     using f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
@@ -140,7 +146,7 @@ export async function hashFile(
   path: string,
   signal?: AbortSignal,
 ): Promise<{ sha256: string; size: number }> {
-  const hash = createHash("sha256");
+  const hash = await sha256();
   let size = 0;
   using f = await Deno.open(path, { read: true });
   const buf = new Uint8Array(1 << 20);
@@ -168,7 +174,7 @@ function marginFor(capacity: number): number {
 export async function ensureFreeSpace(dir: string, bytes: number, what: string): Promise<void> {
   let fs;
   try {
-    fs = await statfs(dir);
+    fs = await (await import("node:fs/promises")).statfs(dir);
   } catch {
     return;
   }

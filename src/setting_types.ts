@@ -22,6 +22,9 @@ export interface ValueType<T> {
 
 const code = (s: string | number) => `\`${s}\``;
 
+/** `n` with a comma between each group of three digits (as en-US writes it; no ICU: issue #22). */
+const grouped = (n: number) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+
 /** Any text (a path, a name); `accepts` says what it should be. Never throws. */
 export function text(accepts = ""): ValueType<string> {
   return { parse: (raw) => raw, accepts, show: code };
@@ -29,7 +32,7 @@ export function text(accepts = ""): ValueType<string> {
 
 /** A whole number from `min` to `max`. */
 export function wholeNumber(min: number, max: number): ValueType<number> {
-  const range = `${min.toLocaleString("en-US")} to ${max.toLocaleString("en-US")}`;
+  const range = `${grouped(min)} to ${grouped(max)}`;
   return {
     parse(raw, name) {
       const n = Number(raw);

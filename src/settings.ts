@@ -7,8 +7,8 @@
  * Adding a setting is one row here (then `deno task docs`); config.ts reads it with
  * `read(SETTINGS.row, sources)` where it builds the Config. See ARCHITECTURE.md.
  */
-import { DEFAULT_LIST_LIMIT, listLimit, MAX_LIST_LIMIT } from "./commands/list.ts";
-import { RESTORE_CHECKS } from "./snapshot/install.ts";
+import { DEFAULT_LIST_LIMIT, listLimit, MAX_LIST_LIMIT } from "./commands/list_limit.ts";
+import { RESTORE_CHECKS } from "./snapshot/restore_check.ts";
 import { RETENTION_SETTINGS } from "./store/retention.ts";
 import {
   duration,

@@ -15,6 +15,13 @@ export function tempPathBeside(db: string): string {
   return join(dirname(db), `.${basename(db)}${MARK}${Deno.pid}-${randomSuffix()}.tmp`);
 }
 
+/** True when `path` is named as `tempPathBeside(db)` names one (of any process); never throws. */
+export function isTempOf(db: string, path: string): boolean {
+  const prefix = `.${basename(db)}${MARK}`;
+  return dirname(path) === dirname(db) && basename(path).startsWith(prefix) &&
+    TEMP_NAME.test(basename(path).slice(prefix.length));
+}
+
 /** Removes a temporary file and the SQLite sidecars it may have grown; never throws. */
 export async function removeTemp(path: string): Promise<void> {
   for (const p of [path, ...SQLITE_SIDE_FILES.map((side) => path + side)]) {

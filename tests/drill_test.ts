@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { backupOnce } from "../src/commands/backup.ts";
 import { createHash } from "node:crypto";
-import { drillOnce, DrillSchedule } from "../src/commands/drill.ts";
+import { drillOnce } from "../src/commands/drill.ts";
+import { DrillSchedule } from "../src/commands/drill_schedule.ts";
 import { restoreDatabase } from "../src/commands/restore.ts";
 import { watch, type WatchOptions } from "../src/commands/watch.ts";
 import { loadConfig, s3Options } from "../src/config.ts";
@@ -195,8 +196,9 @@ Deno.test("drill: the schedule drills after the first successful backup, then on
   let backups = 0;
   const target = {
     o: { db, ...OPTS },
-    deps: { store, clock },
+    location: store.location,
     metrics,
+    drill: (signal: AbortSignal) => drillOnce({ db, ...OPTS }, { store, clock }, signal),
     backUpNow: () => Promise.resolve(backups++),
   };
   const never = new AbortController().signal;

@@ -6,7 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { isRetryable, oneLine } from "../src/errors.ts";
+import { readDbHistory } from "../src/store/history.ts";
 import { mapS3Error, type S3ErrorContext } from "../src/store/s3_errors.ts";
+import type { Store } from "../src/store/store.ts";
 import { runLifeboat } from "../testkit/cli.ts";
 import { is, startResettingLink } from "../testkit/s3_proxy.ts";
 import { proxiedTest, scene, tempDir } from "../testkit/scene.ts";
@@ -128,4 +130,22 @@ Deno.test("#24.3 a reset is not a timeout; multipart requests and bodiless answe
     line(bodiless(404, "NotFound"), head),
     /^S3 has no s3:\/\/b\/app\/backups\/k\.sqlite3 \(HeadObject answered 404 NotFound\)/,
   );
+  // radosgw's error bodies carry a <Code> but no <Message>: the SDK's message is "UnknownError"
+  // then too, and the code is what counts (CI's compat run failed on this).
+  const coded = (status: number, code: string) =>
+    err(code, "UnknownError", { Code: code, $metadata: { httpStatusCode: status } });
+  assert.match(line(coded(404, "NoSuchBucket")), /^S3 bucket "b" does not exist/);
+  assert.match(line(coded(403, "InvalidAccessKeyId")), /^S3 rejected the credentials/);
+  assert.ok(isRetryable(mapS3Error(coded(400, "BadDigest"), { ...ctx, op: "PutObject" })));
+});
+
+Deno.test("#24.3 a listing's explained error wins over a HEAD's bodiless one, whichever answers first", async () => {
+  const explained = new Error("S3 rejected the credentials (InvalidAccessKeyId on ListObjectsV2)");
+  const bodiless = new Error("S3 denied HeadObject (AccessDenied)");
+  const store = {
+    list: () => new Promise((_, reject) => setTimeout(() => reject(explained), 20)),
+    readSmall: () => Promise.resolve(undefined),
+    describe: () => Promise.reject(bodiless),
+  } as unknown as Store;
+  await assert.rejects(readDbHistory(store, "app"), (e) => e === explained);
 });

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { restoreOk, runLifeboat, spawnLifeboat } from "../testkit/cli.ts";
 import { backedUp, proxiedTest, scene as kitScene } from "../testkit/scene.ts";
-import { is, type S3Proxy } from "../testkit/s3_proxy.ts";
+import { is, type S3Proxy, startS3Proxy } from "../testkit/s3_proxy.ts";
 import type { LocalS3 } from "../testkit/moto.ts";
 import { addRow, growDb, makeDb, readRows } from "../testkit/sqlite.ts";
 
@@ -67,7 +67,71 @@ proxiedTest("protocol against S3: damaged bytes", async (t, started) => {
         assert.equal(readRows(`${dir}/r/app.db`).at(-1), "last");
       },
     );
+    await t.step(
+      `#21.4 a ${what} body damaged in transit on a store that ignores Content-MD5 (moto): the ETag shows it, the damaged bytes never count`,
+      async () => {
+        const { dir, env, db, bucket } = await scene();
+        makeDb(db, 50);
+        if (size) growDb(db, size);
+        addRow(db, "last");
+        proxy.faults.push({
+          match,
+          action: { kind: "corruptRequest", serverChecks: true },
+          times: 1,
+        });
+        const b = await runLifeboat(["backup", "--db", db], env);
+        assert.equal(b.code, 0, b.stderr);
+        assert.equal(proxy.injected, 1);
+        assert.doesNotMatch(b.stderr, /BadDigest/, "the server took the damaged body");
+        const finished = b.stderr.split("\n").filter((l) => /backup finished/.test(l));
+        assert.equal(finished.length, 1, b.stderr);
+        const keys = await s3.backupKeys(bucket);
+        if (what === "PutObject") {
+          // Visible at once: read back, found different, and the backup went up again.
+          assert.match(b.stderr, /holds different bytes than were sent/);
+          assert.equal(keys.length, 2, keys.join(", "));
+          assert.ok(!finished[0].includes(keys[1]), "the damaged one is not reported finished");
+        } else {
+          // Not visible yet: the part went up again before CompleteMultipartUpload.
+          assert.match(b.stderr, /not the MD5 of the bytes sent .*sending it again/);
+          assert.equal(keys.length, 1, keys.join(", "));
+        }
+        const r = await restoreOk(`${dir}/r/app.db`, env);
+        assert.doesNotMatch(r.stderr, /failed verification/);
+        assert.equal(readRows(`${dir}/r/app.db`).at(-1), "last");
+      },
+    );
   }
+
+  await t.step(
+    "#21.4 a store whose ETags are not MD5s: read back once, intact, said once, and the backup counts",
+    async () => {
+      // A proxy that answers every PutObject with an ETag of its own (as stores with other
+      // ETag schemes do) in front of moto.
+      const other = startS3Proxy(s3.endpoint, {
+        transforms: [(res, seen) => {
+          if (!is.put(seen) || !res.headers.has("etag")) return res;
+          const headers = new Headers(res.headers);
+          headers.set("etag", `"${"0123456789abcdef".repeat(2)}"`);
+          return new Response(res.body, { status: res.status, headers });
+        }],
+      });
+      try {
+        const { dir, env, db, bucket } = await kitScene({ s3, proxy: other, name: "etags" });
+        makeDb(db, 50);
+        addRow(db, "last");
+        const b = await runLifeboat(["backup", "--db", db], env);
+        assert.equal(b.code, 0, b.stderr);
+        assert.equal(b.stderr.match(/ETags are not the MD5 of the bytes it stores/g)?.length, 1);
+        assert.doesNotMatch(b.stderr, /different bytes|upload failed/);
+        assert.equal((await s3.backupKeys(bucket)).length, 1);
+        await restoreOk(`${dir}/r/app.db`, env);
+        assert.equal(readRows(`${dir}/r/app.db`).at(-1), "last");
+      } finally {
+        await other.stop();
+      }
+    },
+  );
 
   await t.step(
     "one flipped byte in a download is read again, not a fallback to an older backup",

@@ -3,6 +3,7 @@ import type { Clock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
 import { oneLine } from "../errors.ts";
 import { logger } from "../log.ts";
+import { Phases } from "../phases.ts";
 import { retry } from "../retry.ts";
 import { takeSnapshot } from "../snapshot/snapshot.ts";
 import { readDbHistory } from "../store/history.ts";
@@ -120,12 +121,14 @@ export async function backupOnce(
   const done = new AbortController();
   const snapSignal = signal ? AbortSignal.any([signal, done.signal]) : done.signal;
   log.debug("backup started: {db}", { db: opts.db });
+  const phases = new Phases();
+  const requestsBefore = deps.store.requests?.() ?? 0;
   try {
     // The database's newest backups are listed while the snapshot is taken: the requests hide
     // behind the copy. (A writer between the LIST and the upload is the same race as one just
     // after it: the next backup sees it.) Catch now, rethrow below: never unhandled.
-    const listing = settle(newestFor(opts, deps, state));
-    const { checked, ...snap } = await takeSnapshot(opts.db, tmp, snapSignal);
+    const listing = settle(phases.time("list", () => newestFor(opts, deps, state)));
+    const { checked, ...snap } = await takeSnapshot(opts.db, tmp, snapSignal, phases);
     let { newest, ignored, layouts } = await unwrap(listing);
     const seen = state.attempted?.includes(newest?.key ?? "")
       ? "own"
@@ -159,13 +162,15 @@ export async function backupOnce(
     let taken = 0;
     const key = await retry(async (attempt) => {
       for (;;) {
-        if (attempt > 1 || taken > 0) ({ newest, ignored } = await newestFor(opts, deps, state));
+        if (attempt > 1 || taken > 0) {
+          ({ newest, ignored } = await phases.time("list", () => newestFor(opts, deps, state)));
+        }
         const order = orderTime(deps.clock.now(), newest?.createdAt.getTime());
         const tier = tierAfter(order, newest?.createdAt.getTime());
         const next = backupKey(opts.name, tier, order, opts.machine);
         state.attempted = [...(state.attempted ?? []).slice(-15), next];
         try {
-          await deps.store.put(next, tmp, meta, { signal, ready: checked });
+          await deps.store.put(next, tmp, meta, { signal, ready: checked, phases });
           return next;
         } catch (err) {
           // Someone else holds that key: pick another, without spending an attempt on it.
@@ -196,8 +201,11 @@ export async function backupOnce(
     const previous = newest && newest.key === state.basedOn ? newest : undefined;
     state.basedOn = key;
     const [retention] = await Promise.all([
-      deps.retention?.afterBackup(opts.name, key, meta, previous),
-      keepListed(opts, deps, state, [...layouts, "v3"]),
+      phases.time(
+        "tag",
+        async () => await deps.retention?.afterBackup(opts.name, key, meta, previous),
+      ),
+      phases.time("manifest", () => keepListed(opts, deps, state, [...layouts, "v3"])),
     ]);
     const ms = deps.clock.now() - started;
     log.info("backup finished: {key}, {bytes} bytes in {duration}", {
@@ -212,6 +220,13 @@ export async function backupOnce(
   } finally {
     done.abort();
     await removeTemp(tmp);
+    log.debug("backup phases: {phases}; {requests} store requests", {
+      event: "backup_phases",
+      phases: phases.toString(),
+      ms: phases.times(),
+      // Other databases' requests count too when several back up at once.
+      requests: (deps.store.requests?.() ?? 0) - requestsBefore,
+    });
   }
 }
 

@@ -4,7 +4,7 @@
  * rules), with the ones a restore passed over marked. Read-only: it takes no lock, needs no
  * database file, and never restores or writes anything.
  */
-import { configError } from "../errors.ts";
+import { listLimit } from "./list_limit.ts";
 import { type DbView, readStoreState, viewOf } from "../store/history.ts";
 import { isKeptKey } from "../store/keys.ts";
 import { openStore } from "../store/open.ts";
@@ -46,27 +46,10 @@ export interface ListedBackup {
   bypassed?: string;
 }
 
-/** Backups listed per database unless `--limit` says otherwise. */
-export const DEFAULT_LIST_LIMIT = 20;
-/** The most backups `--limit` may ask for. */
-export const MAX_LIST_LIMIT = 10_000;
 /** HEAD requests at once for `--sha256`. */
 const DESCRIBE_CONCURRENCY = 8;
 /** The pseudo-database of legacy root backups that no database has claimed. */
 const UNCLAIMED = "(root)";
-
-/** Parses `--limit`; throws a config error (exit 2) for anything but a whole number in range. */
-export function listLimit(raw: string | undefined): number {
-  if (raw === undefined) return DEFAULT_LIST_LIMIT;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || n < 1 || n > MAX_LIST_LIMIT) {
-    throw configError(
-      `--limit ${JSON.stringify(raw)} is not valid`,
-      `Use a whole number from 1 to ${MAX_LIST_LIMIT}`,
-    );
-  }
-  return n;
-}
 
 /**
  * Prints every database's newest backups on stdout (a table, or with `--json` one array) and

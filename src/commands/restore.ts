@@ -7,13 +7,14 @@
  */
 import { dirname } from "node:path";
 import type { Clock } from "../clock.ts";
-import { restoreTarget } from "../dbfile.ts";
+import { restoreTarget } from "../dbfile_in_use.ts";
 import { formatDuration } from "../duration.ts";
 import { isFinal, oneLine, operationError } from "../errors.ts";
 import { isDiskFull } from "../fsutil.ts";
 import { logger } from "../log.ts";
 import { logRetries, retry } from "../retry.ts";
-import { installDatabase, type RestoreCheck, type Verified } from "../snapshot/install.ts";
+import type { RestoreCheck, Verified } from "../snapshot/install.ts";
+import { installDatabase } from "../snapshot/install_file.ts";
 import {
   decideRestore,
   kinOf,
@@ -70,6 +71,11 @@ export interface RestoreOptions {
 export interface RestoreDeps {
   store: Store;
   clock: Clock;
+  /**
+   * Puts the verified file `tmp` (beside `db`) in place of `db`; default `installDatabase`. A job
+   * process hands it to `watch`, which holds the database's lock (staged_install.ts).
+   */
+  install?: (tmp: string, db: string) => Promise<void>;
 }
 
 /** How a restore ended; every outcome here means the app may start. */
@@ -258,7 +264,7 @@ async function restoreFrom(
         );
         continue;
       }
-      await installDatabase(tmp, db);
+      await (deps.install ?? installDatabase)(tmp, db);
       const ms = elapsed();
       log.info("restored {key} from {store}: {bytes} bytes in {duration}", {
         event: "restore_finished",

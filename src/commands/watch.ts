@@ -14,14 +14,12 @@ import { isHeir } from "../store/history.ts";
 import type { DatabaseSpec } from "../store/settings.ts";
 import type { ManifestKeeper } from "../store/manifest_keeper.ts";
 import type { Retention } from "../store/retention.ts";
-import { backupOnce, type BackupOptions, type BackupState } from "./backup.ts";
-import { DrillSchedule, type DrillTarget } from "./drill.ts";
-import {
-  restoreAll,
-  type RestoreDeps,
-  type RestoreOptions,
-  type RestoreResult,
-} from "./restore.ts";
+import type { BackupOptions, BackupState } from "./backup.ts";
+import type { Clock } from "../clock.ts";
+import type { Store } from "../store/store.ts";
+import { DrillSchedule, type DrillTarget } from "./drill_schedule.ts";
+import type { BackupEnd, Jobs } from "./jobs.ts";
+import type { RestoreOptions, RestoreResult } from "./restore.ts";
 import { mapBounded, withDbLabel } from "./several.ts";
 
 const log = logger("watch");
@@ -57,7 +55,12 @@ interface Watched {
 }
 
 /** What watch touches outside itself. */
-export interface WatchDeps extends RestoreDeps {
+export interface WatchDeps {
+  clock: Clock;
+  /** The store, for jobs run in this process (no `jobs`); its location names it in logs. */
+  store?: Store;
+  /** How logs name the store when no `store` is given (`Store.location`). */
+  location?: string;
   signals: SignalSource;
   /**
    * Records each database's restore, backups and drills (by name: the target's, else derived
@@ -68,6 +71,12 @@ export interface WatchDeps extends RestoreDeps {
   retention?: Retention;
   /** Keeps the store's manifest listing the databases; none: not touched. */
   manifest?: ManifestKeeper;
+  /**
+   * Where the restore, backups and restore drills run (jobs.ts): the CLI runs them in
+   * short-lived child processes (isolated.ts). Default: in this process, against `store` (its
+   * modules loaded then, never when `jobs` is given).
+   */
+  jobs?: Jobs;
 }
 
 /**
@@ -103,7 +112,8 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     const metrics = deps.metrics ?? new Metrics(deps.clock, o, dbs.map((d) => d.name));
     const metricsOf = (name: string) => metrics.of(name);
     const restoreStarted = deps.clock.now();
-    const restored = await restoreAll(dbs, o, deps).catch((err) => {
+    const jobs = deps.jobs ?? await jobsHere(deps);
+    const restored = await jobs.restore(dbs, o).catch((err) => {
       const ms = deps.clock.now() - restoreStarted;
       for (const d of dbs) metricsOf(d.name).restored({ outcome: "failed", ms });
       throw err;
@@ -132,15 +142,7 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
     const each = (fn: (w: Watched) => Promise<unknown>) =>
       mapBounded(watched, 1, (w) => withDbLabel(w.db.name, () => fn(w)));
     const backupAll = (signal: AbortSignal, final: boolean) =>
-      mapBounded(
-        watched,
-        o.backupConcurrency ?? 1,
-        (w) =>
-          withDbLabel(
-            w.db.name,
-            () => backupIfPresent(w.db, o, deps, w.metrics, w.state, signal, final),
-          ),
-      );
+      backupRound(watched, o, jobs, signal, final);
     await each(warnIfNotWal);
     if (stopping.signal.aborted) {
       log.info("{sig} arrived during the restore: not starting the app", {
@@ -193,7 +195,10 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
       if (!stopping.signal.aborted) {
         await each((w) => Promise.resolve(errorIfStale(o, w.metrics)));
       }
-      drilling = drills.runDue(watched.map((w) => drillTarget(w, o, deps)), stopping.signal);
+      drilling = drills.runDue(
+        watched.map((w) => drillTarget(w, o, deps, jobs)),
+        stopping.signal,
+      );
     }
     await drilling; // stopped by `stopping`: the final backups never overlap a drill
 
@@ -211,15 +216,30 @@ export async function watch(o: WatchOptions, deps: WatchDeps): Promise<number> {
   }
 }
 
+/** Jobs run in this process against `deps.store` (tests); throws (a bug) without a store. */
+async function jobsHere(deps: WatchDeps): Promise<Jobs> {
+  if (!deps.store) throw new Error("watch needs `jobs` or a `store`");
+  const { inProcessJobs } = await import("./jobs.ts");
+  return inProcessJobs({ ...deps, store: deps.store });
+}
+
 /** A watched database as the drills see it: after a failed drill it is backed up at once. */
-function drillTarget(w: Watched, o: WatchOptions, deps: WatchDeps): DrillTarget {
+function drillTarget(w: Watched, o: WatchOptions, deps: WatchDeps, jobs: Jobs): DrillTarget {
+  const drill = {
+    db: w.db.db,
+    name: w.db.name,
+    attempts: o.attempts,
+    retryBaseMs: o.retryBaseMs,
+    restoreCheck: o.restoreCheck,
+  };
   return {
-    o: { ...o, db: w.db.db, name: w.db.name },
-    deps,
+    o: drill,
+    location: deps.location ?? deps.store?.location ?? "the store",
     metrics: w.metrics,
+    drill: (signal) => jobs.drill(drill, signal),
     backUpNow: (signal) => {
       w.state.lastSha256 = undefined; // the store's copy is in doubt: upload even if unchanged
-      return backupIfPresent(w.db, o, deps, w.metrics, w.state, signal, false);
+      return backupRound([w], o, jobs, signal, false);
     },
   };
 }
@@ -324,55 +344,83 @@ async function alarmWhileRunning(
   }
 }
 
-/** One backup that never throws: logs failures; returns whether the data is safely stored. */
-async function backupIfPresent(
-  db: BackupOptions,
+/**
+ * One round of backups of `watched` (`backupConcurrency` at once, in `jobs`) that never throws:
+ * a missing or empty database is skipped, each failure logged and counted. Resolves with whether
+ * each database's data is safely stored.
+ */
+async function backupRound(
+  watched: readonly Watched[],
   o: WatchOptions,
-  deps: WatchDeps,
-  metrics: DbMetrics,
-  state: BackupState,
+  jobs: Jobs,
   signal: AbortSignal,
   final: boolean,
-): Promise<boolean> {
+): Promise<boolean[]> {
   const what = final ? "final backup" : "backup";
-  // SQLite creates an empty file on open and writes the header with the first change: an empty
-  // file holds nothing to lose yet, like a missing one.
-  if (!(await statIfExists(db.db))?.size) {
-    metrics.notBackedUp(
-      "skipped",
-      `${db.db} does not exist or is empty: is it the file the app writes?`,
-    );
-    log.info("{what} skipped: {path} does not exist yet or is empty", {
-      event: "backup_skipped",
+  const safe = watched.map(() => true);
+  const present: Watched[] = [];
+  for (const w of watched) {
+    // SQLite creates an empty file on open and writes the header with the first change: an
+    // empty file holds nothing to lose yet, like a missing one.
+    if ((await statIfExists(w.db.db))?.size) present.push(w);
+    else await withDbLabel(w.db.name, () => Promise.resolve(skipped(w, what)));
+  }
+  const items = present.map((w) => ({ db: w.db, state: w.state }));
+  await jobs.backups(items, o.backupConcurrency ?? 1, signal, (i, end) => {
+    const w = present[i];
+    let ok = false;
+    // Runs at once (the label's context is entered synchronously); the promise is only its shape.
+    void withDbLabel(w.db.name, () => Promise.resolve(ok = recordBackup(w, o, end, signal, final)));
+    safe[watched.indexOf(w)] = ok;
+  });
+  return safe;
+}
+
+/** Counts and logs a database skipped because its file is missing or empty; never throws. */
+function skipped(w: Watched, what: string): void {
+  w.metrics.notBackedUp(
+    "skipped",
+    `${w.db.db} does not exist or is empty: is it the file the app writes?`,
+  );
+  log.info("{what} skipped: {path} does not exist yet or is empty", {
+    event: "backup_skipped",
+    what,
+    path: w.db.db,
+  });
+}
+
+/** Counts and logs how one backup ended; returns whether the data is safely stored. */
+function recordBackup(
+  w: Watched,
+  o: WatchOptions,
+  end: BackupEnd,
+  signal: AbortSignal,
+  final: boolean,
+): boolean {
+  const what = final ? "final backup" : "backup";
+  if (end.ok) {
+    w.metrics.backedUp(end.result);
+    warnIfOverBudget(o, end.result.ms, what);
+    return true;
+  }
+  const err = end.error;
+  w.metrics.notBackedUp(signal.aborted ? "aborted" : "failed", oneLine(err));
+  if (signal.aborted) {
+    const why = final
+      ? `cut short after ${formatDuration(o.shutdownTimeoutMs)} (LIFEBOAT_SHUTDOWN_TIMEOUT)`
+      : "stopped for shutdown";
+    const props = { event: "backup_aborted", what, why };
+    if (final) log.error("{what} {why}", props);
+    else log.info("{what} {why}", props);
+  } else {
+    log.error("{what} failed: {error}{retry}", {
+      event: "backup_failed",
       what,
-      path: db.db,
+      error: oneLine(err),
+      retry: final ? "" : "; will retry at the next interval",
     });
-    return true;
   }
-  try {
-    const r = await backupOnce(db, deps, state, signal);
-    metrics.backedUp(r);
-    warnIfOverBudget(o, r.ms, what);
-    return true;
-  } catch (err) {
-    metrics.notBackedUp(signal.aborted ? "aborted" : "failed", oneLine(err));
-    if (signal.aborted) {
-      const why = final
-        ? `cut short after ${formatDuration(o.shutdownTimeoutMs)} (LIFEBOAT_SHUTDOWN_TIMEOUT)`
-        : "stopped for shutdown";
-      const props = { event: "backup_aborted", what, why };
-      if (final) log.error("{what} {why}", props);
-      else log.info("{what} {why}", props);
-    } else {
-      log.error("{what} failed: {error}{retry}", {
-        event: "backup_failed",
-        what,
-        error: oneLine(err),
-        retry: final ? "" : "; will retry at the next interval",
-      });
-    }
-    return false;
-  }
+  return false;
 }
 
 /**

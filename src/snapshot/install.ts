@@ -1,25 +1,15 @@
 /** Turning a downloaded backup into the live database file, only once it is proven sound. */
-import { basename, dirname } from "node:path";
-import { assertNotInUse, SQLITE_SIDE_FILES } from "../dbfile.ts";
-import { fsyncDir, removeIfExists, statIfExists } from "../fsutil.ts";
-import { replaceLocked } from "../lock.ts";
 import type { BackupMeta, DownloadedBackup } from "../store/store.ts";
 import { checkDatabase } from "./snapshot.ts";
+import type { RestoreCheck } from "./restore_check.ts";
+
+export type { RestoreCheck } from "./restore_check.ts";
 
 /** The result of checking one download: sound (with its size) or the reason it is not. */
 export type Verified =
   | { ok: true; size: number; sha256: string }
   /** `unverifiable`: nothing recorded its SHA-256 (not a lifeboat backup, or one never finished). */
   | { ok: false; problem: string; unverifiable?: boolean };
-
-/**
- * The SQLite check a restore runs after the SHA-256 matched: "auto" runs `quick_check` unless the
- * backup's metadata says these exact bytes passed it before upload; the others always run
- * that pragma (`integrity_check` is the slower, complete one).
- */
-export type RestoreCheck = "auto" | "quick_check" | "integrity_check";
-/** Every RestoreCheck, for LIFEBOAT_RESTORE_CHECK. */
-export const RESTORE_CHECKS: readonly RestoreCheck[] = ["auto", "quick_check", "integrity_check"];
 
 /**
  * The SQLite check that `check` asks for on a backup with metadata `meta` once its SHA-256
@@ -59,22 +49,4 @@ export async function verifyDownloaded(
   const verdict = await checkDatabase(tmp, signal, pragma);
   if (verdict !== "ok") return { ok: false, problem: `${pragma}: ${verdict.slice(0, 200)}` };
   return { ok: true, size, sha256 };
-}
-
-/**
- * Atomically replaces `db` with the verified file `tmp` (same directory), first removing any
- * stale side file (`-wal`, `-shm`, `-journal`) that would otherwise be replayed onto the restored database. The result
- * has mode 0600, or the replaced database's mode. Throws (exit 1), changing nothing, when
- * another process has `db` open.
- */
-export async function installDatabase(tmp: string, db: string): Promise<void> {
-  if (dirname(tmp) !== dirname(db)) throw new Error(`${basename(tmp)} is not beside ${db}`);
-  // Keep the mode of a database being replaced (--force); a new one stays private (0600).
-  const old = await statIfExists(db);
-  if (old?.size) assertNotInUse(db); // an app that opened it during the download
-  if (old?.mode != null) await Deno.chmod(tmp, old.mode & 0o777);
-  for (const side of SQLITE_SIDE_FILES) await removeIfExists(db + side);
-  // Locked before the rename: the new inode at `db` is lifeboat's from its first moment.
-  await replaceLocked(db, tmp, () => Deno.rename(tmp, db));
-  await fsyncDir(dirname(db));
 }

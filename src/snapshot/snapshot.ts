@@ -4,6 +4,7 @@ import { exactDuration } from "../duration.ts";
 import { assertSqliteFile } from "../dbfile.ts";
 import { operationError, TransientError } from "../errors.ts";
 import { ensureFreeSpace, hashFile, isDiskFull, statIfExists } from "../fsutil.ts";
+import { Phases } from "../phases.ts";
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
 /** What a finished snapshot file is: its checksum, size and page geometry. */
@@ -68,12 +69,14 @@ function runWorker<R extends WorkerRequest>(
  * granted within SNAPSHOT_LOCK_TIMEOUT_MS, or, before writing anything, if the copy would leave
  * the disk nearly full; a config error if `db` is not a SQLite database. `out` may be left
  * behind on failure and is the caller's to remove. The copy is not fsynced: it is only read
- * back by this process (a crash discards it).
+ * back by this process (a crash discards it). `phases` gets the copy's, the hash's and the
+ * check's durations ("snapshot", "hash", "check").
  */
 export async function takeSnapshot(
   db: string,
   out: string,
   signal?: AbortSignal,
+  phases = new Phases(),
 ): Promise<Snapshot> {
   await assertSqliteFile(db);
   // The copy is at most the database plus its WAL: never let it fill the app's disk.
@@ -86,7 +89,10 @@ export async function takeSnapshot(
   // Created private before SQLite writes a byte into it: backups can hold sensitive data.
   await Deno.writeFile(out, new Uint8Array(), { createNew: true, mode: 0o600 });
   const lockTimeoutMs = SNAPSHOT_LOCK_TIMEOUT_MS;
-  const copied = await runWorker({ op: "snapshot", db, out, lockTimeoutMs }, signal);
+  const copied = await phases.time(
+    "snapshot",
+    () => runWorker({ op: "snapshot", db, out, lockTimeoutMs }, signal),
+  );
   if (!copied.ok && copied.locked) {
     throw operationError(
       `snapshot of ${db} could not get a read lock within ${exactDuration(lockTimeoutMs)}: ` +
@@ -110,7 +116,7 @@ export async function takeSnapshot(
   // quick_check on the copy, never the live database: a damaged database must not become the
   // newest backup, and checking the copy holds no lock the app could wait on. It runs in a
   // second worker while this thread hashes the copy and, after that, while the bytes upload.
-  const checked = checkDatabase(out, signal).then((check) => {
+  const checked = phases.time("check", () => checkDatabase(out, signal)).then((check) => {
     if (check !== "ok") {
       throw operationError(
         `${db} is damaged (quick_check: ${check.slice(0, 200)})`,
@@ -119,7 +125,7 @@ export async function takeSnapshot(
     }
   });
   checked.catch(() => {}); // the caller awaits it; an early failure must not go unhandled
-  const hashed = await hashFile(out, signal);
+  const hashed = await phases.time("hash", () => hashFile(out, signal));
   return { ...hashed, pageSize: copied.pageSize, pageCount: copied.pageCount, checked };
 }
 

@@ -176,6 +176,19 @@ export async function readRoot(store: Store, limit = LIST_LIMIT): Promise<RootHi
 }
 
 /**
+ * Awaits every promise; when any fails, throws the error of the first failed one in the given
+ * order, not the first to fail in time. Why: a HEAD's error answer has no body, so the same
+ * refusal reads "403" from it but "InvalidAccessKeyId" from a LIST; listing first explains it.
+ */
+async function allInOrder<T extends readonly unknown[]>(
+  promises: { [K in keyof T]: Promise<T[K]> },
+): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  for (const s of settled) if (s.status === "rejected") throw s.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+/**
  * Reads one database's history: its three tiers, 0.2's `NAME/backups/`, its kept copy and 0.2's
  * marker of it; `withLegacy` false reads the tiers alone (a backup's routine look).
  */
@@ -186,11 +199,13 @@ export async function readDbHistory(
   withLegacy = true,
 ): Promise<DbHistory> {
   const places = placesOf(name, false).filter((p) => withLegacy || p.layout === "v3");
-  const [lists, kept, marker] = await Promise.all([
-    Promise.all(places.map((p) => store.list(placeDir(p), limit))),
-    withLegacy ? store.describe(keptKey(name)) : undefined,
-    withLegacy ? store.readSmall(legacyMarkerKey(name)) : undefined,
-  ]);
+  const [lists, marker, kept] = await allInOrder(
+    [
+      Promise.all(places.map((p) => store.list(placeDir(p), limit))),
+      withLegacy ? store.readSmall(legacyMarkerKey(name)) : Promise.resolve(undefined),
+      withLegacy ? store.describe(keptKey(name)) : Promise.resolve(undefined),
+    ] as const,
+  );
   const merged = merge(lists, limit);
   const source = kept?.meta.sourceKey ? parseKey(kept.meta.sourceKey) : undefined;
   if (kept && source && !merged.backups.some((b) => b.key === kept.meta.sourceKey)) {

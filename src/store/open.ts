@@ -1,7 +1,7 @@
 /** Builds the Store that a store URL names. */
 import { writeStreamHashed } from "../fsutil.ts";
 import { FileStore } from "./file.ts";
-import type { S3Options, S3Settings, StoreUrl } from "./settings.ts";
+import { type S3Options, type S3Settings, storeLocation, type StoreUrl } from "./settings.ts";
 import type { DownloadedBackup, Store } from "./store.ts";
 
 /**
@@ -13,7 +13,7 @@ export function openStore(url: StoreUrl, s3: S3Options): Store {
   if (url.kind === "file") return new FileStore(url.dir);
   const settings = s3Settings(url, s3);
   return lazyStore(
-    `s3://${url.bucket}/${url.prefix}`,
+    storeLocation(url),
     async () => new (await import("./s3.ts")).S3Store(settings),
   );
 }
@@ -47,6 +47,7 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
     writeSmall: async (key, text, cond) => (await store()).writeSmall(key, text, cond),
     copy: async (from, to, meta) => (await store()).copy(from, to, meta),
     tag: async (key, tags) => (await store()).tag(key, tags),
+    requests: () => real?.requests?.() ?? 0,
   };
 }
 

@@ -50,6 +50,12 @@ export interface RetentionOutcome {
   problems: string[];
 }
 
+/** What a Retention learned about the store: whether it tags, and the key each kept copy holds. */
+export interface RetentionMemory {
+  tagging: boolean;
+  kept: [name: string, key: string][];
+}
+
 /** One process's retention: its mode, and what it learned about the store (tagging). */
 export class Retention {
   /** False once the store answered NotImplemented to tagging (then it is never asked again). */
@@ -59,6 +65,21 @@ export class Retention {
 
   /** Retention in `mode` for `store`. */
   constructor(readonly mode: RetentionMode, private readonly store: Store) {}
+
+  /** What this Retention learned about the store, to hand to another process's (see `remember`). */
+  get memory(): RetentionMemory {
+    return { tagging: this.#tagging, kept: [...this.#kept] };
+  }
+
+  /** Takes over what another process's Retention learned (`memory`); ignores what is malformed. */
+  remember(m: RetentionMemory): void {
+    if (m?.tagging === false) this.#tagging = false;
+    for (const pair of Array.isArray(m?.kept) ? m.kept : []) {
+      if (typeof pair?.[0] === "string" && typeof pair[1] === "string") {
+        this.#kept.set(pair[0], pair[1]);
+      }
+    }
+  }
 
   /** Whether the store has tagging, as far as this process knows. */
   get tagging(): boolean {

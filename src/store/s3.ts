@@ -12,8 +12,11 @@ import {
 } from "@aws-sdk/client-s3";
 import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import { operationError, TransientError } from "../errors.ts";
+import { hashStream } from "../fsutil.ts";
 import { logger } from "../log.ts";
+import { Phases } from "../phases.ts";
 import { checkKey, isKeptKey, MARKER_NAME, parseKey, parseSeal } from "./keys.ts";
+import { EtagCheck } from "./etag_check.ts";
 import { downloadRanges } from "./ranged_download.ts";
 import { roleCredentials } from "./s3_credentials.ts";
 import { failWhenStalled } from "./stall.ts";
@@ -51,8 +54,12 @@ export class S3Store implements Store {
   /** The client for GetObject: Deno's fetch underneath, for byte streams (see constructor). */
   readonly reader: S3Client;
   private readonly keyPrefix: string;
+  /** Requests sent through `mapped` (see Store.requests). */
+  #requests = 0;
   /** Whether the store checks If-None-Match / If-Match (see Store.conditionalWrites). */
   #conditional: "yes" | "no" | "unknown" = "unknown";
+  /** Whether this store's ETags are MD5s, learned once per process (etag_check.ts). */
+  readonly #etags = new EtagCheck();
 
   /** Creates the client; no request is made until first use. */
   constructor(private readonly s: S3Settings) {
@@ -93,6 +100,11 @@ export class S3Store implements Store {
     }
   }
 
+  /** See Store.requests: every request sent through `mapped`, SDK retries not counted. */
+  requests(): number {
+    return this.#requests;
+  }
+
   /** See Store.conditionalWrites. */
   conditionalWrites(): "yes" | "no" | "unknown" {
     return this.#conditional;
@@ -101,10 +113,12 @@ export class S3Store implements Store {
   /**
    * Uploads `file` as a new object (`s3_upload.ts`: one PutObject, or a multipart upload aborted
    * on any failure) with `If-None-Match: *`, then counts it only once a HeadObject shows the
-   * expected size and SHA-256: a 200 from something that is not the store proves nothing.
+   * expected size and SHA-256: a 200 from something that is not the store proves nothing. When
+   * an ETag was not the MD5 sent, it counts only once the object, read back, has that SHA-256
+   * (etag_check.ts); else it throws (retryable) and the backup goes up again under a new key.
    */
   async put(key: string, file: string, meta: BackupMeta, opts: PutOptions = {}): Promise<void> {
-    const { signal, ready } = opts;
+    const { signal, ready, phases = new Phases() } = opts;
     ready?.catch(() => {}); // awaited before the object becomes visible; never unhandled
     const Key = this.objectKey(key);
     const head: UploadHead = {
@@ -114,19 +128,46 @@ export class S3Store implements Store {
       Metadata: metaToRecord(meta),
       ...this.sse(),
     };
-    await this.conditionally(
-      `s3://${this.s.bucket}/${Key}`,
-      (ifNoneMatch) =>
-        uploadFile(file, head, {
-          client: this.client,
-          partSize: this.s.partSize,
-          concurrency: this.s.concurrency,
-          request: (op, send) => this.mapped(op, send, signal, Key),
-          ready,
-          ifNoneMatch,
-        }, signal),
+    const uploaded = await phases.time("upload", () =>
+      this.conditionally(
+        `s3://${this.s.bucket}/${Key}`,
+        (ifNoneMatch) =>
+          uploadFile(file, head, {
+            client: this.client,
+            partSize: this.s.partSize,
+            concurrency: this.s.concurrency,
+            request: (op, send) => this.mapped(op, send, signal, Key),
+            ready,
+            ifNoneMatch,
+            etags: this.#etags,
+          }, signal),
+      ));
+    await phases.time("verify", () => this.verifyStored(Key, meta, signal));
+    if (uploaded.etagDiffers) await phases.time("readback", () => this.readBack(Key, meta));
+  }
+
+  /**
+   * Reads `Key` back whole and hashes it: resolves when it holds `meta`'s bytes (then this
+   * store's ETags are not MD5s, etag_check.ts); throws a retryable error when it holds others.
+   */
+  private async readBack(Key: string, meta: BackupMeta): Promise<void> {
+    const res = await this.mapped(
+      "GetObject",
+      () => this.reader.send(new GetObjectCommand({ Bucket: this.s.bucket, Key })),
+      undefined,
+      Key,
     );
-    await this.verifyStored(Key, meta, signal);
+    const got = await hashStream(failWhenStalled(bodyOf(res, Key), this.s.timeoutMs));
+    if (got.sha256 === meta.sha256 && got.size === meta.size) {
+      this.#etags.notMd5(this.location);
+      return;
+    }
+    throw new TransientError(
+      `the store holds different bytes than were sent for ${Key}: its ETag was not the MD5 ` +
+        `sent, and read back its SHA-256 differs (damaged on the way, by a store that ignores ` +
+        `Content-MD5)`,
+      "lifeboat uploads again under a new key; restore and the drills never take the damaged one",
+    );
   }
 
   /**
@@ -435,6 +476,7 @@ export class S3Store implements Store {
     signal?: AbortSignal,
     key?: string,
   ): Promise<T> {
+    this.#requests++;
     try {
       return await fn();
     } catch (err) {

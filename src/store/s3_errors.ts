@@ -106,12 +106,17 @@ const STATUS_CODE: Record<number, string> = {
 
 /**
  * The code of an error answer without a body (a HEAD's: the SDK names it `Unknown` or after the
- * status, with the message "UnknownError"), from its HTTP status; "" for any other error.
+ * status, with the message "UnknownError"), from its HTTP status; "" for any other error. An
+ * answer whose body has a `<Code>` but no `<Message>` (radosgw's) also reads "UnknownError": its
+ * `Code` is set, and it is the code that counts.
  */
 function bodilessCode(err: unknown): string {
-  const e = err as { message?: unknown; $metadata?: { httpStatusCode?: number } } | null;
+  const e = err as
+    | { message?: unknown; Code?: unknown; $metadata?: { httpStatusCode?: number } }
+    | null;
   const status = e?.$metadata?.httpStatusCode;
   if (e?.message !== NO_BODY || status === undefined) return "";
+  if (typeof e.Code === "string" && e.Code !== "") return "";
   return STATUS_CODE[status] ?? (status >= 500 ? "InternalError" : `HTTP${status}`);
 }
 

@@ -25,11 +25,17 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { TransientError } from "../errors.ts";
+import { logger } from "../log.ts";
+import type { EtagCheck } from "./etag_check.ts";
 import type { S3Operation } from "./s3_errors.ts";
+
+const log = logger("store");
 
 /** S3 allows at most 10,000 parts in one multipart upload. */
 const MAX_PARTS = 10_000;
 const MiB = 1024 * 1024;
+/** Times a part whose ETag is not the MD5 sent goes up again before the object is read back. */
+const PART_RESENDS = 2;
 
 /** The one request head of an upload: the same for PutObject and CreateMultipartUpload. */
 export type UploadHead = CreateMultipartUploadCommandInput & { Bucket: string; Key: string };
@@ -54,6 +60,17 @@ export interface UploadOptions {
    * CompleteMultipartUpload): an object already at the key is never replaced (a 412 instead).
    */
   ifNoneMatch?: boolean;
+  /** Compares each ETag with the MD5 sent (etag_check.ts); none: not compared. */
+  etags?: EtagCheck;
+}
+
+/** What an upload's answers showed. */
+export interface Uploaded {
+  /**
+   * True when an answer's ETag still was not the MD5 of the bytes sent (a part: after
+   * PART_RESENDS more tries): the object must be read back before it counts.
+   */
+  etagDiffers: boolean;
 }
 
 /** Returns a part size ≥ `floor` (whole MiB) such that `size` fits in 10,000 parts. */
@@ -67,14 +84,14 @@ export function partSizeFor(size: number, floor: number): number {
  * `o.ready` resolved. Resolves once every answer carried an ETag; on failure, when `o.ready`
  * rejects or once `signal` aborts it throws, and a multipart upload is aborted first (no part
  * lands after the abort). When `o.ready` rejected, its error is the one thrown, whatever the
- * requests in flight failed with.
+ * requests in flight failed with. A part whose ETag is not the MD5 sent goes up again.
  */
 export async function uploadFile(
   file: string,
   head: UploadHead,
   o: UploadOptions,
   signal?: AbortSignal,
-): Promise<void> {
+): Promise<Uploaded> {
   const size = (await Deno.stat(file)).size;
   const partSize = partSizeFor(size, o.partSize);
   const cond = o.ifNoneMatch ? { IfNoneMatch: "*" } : {};
@@ -94,16 +111,18 @@ export async function uploadFile(
     if (size <= partSize) {
       await o.ready;
       const Body = await Deno.readFile(file);
+      const sum = md5Of(Body);
       const res = await o.request(
         "PutObject",
         () =>
-          o.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: md5(Body), ...cond }), {
+          o.client.send(new PutObjectCommand({ ...head, Body, ContentMD5: sum.base64, ...cond }), {
             abortSignal: stop.signal,
           }),
       );
       requireETag(res.ETag, `PutObject of ${head.Key}`);
+      return { etagDiffers: o.etags?.differs(res, sum.hex) ?? false };
     } else {
-      await multipart(file, head, size, partSize, { ...o, complete: cond }, stop);
+      return await multipart(file, head, size, partSize, { ...o, complete: cond }, stop);
     }
   } catch (err) {
     throw failedCheck ? failedCheck.error : err;
@@ -120,7 +139,7 @@ async function multipart(
   partSize: number,
   o: UploadOptions & { complete: { IfNoneMatch?: string } },
   stop: AbortController,
-): Promise<void> {
+): Promise<Uploaded> {
   const { Bucket, Key } = head;
   const opts = { abortSignal: stop.signal };
   const { UploadId } = await o.request(
@@ -136,7 +155,7 @@ async function multipart(
   try {
     const count = Math.ceil(size / partSize);
     const parts: CompletedPart[] = new Array(count);
-    let next = 0;
+    let next = 0, etagDiffers = false;
     const worker = async () => {
       using f = await Deno.open(file, { read: true });
       const buf = new Uint8Array(partSize);
@@ -151,18 +170,31 @@ async function multipart(
           off += got;
         }
         const PartNumber = n + 1;
-        const res = await o.request("UploadPart", () =>
-          o.client.send(
-            new UploadPartCommand({
-              Bucket,
-              Key,
-              UploadId,
-              PartNumber,
-              Body: body,
-              ContentMD5: md5(body),
-            }),
-            opts,
-          ));
+        const sum = md5Of(body);
+        const send = () =>
+          o.request("UploadPart", () =>
+            o.client.send(
+              new UploadPartCommand({
+                Bucket,
+                Key,
+                UploadId,
+                PartNumber,
+                Body: body,
+                ContentMD5: sum.base64,
+              }),
+              opts,
+            ));
+        let res = await send();
+        // Before the object is visible a damaged part can still be replaced: send it again.
+        for (let i = 0; i < PART_RESENDS && o.etags?.differs(res, sum.hex); i++) {
+          log.warn(
+            "part {part} of {key}: the store's ETag is not the MD5 of the bytes sent (damaged " +
+              "on the way?): sending it again",
+            { event: "part_etag_differs", part: PartNumber, key: Key },
+          );
+          res = await send();
+        }
+        if (o.etags?.differs(res, sum.hex)) etagDiffers = true;
         parts[n] = { PartNumber, ETag: requireETag(res.ETag, `part ${PartNumber} of ${Key}`) };
       }
     };
@@ -194,6 +226,7 @@ async function multipart(
         }),
         opts,
       ));
+    return { etagDiffers };
   } catch (err) {
     await o.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
       .catch(() => {});
@@ -203,7 +236,13 @@ async function multipart(
 
 /** Base64 MD5 of a request body, for Content-MD5 (understood by every S3 implementation). */
 export function md5(body: Uint8Array): string {
-  return createHash("md5").update(body).digest("base64");
+  return md5Of(body).base64;
+}
+
+/** A body's MD5 in base64 (Content-MD5) and in hex (an ETag's form); never throws. */
+function md5Of(body: Uint8Array): { base64: string; hex: string } {
+  const digest = createHash("md5").update(body).digest();
+  return { base64: digest.toString("base64"), hex: digest.toString("hex") };
 }
 
 /** Returns `etag`, or throws (retryable) when the store answered a write without one. */

@@ -10,6 +10,11 @@ export type StoreUrl =
   | { kind: "file"; dir: string }
   | { kind: "s3"; bucket: string; prefix: string };
 
+/** How logs and errors name the store at `url` (`Store.location`); never throws. */
+export function storeLocation(url: StoreUrl): string {
+  return url.kind === "file" ? `file://${url.dir}` : `s3://${url.bucket}/${url.prefix}`;
+}
+
 /** Access keys given to lifeboat alone (LIFEBOAT_ACCESS_KEY_ID…); never logged. */
 export interface StaticKeys {
   accessKeyId: string;

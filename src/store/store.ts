@@ -1,5 +1,6 @@
 /** The one seam to the outside world: where backups are written, listed and read. */
 import { TransientError } from "../errors.ts";
+import type { Phases } from "../phases.ts";
 import type { Place } from "./keys.ts";
 
 /** What every backup records about itself, stored beside its bytes. */
@@ -102,6 +103,8 @@ export interface PutOptions {
    * rejects, its error is thrown and nothing is stored.
    */
   ready?: Promise<void>;
+  /** Gets the durations of the upload ("upload", its wait for `ready` included) and "verify". */
+  phases?: Phases;
 }
 
 /** The listing budget of one place: pages of up to 1,000 keys (S3's own page size). */
@@ -189,6 +192,8 @@ export interface Store {
    * has no tagging.
    */
   tag(key: string, tags: Record<string, string>): Promise<void>;
+  /** How many requests this store sent so far (for a debug line); absent where none are sent. */
+  requests?(): number;
 }
 
 /** The object tag that marks a backup as superseded: the only objects tag rules expire. */
