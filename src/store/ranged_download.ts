@@ -70,7 +70,7 @@ const RANGES_PER_STREAM = 2, MAX_RANGE_PARTS = 8;
 /**
  * A stream asks for its next range when this many parts (`probeBytes`) of its current one are
  * left. Why: a range asked for only once the last one ended leaves the stream idle for a round
- * trip and the server's time to first byte (≈ 50–100 ms over the bench's WAN link, a dozen times
+ * trip and the server's time to first byte (≈ 50–100 ms over the bench's WAN link, several times
  * per stream on 1 GiB); asked for half a part early (4 MiB: 100 ms at 40 MiB/s), its headers are
  * in when the current range ends. Its body waits unread meanwhile (the connection's own buffers).
  */
