@@ -11,13 +11,20 @@
  *                            P13: watch's memory idle and during the largest backup)
  * - BENCH_S3=rgw             PEERS against radosgw (scripts/start-rgw.sh) instead of moto
  * - BENCH_WAN=40:15          PEERS through a shaped link: MiB/s per connection : ms one way
+ * - BENCH_PEERS=restore      PEERS: the restores only (lifeboat's backup makes their object)
  * - BENCH_LIST_KEYS=10000    backups in the P5 listing
  * - BENCH_LIFEBOAT_ROOT=DIR  benchmark another checkout of lifeboat instead of this one
  * - BENCH_LIFEBOAT_ALT=DIR   also run another checkout in the same P1–P3 runs ("lifeboatAlt")
+ * - BENCH_BASE=REV           run everything chosen on this checkout and on git revision REV,
+ *                            and print each figure's ratio this ÷ base (bench/base.ts)
+ * - BENCH_BASE_ROUNDS=N      with BENCH_BASE: N runs per side, the order swapped each round
+ * - BENCH_OUT=NAME           write bench/.data/NAME.json and NAME.md (default: results)
  * - LIFEBOAT_S3_*            passed on to lifeboat (e.g. LIFEBOAT_S3_PART_SIZE_MB)
  *
- * Writes bench/.data/results.json and bench/.data/results.md, and prints the markdown.
+ * Writes bench/.data/results.json and bench/.data/results.md, and prints the markdown (with
+ * BENCH_BASE: bench/.data/compare.md and compare.json, and prints the comparison).
  */
+import { benchAgainstBase } from "./base.ts";
 import { ensureDb } from "./dbgen.ts";
 import { benchCommitLatency } from "./latency.ts";
 import { DATA, runCleanups } from "./lib.ts";
@@ -47,6 +54,19 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  const base = Deno.env.get("BENCH_BASE");
+  if (base) {
+    let code = 1;
+    try {
+      code = await benchAgainstBase(base, log);
+    } catch (e) {
+      console.error(`bench: ${e instanceof Error ? e.message : e}`);
+    } finally {
+      await runCleanups();
+    }
+    Deno.exit(code);
+  }
+  const out = Deno.env.get("BENCH_OUT") || "results";
 
   const sizes = (Deno.env.get("BENCH_SIZES") ?? "10,100,1024").split(",").map(Number)
     .filter((n) => n > 0).sort((a, b) => a - b);
@@ -136,11 +156,11 @@ if (import.meta.main) {
     (peers.length || noop ? "\n" + renderPeers(peers, noop) : "");
   await Deno.mkdir(DATA, { recursive: true });
   await Deno.writeTextFile(
-    `${DATA}/results.json`,
+    `${DATA}/${out}.json`,
     JSON.stringify({ ...results, multidb, peers, noop, memory }, null, 1),
   );
-  await Deno.writeTextFile(`${DATA}/results.md`, md);
+  await Deno.writeTextFile(`${DATA}/${out}.md`, md);
   console.log(md);
-  log(`done; wrote ${DATA}/results.md and results.json`);
+  log(`done; wrote ${DATA}/${out}.md and ${out}.json`);
   Deno.exit(code);
 }

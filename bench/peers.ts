@@ -117,6 +117,11 @@ export function wanShape(): WanShape | undefined {
   return { mibPerS, latencyMs };
 }
 
+/** BENCH_PEERS=restore: the restores only (and the one backup they read), for a quick look. */
+function restoreOnly(): boolean {
+  return Deno.env.get("BENCH_PEERS") === "restore";
+}
+
 /** Environment for rclone: one remote `s3:` at `endpoint`, path-style, the bench's keys. */
 function rcloneEnv(endpoint: string): Record<string, string> {
   return {
@@ -237,7 +242,9 @@ export async function benchPeers(
           : {}),
       };
       // lifeboat's backup first in the first run: every restore reads its object.
-      const order = ["lifeboat", ...rotate(Object.keys(backups).slice(1), run)];
+      // BENCH_PEERS=restore: only lifeboat's backup (every restore reads its object).
+      const others = restoreOnly() ? [] : Object.keys(backups).slice(1);
+      const order = ["lifeboat", ...rotate(others, run)];
       if (run > 0) order.push(...order.splice(0, 1)); // …and last in the others
       for (const name of order) {
         await backups[name]();
@@ -333,11 +340,13 @@ export function renderPeers(results: PeerResult[], noop?: NoopResult): string {
       }
     }
     const f = summarize(r.uploadFloor);
-    lines.push(
-      `| upload floor: the recipe's \`aws s3 cp\` alone | ${fmtMs(f.median)} (${fmtMs(f.min)}–` +
-        `${fmtMs(f.max)}) | – | ${x(ratios(r.backup.lifeboat.ms, r.uploadFloor))} |`,
-      "",
-    );
+    if (f.n) {
+      lines.push(
+        `| upload floor: the recipe's \`aws s3 cp\` alone | ${fmtMs(f.median)} (${fmtMs(f.min)}–` +
+          `${fmtMs(f.max)}) | – | ${x(ratios(r.backup.lifeboat.ms, r.uploadFloor))} |`,
+      );
+    }
+    lines.push("");
   }
   if (noop) {
     lines.push("#### P8: no-op restore (the database exists)", "");

@@ -10,7 +10,7 @@ import { s3StoreTest } from "../testkit/scene.ts";
 const MiB = 1024 * 1024;
 
 s3StoreTest(
-  "s3: a multi-part backup downloads byte for byte: one GET of bytes=0- on a fast link, plus ranges tiling the rest on a slow one, one GET when the server ignores Range",
+  "s3: a multi-part backup downloads byte for byte: one GET of bytes=0- on a fast link, plus ranges tiling the rest in order on a slow one, one GET when the server ignores Range",
   "ranged",
   {},
   async ({ local, dir }) => {
@@ -47,16 +47,16 @@ s3StoreTest(
     await fast.download();
     assert.deepEqual(fast.gets, ["bytes=0-"]);
 
-    // Slow: the first stream stops at the end of its share, 2 ranges (concurrency 3) tile the
+    // Slow: the first stream stops at the end of its first range, ranges asked in order tile the
     // rest, each answered with the Content-Range asked for.
     const slow = storeFor(Infinity);
     await slow.download();
     assert.equal(slow.gets[0], "bytes=0-");
     const rest = slow.gets.slice(1).map((r) => r!.slice(6).split("-").map(Number));
-    assert.equal(rest.length, 2, JSON.stringify(slow.gets));
+    assert.ok(rest.length >= 2, JSON.stringify(slow.gets));
     assert.ok(rest[0][0] >= 5 * MiB, "the first stream carries at least the probe");
-    assert.equal(rest[1][0], rest[0][1] + 1);
-    assert.equal(rest[1][1], size - 1);
+    for (let i = 1; i < rest.length; i++) assert.equal(rest[i][0], rest[i - 1][1] + 1);
+    assert.equal(rest.at(-1)![1], size - 1);
 
     // A server that does not do ranges answers the first GET with the whole object: however
     // slow, nothing more is asked of it.
