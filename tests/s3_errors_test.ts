@@ -251,7 +251,7 @@ Deno.test({
         assertOneLine(
           await run("no bucket restore", c, "restore"),
           1,
-          /S3 bucket "errors-bucket" does not exist \(NoSuchBucket on ListObjectsV2\)/,
+          /S3 bucket "errors-bucket" does not exist \(NoSuchBucket on (ListObjectsV2|GetObject)\)/,
         );
       });
 
