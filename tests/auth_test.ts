@@ -126,9 +126,11 @@ Deno.test({
             addRow(`${dir}/app.db`, `row-${Date.now()}`); // so each tick uploads
             await new Promise((r) => setTimeout(r, 300));
           }
-          const renewedKey = proxy.sts.find((c) => c.token === second)!.accessKeyId;
-          const before = proxy.s3.length;
-          while (!proxy.s3.slice(before).some((r) => r.accessKeyId === renewedKey)) {
+          // Each round of backups runs in a job process that assumes the role with the token
+          // the file holds then: some S3 request must be signed with keys the second token got.
+          const renewed = () =>
+            new Set(proxy.sts.filter((c) => c.token === second).map((c) => c.accessKeyId));
+          while (!proxy.s3.some((r) => renewed().has(r.accessKeyId))) {
             assert.ok(Date.now() < deadline, "renewed credentials never used");
             addRow(`${dir}/app.db`, `row-${Date.now()}`);
             await new Promise((r) => setTimeout(r, 300));
