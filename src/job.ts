@@ -10,7 +10,7 @@ import { inProcessJobs } from "./commands/jobs.ts";
 import { type Installed, stagingInstaller } from "./commands/staged_install.ts";
 import type { Config } from "./config.ts";
 import { encodeLine, lines, toWire } from "./job_pipe.ts";
-import { setupLogging } from "./log.ts";
+import { markSetupRoutine, setupLogging } from "./log.ts";
 import { addSecretsFromEnv } from "./redact.ts";
 import { holdSignals } from "./signals.ts";
 import type { RetentionMemory } from "./store/retention.ts";
@@ -34,6 +34,8 @@ export async function runJob(): Promise<number> {
   if (request.carry) deps.retention.remember(request.carry as RetentionMemory);
   const jobs = inProcessJobs(deps);
   const job = request.job;
+  // The restore at start says how this run reaches its store; each later job would repeat it.
+  if (job.kind !== "restore") markSetupRoutine();
   if (job.kind === "backups") {
     await jobs.backups(job.items, job.limit, stopping.signal, (index, end) =>
       answer({

@@ -84,3 +84,19 @@ export async function setupLogging(settings: LogSettings): Promise<void> {
     ],
   });
 }
+
+/** Whether lines about a process's own setup (credentials assumed) are routine (debug). */
+let routineSetup = false;
+
+/**
+ * Makes this process's setup lines debug, not info: in watch's job processes after the restore,
+ * one per interval would otherwise repeat what the first said. Never throws.
+ */
+export function markSetupRoutine(): void {
+  routineSetup = true;
+}
+
+/** The level of a setup line: "info", or "debug" once markSetupRoutine was called. */
+export function setupLevel(): "info" | "debug" {
+  return routineSetup ? "debug" : "info";
+}

@@ -135,6 +135,9 @@ Deno.test({
             addRow(`${dir}/app.db`, `row-${Date.now()}`);
             await new Promise((r) => setTimeout(r, 300));
           }
+          // One info line says how the run reaches its store, not one per interval.
+          const infos = w.lines.filter((l) => /INFO .*assumed role/.test(l));
+          assert.ok(infos.length <= 1, infos.join("\n"));
         } finally {
           const res = scan.record("watch", await w.stop());
           await proxy.stop();

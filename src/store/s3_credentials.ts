@@ -7,7 +7,7 @@
  */
 import { fromTokenFile, fromWebToken } from "@aws-sdk/credential-providers";
 import { isFinal, oneLine, operationError, TransientError } from "../errors.ts";
-import { logger } from "../log.ts";
+import { logger, setupLevel } from "../log.ts";
 import { addSecret } from "../redact.ts";
 import { mapStsError, redact, type TokenClaims } from "./s3_errors.ts";
 
@@ -128,7 +128,7 @@ export function roleCredentials(s: RoleSettings, deps: RoleDeps = {}): MemoizedP
       source,
       expires: credentials.expiration?.toISOString() ?? "never",
     };
-    if (first) log.info(text, props);
+    if (first && setupLevel() === "info") log.info(text, props);
     else log.debug(text, props);
     return credentials;
   }, deps.now);
