@@ -14,7 +14,14 @@ import { markSetupRoutine, setupLogging } from "./log.ts";
 import { addSecretsFromEnv } from "./redact.ts";
 import { holdSignals } from "./signals.ts";
 import type { RetentionMemory } from "./store/retention.ts";
+import type { StoreMemory } from "./store/store.ts";
 import { storeOf } from "./stores.ts";
+
+/** What one job process hands the next through `watch`: what it learned about the store. */
+interface Carry {
+  retention: RetentionMemory;
+  store: StoreMemory;
+}
 
 /** Runs the job read from stdin; resolves with the exit code (1 when no job could be read). */
 export async function runJob(): Promise<number> {
@@ -31,7 +38,9 @@ export async function runJob(): Promise<number> {
   watchParent(input, stopping, staging.answered);
   stopping.signal.addEventListener("abort", () => staging.gone(stopping.signal.reason));
   const deps = { ...storeOf(cfg), clock: systemClock, install: staging.install };
-  if (request.carry) deps.retention.remember(request.carry as RetentionMemory);
+  const carried = (request.carry ?? {}) as Partial<Carry>;
+  if (carried.retention) deps.retention.remember(carried.retention);
+  if (carried.store) deps.store.remember?.(carried.store);
   const jobs = inProcessJobs(deps);
   const job = request.job;
   // The restore at start says how this run reaches its store; each later job would repeat it.
@@ -57,7 +66,8 @@ export async function runJob(): Promise<number> {
       answer({ kind: "restore", error: toWire(err) });
     }
   }
-  answer({ kind: "end", carry: deps.retention.memory });
+  const carry: Carry = { retention: deps.retention.memory, store: deps.store.memory?.() ?? {} };
+  answer({ kind: "end", carry });
   return 0;
 }
 

@@ -127,6 +127,23 @@ proxiedTest("protocol against S3: damaged bytes", async (t, started) => {
         assert.equal((await s3.backupKeys(bucket)).length, 1);
         await restoreOk(`${dir}/r/app.db`, env);
         assert.equal(readRows(`${dir}/r/app.db`).at(-1), "last");
+        // watch runs each round in a job process of its own: what the first learned is handed
+        // on, so the store is read back once per run, not once per backup.
+        const reads = () =>
+          other.requests.filter((r) => is.get(r) && r.path.includes("/backups/")).length;
+        const before = reads();
+        const w = spawnLifeboat(["watch", "--db", db, "--interval", "1s"], {
+          ...env,
+          LIFEBOAT_DRILL_INTERVAL: "0",
+        });
+        for (let i = 1; i <= 3; i++) {
+          addRow(db, `round ${i}`);
+          await w.waitForCount(/backup finished/, i);
+        }
+        const res = await w.stop();
+        assert.equal(res.code, 0, res.stderr);
+        assert.equal(reads() - before, 1, "one read back for the whole run");
+        assert.equal(res.stderr.match(/ETags are not the MD5/g)?.length, 1, res.stderr);
       } finally {
         await other.stop();
       }

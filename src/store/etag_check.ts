@@ -38,6 +38,16 @@ export class EtagCheck {
     return /^[0-9a-f]{32}$/.test(etag) && etag !== md5hex;
   }
 
+  /** False once this process (or one before it, see `remember`) found ETags that are not MD5s. */
+  get md5s(): boolean {
+    return this.#md5s;
+  }
+
+  /** Takes over what an earlier process of the run learned: ETags are not MD5s. */
+  remember(md5s: boolean): void {
+    if (md5s === false) this.#md5s = false;
+  }
+
   /** Records that an object read back intact although its ETag differed: one log line, once. */
   notMd5(store: string): void {
     if (!this.#md5s) return;

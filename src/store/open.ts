@@ -2,7 +2,7 @@
 import { writeStreamHashed } from "../fsutil.ts";
 import { FileStore } from "./file.ts";
 import { type S3Options, type S3Settings, storeLocation, type StoreUrl } from "./settings.ts";
-import type { DownloadedBackup, Store } from "./store.ts";
+import type { DownloadedBackup, Store, StoreMemory } from "./store.ts";
 
 /**
  * Returns the store for `url`; makes no request (errors surface on first use). The S3 store,
@@ -33,7 +33,14 @@ export function s3Settings(url: Extract<StoreUrl, { kind: "s3" }>, s3: S3Options
 function lazyStore(location: string, load: () => Promise<Store>): Store {
   let loaded: Promise<Store> | undefined;
   let real: Store | undefined;
-  const store = async () => (real = await (loaded ??= load()));
+  // What an earlier process learned, handed over before the real store exists.
+  let learned: unknown;
+  const store = async () => {
+    if (real) return real;
+    real = await (loaded ??= load());
+    if (learned !== undefined) real.remember?.(learned);
+    return real;
+  };
   return {
     location,
     conditionalWrites: () => real?.conditionalWrites() ?? "unknown",
@@ -48,6 +55,11 @@ function lazyStore(location: string, load: () => Promise<Store>): Store {
     copy: async (from, to, meta) => (await store()).copy(from, to, meta),
     tag: async (key, tags) => (await store()).tag(key, tags),
     requests: () => real?.requests?.() ?? 0,
+    memory: () => real?.memory?.() ?? (learned as StoreMemory | undefined) ?? {},
+    remember: (m) => {
+      if (real) real.remember?.(m);
+      else learned = m;
+    },
   };
 }
 

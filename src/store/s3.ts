@@ -38,6 +38,7 @@ import {
   type PutOptions,
   type SmallObject,
   type Store,
+  type StoreMemory,
   type WriteCondition,
   WriteConflict,
 } from "./store.ts";
@@ -104,6 +105,19 @@ export class S3Store implements Store {
   /** See Store.requests: every request sent through `mapped`, SDK retries not counted. */
   requests(): number {
     return this.#requests;
+  }
+
+  /** See Store.memory. */
+  memory(): StoreMemory {
+    const conditional = this.#conditional === "unknown" ? undefined : this.#conditional;
+    return { ...(conditional ? { conditional } : {}), etagsAreMd5: this.#etags.md5s };
+  }
+
+  /** See Store.remember. */
+  remember(m: unknown): void {
+    const { conditional, etagsAreMd5 } = (m ?? {}) as StoreMemory;
+    if (conditional === "yes" || conditional === "no") this.#conditional = conditional;
+    if (etagsAreMd5 === false) this.#etags.remember(false);
   }
 
   /** See Store.conditionalWrites. */

@@ -34,8 +34,12 @@ const log = logger("store");
 /** S3 allows at most 10,000 parts in one multipart upload. */
 const MAX_PARTS = 10_000;
 const MiB = 1024 * 1024;
-/** Times a part whose ETag is not the MD5 sent goes up again before the object is read back. */
-const PART_RESENDS = 2;
+/**
+ * Times a part whose ETag is not the MD5 sent goes up again. Once a resent part still differs,
+ * no other part of the upload is resent: the store's ETags may not be MD5s at all, and the
+ * object's read back decides (a damaged body twice in a row is not worth sending every part 3×).
+ */
+const PART_RESENDS = 1;
 
 /** The one request head of an upload: the same for PutObject and CreateMultipartUpload. */
 export type UploadHead = CreateMultipartUploadCommandInput & { Bucket: string; Key: string };
@@ -186,7 +190,7 @@ async function multipart(
             ));
         let res = await send();
         // Before the object is visible a damaged part can still be replaced: send it again.
-        for (let i = 0; i < PART_RESENDS && o.etags?.differs(res, sum.hex); i++) {
+        for (let i = 0; i < PART_RESENDS && !etagDiffers && o.etags?.differs(res, sum.hex); i++) {
           log.warn(
             "part {part} of {key}: the store's ETag is not the MD5 of the bytes sent (damaged " +
               "on the way?): sending it again",

@@ -194,6 +194,23 @@ export interface Store {
   tag(key: string, tags: Record<string, string>): Promise<void>;
   /** How many requests this store sent so far (for a debug line); absent where none are sent. */
   requests?(): number;
+  /**
+   * What this store learned about its server (conditional writes, ETags), for the next process
+   * of the same run (`watch`'s job processes); absent where nothing is learned.
+   */
+  memory?(): StoreMemory;
+  /** Takes over what another process's store learned (`memory`); ignores what is malformed. */
+  remember?(m: unknown): void;
+}
+
+/**
+ * What a store learned about its server, once per process: whether it checks conditional writes,
+ * whether its ETags are the MD5 of the bytes sent. Handed on, so that each of `watch`'s job
+ * processes does not learn it again (a warning, a refused write, or a whole read back per round).
+ */
+export interface StoreMemory {
+  conditional?: "yes" | "no";
+  etagsAreMd5?: boolean;
 }
 
 /** The object tag that marks a backup as superseded: the only objects tag rules expire. */
